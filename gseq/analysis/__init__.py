@@ -1,0 +1,3 @@
+"""gseq.analysis."""
+
+__all__: list[str] = []

@@ -1,0 +1,3 @@
+"""gseq.data."""
+
+__all__: list[str] = []

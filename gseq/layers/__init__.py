@@ -1,0 +1,3 @@
+"""gseq.layers."""
+
+__all__: list[str] = []

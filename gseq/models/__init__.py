@@ -1,0 +1,3 @@
+"""gseq.models."""
+
+__all__: list[str] = []

@@ -1,0 +1,3 @@
+"""Sparse kernels."""
+
+__all__: list[str] = []

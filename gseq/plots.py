@@ -1,0 +1,3 @@
+"""Matplotlib figures from metrics histories and CSV files."""
+
+__all__: list[str] = []

@@ -1,0 +1,99 @@
+"""Atomic file writes and safe checkpoint loading.
+
+Every file gseq writes goes to a temporary file in the same folder first and is then renamed over the
+target (``os.replace`` is atomic on POSIX and Windows), so a crash never leaves a half-written
+checkpoint or CSV behind and never destroys the previous copy. Checkpoints are read with
+``torch.load(..., weights_only=True)``: they may hold tensors, numbers, strings, lists and dicts, never
+arbitrary pickled objects.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Iterable, Mapping
+
+import torch
+
+__all__ = [
+    "atomic_write_bytes",
+    "atomic_write_text",
+    "write_json",
+    "write_csv",
+    "save_checkpoint",
+    "load_checkpoint",
+]
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
+    """Write ``data`` to ``path`` through a temporary file and a rename."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    return path
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
+    return atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def write_json(path: str | os.PathLike, obj: Any) -> Path:
+    return atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n")
+
+
+def write_csv(path: str | os.PathLike, rows: Iterable[Mapping[str, Any]], fieldnames: list[str] | None = None) -> Path:
+    """Write dict rows as CSV; the columns are ``fieldnames`` or the union of keys in first-seen order."""
+    rows = list(rows)
+    if fieldnames is None:
+        fieldnames = []
+        for row in rows:
+            fieldnames += [k for k in row if k not in fieldnames]
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=fieldnames, extrasaction="ignore")
+    writer.writeheader()
+    writer.writerows(rows)
+    return atomic_write_text(path, buf.getvalue())
+
+
+def save_checkpoint(path: str | os.PathLike, checkpoint: Mapping[str, Any]) -> Path:
+    """``torch.save`` a checkpoint atomically (the previous file survives any failure)."""
+    buf = io.BytesIO()
+    torch.save(dict(checkpoint), buf)
+    return atomic_write_bytes(path, buf.getvalue())
+
+
+def load_checkpoint(path: str | os.PathLike, map_location: Any = "cpu") -> dict[str, Any]:
+    """Load a checkpoint written by :func:`save_checkpoint` with ``weights_only=True``.
+
+    Raises:
+        FileNotFoundError: no file at ``path``.
+        ValueError: the file is not a readable gseq checkpoint (truncated, corrupted, or holding
+            objects other than tensors and plain containers).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint: no file at {str(path)!r}; pass the path of a checkpoint.pt written by gseq")
+    try:
+        obj = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as err:  # torch raises RuntimeError, UnpicklingError, EOFError, ... for bad files
+        raise ValueError(
+            f"checkpoint: {str(path)!r} could not be read as a gseq checkpoint ({type(err).__name__}: "
+            f"{str(err).splitlines()[0] if str(err) else ''}); the file is corrupted or was not written by gseq"
+        ) from err
+    if not isinstance(obj, dict):
+        raise ValueError(f"checkpoint: {str(path)!r} holds a {type(obj).__name__}, not a gseq checkpoint dict")
+    return obj

@@ -1,0 +1,37 @@
+"""Shared test set-up: the data folder, a writable cache, a quiet matplotlib."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+REPO = Path(__file__).resolve().parents[1]
+# tests find datasets through GSEQ_DATA; default: ../shared/data beside the repository
+os.environ.setdefault("GSEQ_DATA", str((REPO.parent / "shared" / "data").resolve()))
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def _cache_in_tmp(tmp_path_factory, monkeypatch):
+    """gseq never writes outside a cache; in tests that cache is a temporary folder."""
+    cache = tmp_path_factory.getbasetemp() / "gseq-cache"
+    monkeypatch.setenv("GSEQ_CACHE", str(cache))
+
+
+@pytest.fixture
+def data_root() -> Path:
+    root = Path(os.environ["GSEQ_DATA"])
+    if not (root / "planetoid" / "Cora" / "raw").is_dir():
+        pytest.fail(f"GSEQ_DATA={root} does not hold planetoid/Cora/raw; set GSEQ_DATA to the shared data folder")
+    return root
+
+
+@pytest.fixture(autouse=True)
+def _seed():
+    torch.manual_seed(0)

@@ -1,0 +1,173 @@
+import csv
+import json
+
+import pytest
+import torch
+from torch import nn
+
+from gseq.train import Trainer, load_checkpoint, save_checkpoint
+
+
+class Tiny(nn.Module):
+    def __init__(self, hidden=8):
+        super().__init__()
+        self.net = nn.Sequential(nn.Linear(2, hidden), nn.Dropout(0.1), nn.Tanh(), nn.Linear(hidden, 1))
+
+    def forward(self, x):
+        return self.net(x).squeeze(-1)
+
+
+def sample(generator):
+    x = torch.randn(32, 2, generator=generator)
+    return x, x[:, 0] - 2 * x[:, 1]
+
+
+def mse(model, batch):
+    x, y = batch
+    return {"loss": nn.functional.mse_loss(model(x), y), "batch_mean": y.mean()}
+
+
+def make_eval():
+    g = torch.Generator().manual_seed(123)
+    x, y = sample(g)
+    return lambda model: {"val_loss": nn.functional.mse_loss(model(x), y)}
+
+
+def test_trainer_learns_and_writes_outputs(tmp_path):
+    torch.manual_seed(0)
+    model = Tiny()
+    trainer = Trainer(model, lr=1e-2, max_steps=300, eval_every=50, monitor="val_loss", mode="min",
+                      seed=0, progress=False, device="cpu", out_dir=tmp_path, config={"task": "tiny"})
+    evaluate = make_eval()
+    before = evaluate(model)["val_loss"].item()
+    result = trainer.fit(mse, sample, evaluate)
+    assert result["step"] == 300 and result["stop_reason"] == "max_steps"
+    assert trainer.last_eval["val_loss"] < 0.1 * before
+    rows = list(csv.DictReader(open(tmp_path / "metrics.csv")))
+    assert [int(r["step"]) for r in rows] == [50, 100, 150, 200, 250, 300]
+    assert {"loss", "batch_mean", "val_loss", "seconds"} <= set(rows[0])
+    config = json.loads((tmp_path / "config.json").read_text())
+    assert config["task"] == "tiny" and config["trainer"]["max_steps"] == 300
+    assert load_checkpoint(tmp_path / "checkpoint.pt")["step"] == 300
+
+
+def test_resume_is_exact(tmp_path):
+    def run(steps, out, resume=False, seed=0):
+        torch.manual_seed(seed)
+        model = Tiny()
+        trainer = Trainer(model, optimizer="rmsprop", lr=1e-2, clip_grad_norm=1.0, max_steps=steps, eval_every=7,
+                          seed=1, progress=False, device="cpu", out_dir=out)
+        trainer.fit(mse, sample, make_eval(), resume=resume)
+        return model, trainer
+
+    full, _ = run(40, tmp_path / "full")
+    run(25, tmp_path / "split")
+    # a fresh model with other initial weights: everything must come from the checkpoint
+    resumed, trainer = run(40, tmp_path / "split", resume=True, seed=99)
+    for (k, a), b in zip(full.state_dict().items(), resumed.state_dict().values()):
+        assert torch.equal(a, b), k
+    assert [r["step"] for r in trainer.history] == [7, 14, 21, 25, 28, 35, 40]
+
+
+def test_epochs_over_an_iterable_and_callbacks():
+    events = []
+
+    class Recorder:
+        def on_fit_start(self, trainer):
+            events.append("start")
+
+        def on_step_end(self, trainer, step, logs):
+            events.append(("step", step, trainer.epoch))
+
+        def on_fit_end(self, trainer, result):
+            events.append(("end", result["epoch"]))
+
+    g = torch.Generator().manual_seed(0)
+    batches = [sample(g) for _ in range(3)]
+    trainer = Trainer(Tiny(), max_epochs=2, progress=False, device="cpu", callbacks=[Recorder(), object()])
+    result = trainer.fit(mse, batches)
+    assert result["step"] == 6 and result["epoch"] == 2
+    assert events[0] == "start" and events[-1] == ("end", 2)
+    assert [e[2] for e in events[1:-1]] == [0, 0, 1, 1, 1, 2]  # completed epochs
+
+
+def test_target_patience_and_keep_best():
+    scores = iter([0.2, 0.5, 0.4, 0.3, 0.9])
+
+    trainer = Trainer(Tiny(), max_steps=100, monitor="acc", target=0.85, progress=False, device="cpu")
+    result = trainer.fit(mse, sample, lambda m: {"acc": next(scores)})
+    assert result["stop_reason"] == "target" and result["step"] == 5
+
+    scores = iter([0.2, 0.5, 0.4, 0.3, 0.9])
+    model = Tiny()
+    trainer = Trainer(model, max_steps=100, monitor="acc", patience=2, keep_best=True, progress=False, device="cpu")
+    snapshots = []
+    result = trainer.fit(mse, sample, lambda m: (snapshots.append({k: v.clone() for k, v in m.state_dict().items()}),
+                                                 {"acc": next(scores)})[1])
+    assert result["stop_reason"] == "patience" and result["step"] == 4
+    assert result["best_step"] == 2 and result["best_metric"] == 0.5
+    for k, v in model.state_dict().items():  # the weights of the best evaluation are back
+        assert torch.equal(v, snapshots[1][k])
+
+
+def test_a_callback_can_stop_training():
+    class StopAt3:
+        def on_step_end(self, trainer, step, logs):
+            trainer.should_stop = step >= 3
+
+    result = Trainer(Tiny(), max_steps=50, callbacks=[StopAt3()], progress=False, device="cpu").fit(mse, sample)
+    assert result["step"] == 3
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"optimizer": "adagradx"}, "optimizer"),
+        ({"lr": -1.0}, "lr"),
+        ({"max_steps": 0}, "max_steps"),
+        ({"eval_every": 0}, "eval_every"),
+        ({"mode": "up"}, "mode"),
+        ({"target": 1.0}, "monitor"),
+        ({"clip_grad_norm": 0.0}, "clip_grad_norm"),
+        ({"device": "tpu:7"}, "device"),
+    ],
+)
+def test_bad_settings_name_the_argument(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        Trainer(Tiny(), **kwargs)
+
+
+def test_fit_needs_a_stopping_rule_and_a_loss():
+    with pytest.raises(ValueError, match="max_steps"):
+        Trainer(Tiny(), progress=False, device="cpu").fit(mse, sample)
+    with pytest.raises(TypeError, match="loss_fn"):
+        Trainer(Tiny(), max_steps=1, progress=False, device="cpu").fit(lambda m, b: 1.0, sample)
+    with pytest.raises(ValueError, match="monitor"):
+        Trainer(Tiny(), max_steps=2, monitor="acc", progress=False, device="cpu").fit(mse, sample, lambda m: {"a": 1})
+
+
+def test_checkpoint_from_another_model_is_refused(tmp_path):
+    Trainer(Tiny(hidden=8), max_steps=1, progress=False, device="cpu", out_dir=tmp_path).fit(mse, sample)
+    other = Trainer(Tiny(hidden=16), max_steps=2, progress=False, device="cpu", out_dir=tmp_path)
+    with pytest.raises(ValueError, match="does not fit this model"):
+        other.fit(mse, sample, resume=True)
+
+
+def test_corrupted_checkpoint_is_a_clear_error_and_saves_are_atomic(tmp_path):
+    path = tmp_path / "checkpoint.pt"
+    save_checkpoint(path, {"a": torch.ones(2)})
+    good = path.read_bytes()
+
+    class Boom:
+        def __reduce__(self):
+            raise RuntimeError("cannot pickle")
+
+    with pytest.raises(RuntimeError):
+        save_checkpoint(path, {"a": Boom()})
+    assert path.read_bytes() == good  # the earlier file survives a failed save
+    assert [p.name for p in tmp_path.iterdir()] == ["checkpoint.pt"]  # no temp file left behind
+    path.write_bytes(good[: len(good) // 2])
+    with pytest.raises(ValueError, match="corrupted"):
+        load_checkpoint(path)
+    with pytest.raises(FileNotFoundError, match="checkpoint"):
+        load_checkpoint(tmp_path / "missing.pt")
