@@ -1,0 +1,105 @@
+import shutil
+
+import pytest
+import torch
+
+from gseq.data import PLANETOID_SHA256, planetoid
+
+
+def test_cora_public_split(data_root):
+    data = planetoid("Cora")
+    assert data.num_nodes == 2708 and data.num_features == 1433 and int(data.y.max()) == 6
+    assert data.edge_index.shape == (2, 10556)
+    assert [int(data[m].sum()) for m in ("train_mask", "val_mask", "test_mask")] == [140, 500, 1000]
+    torch.testing.assert_close(data.x.sum(1)[data.x.sum(1) > 0], torch.ones(int((data.x.sum(1) > 0).sum())))
+    raw = planetoid("cora", normalize=False)
+    assert set(raw.x.unique().tolist()) == {0.0, 1.0}
+
+
+def test_cora_equals_pyg_planetoid(data_root, tmp_path):
+    from torch_geometric.datasets import Planetoid
+    from torch_geometric.transforms import NormalizeFeatures
+
+    shutil.copytree(data_root / "planetoid" / "Cora", tmp_path / "Cora")
+    ref = Planetoid(str(tmp_path), "Cora", transform=NormalizeFeatures())[0]
+    ours = planetoid("Cora")
+    for key in ("x", "y", "edge_index", "train_mask", "val_mask", "test_mask"):
+        assert torch.equal(ours[key], ref[key]), key
+
+
+def test_never_writes_into_the_data_folder(data_root, tmp_path):
+    before = sorted(p.name for p in (data_root / "planetoid" / "Cora").rglob("*"))
+    planetoid("Cora")
+    assert sorted(p.name for p in (data_root / "planetoid" / "Cora").rglob("*")) == before
+
+
+def copy_cora(data_root, tmp_path):
+    shutil.copytree(data_root / "planetoid" / "Cora", tmp_path / "Cora")
+    return tmp_path
+
+
+def test_tampered_file_is_refused_before_unpickling(data_root, tmp_path):
+    root = copy_cora(data_root, tmp_path)
+    path = root / "Cora" / "raw" / "ind.cora.x"
+    path.chmod(0o644)
+    path.write_bytes(path.read_bytes() + b"\x00")
+    with pytest.raises(ValueError, match="ind.cora.x has SHA-256"):
+        planetoid("Cora", root=root)
+    assert planetoid("Cora", root=root, trust=True).num_nodes == 2708
+
+
+def test_missing_files_name_files_and_folder(tmp_path, monkeypatch):
+    monkeypatch.setenv("GSEQ_DATA", str(tmp_path / "nowhere"))
+    with pytest.raises(FileNotFoundError, match=r"ind\.cora\.x.*nowhere/planetoid/Cora/raw"):
+        planetoid("Cora", download=False)
+    with pytest.raises(FileNotFoundError, match="ind.citeseer.graph"):
+        planetoid("CiteSeer", root=tmp_path, download=False)
+
+
+def test_unknown_name_and_unknown_digest(data_root, tmp_path):
+    with pytest.raises(ValueError, match="name: unknown Planetoid dataset 'Coraa'"):
+        planetoid("Coraa")
+    raw = tmp_path / "PubMed" / "raw"
+    raw.mkdir(parents=True)
+    for part in ("x", "tx", "allx", "y", "ty", "ally", "graph", "test.index"):
+        (raw / f"ind.pubmed.{part}").write_bytes(b"not a pickle")
+    with pytest.raises(ValueError, match="ships no SHA-256"):
+        planetoid("PubMed", root=tmp_path)
+
+
+def test_citeseer_digests_are_shipped():
+    assert sum(k.startswith("ind.citeseer.") for k in PLANETOID_SHA256) == 8
+
+
+def test_citeseer_test_index_gaps_are_handled_as_pyg_does(tmp_path):
+    """A synthetic CiteSeer-shaped copy (test indices with gaps), read by gseq (trust=True) and by PyG."""
+    import pickle
+
+    import numpy as np
+    import scipy.sparse as sp
+    from torch_geometric.io.planetoid import read_planetoid_data
+
+    rng = np.random.default_rng(0)
+    n_train, n_all, f, c = 3, 505, 5, 3
+    test_index = np.array([508, 505, 510, 506])  # 507 and 509 are missing: isolated nodes
+    n = 511
+    onehot = lambda k: np.eye(c)[rng.integers(0, c, k)]  # noqa: E731
+    items = {
+        "x": sp.csr_matrix(rng.random((n_train, f))), "y": onehot(n_train),
+        "allx": sp.csr_matrix(rng.random((n_all, f))), "ally": onehot(n_all),
+        "tx": sp.csr_matrix(rng.random((len(test_index), f))), "ty": onehot(len(test_index)),
+        "graph": {i: [(i + 1) % n, (i + 3) % n] for i in range(n)},
+    }
+    raw = tmp_path / "CiteSeer" / "raw"
+    raw.mkdir(parents=True)
+    for name, obj in items.items():
+        with open(raw / f"ind.citeseer.{name}", "wb") as fh:
+            pickle.dump(obj, fh)
+    (raw / "ind.citeseer.test.index").write_text("\n".join(map(str, test_index)) + "\n")
+    with pytest.raises(ValueError, match="SHA-256"):
+        planetoid("CiteSeer", root=tmp_path)
+    ours = planetoid("CiteSeer", root=tmp_path, trust=True, normalize=False)
+    ref = read_planetoid_data(str(raw), "citeseer")
+    for key in ("x", "y", "edge_index", "train_mask", "val_mask", "test_mask"):
+        assert torch.equal(ours[key], ref[key]), key
+    assert ours.num_nodes == n
