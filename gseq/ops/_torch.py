@@ -1,0 +1,128 @@
+"""The torch (CPU and reference) implementation of the kernels behind :mod:`gseq.ops`.
+
+Every function here takes arrays that :mod:`gseq.ops` has validated and returns plain tensors (no
+autograd: :mod:`gseq.ops._autograd` wires forward and backward). None of them builds an
+``[nnz, F]`` tensor for the whole graph: the weighted sum goes through a ``torch.sparse_csr_tensor``
+built once per structure (MKL's CSR x dense product on the CPU: row-parallel, bitwise reproducible),
+the edge-value gradient through ``torch.sparse.sampled_addmm``, and max/min reductions through
+chunks of at most :data:`CHUNK_ELEMS` gathered elements.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import torch
+from torch import Tensor
+
+from .csr import CSR
+
+__all__ = ["spmm_sum", "spmm_arg", "sddmm", "sddmm_arg", "spmm_arg_backward_x", "CHUNK_ELEMS"]
+
+#: upper bound on the elements of one gathered ``[chunk, F]`` block in the chunked paths
+CHUNK_ELEMS = 1 << 21
+
+
+def _chunk(nnz: int, width: int) -> int:
+    return max(1, CHUNK_ELEMS // max(width, 1)) if nnz else 1
+
+
+def _sparse_csr(csr: CSR, values: Tensor | None, dtype: torch.dtype) -> Tensor:
+    """``csr`` as a ``torch.sparse_csr_tensor`` (int32 indices when they fit; cached per structure)."""
+    def index_arrays():
+        small = csr.nnz < 2**31 - 1 and csr.num_cols < 2**31 - 1
+        idt = torch.int32 if small else torch.int64
+        return csr.indptr.to(idt), csr.indices.to(idt)
+    crow, col = csr.cached("torch_index", index_arrays)
+    if values is None:
+        values = csr.cached(f"ones:{dtype}", lambda: torch.ones(csr.nnz, dtype=dtype, device=csr.device))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # "sparse CSR support is in beta"
+        return torch.sparse_csr_tensor(crow, col, values.detach(), csr.shape, dtype=dtype,
+                                       device=csr.device, check_invariants=False)
+
+
+def spmm_sum(csr: CSR, values: Tensor | None, x: Tensor) -> Tensor:
+    r""":math:`Y_i = \sum_{e \in \mathrm{row}(i)} v_e X_{\mathrm{col}(e)}` (empty rows give 0)."""
+    m, f = csr.num_rows, x.size(1)
+    if csr.nnz == 0 or f == 0 or m == 0:
+        return x.new_zeros(m, f)
+    if x.dtype not in (torch.float32, torch.float64):  # half types: accumulate in float32
+        v = None if values is None else values.float()
+        return spmm_sum(csr, v, x.float()).to(x.dtype)
+    return torch.sparse.mm(_sparse_csr(csr, values, x.dtype), x.contiguous())
+
+
+def sddmm(csr: CSR, a: Tensor, b: Tensor) -> Tensor:
+    r"""Sampled dense-dense product :math:`g_e = \langle a_{\mathrm{row}(e)}, b_{\mathrm{col}(e)} \rangle`, ``[nnz]``."""
+    f = a.size(1)
+    if csr.nnz == 0 or f == 0:
+        return a.new_zeros(csr.nnz)
+    if a.dtype not in (torch.float32, torch.float64):
+        return sddmm(csr, a.float(), b.float()).to(a.dtype)
+    mask = _sparse_csr(csr, None, a.dtype)
+    out = torch.sparse.sampled_addmm(mask, a.contiguous(), b.t(), beta=0.0, alpha=1.0)
+    return out.values()
+
+
+def spmm_arg(csr: CSR, values: Tensor | None, x: Tensor, reduce: str) -> tuple[Tensor, Tensor]:
+    r"""Max (``reduce="max"``) or min over each row of :math:`v_e X_{\mathrm{col}(e)}`, and the arg entry.
+
+    Returns ``(out [M, F], arg [M, F])``: ``arg[i, f]`` is the first entry (in CSR order) that attains
+    the extreme, ``nnz`` for an empty row (whose output is 0, as in torch_scatter).
+    """
+    m, f, nnz = csr.num_rows, x.size(1), csr.nnz
+    big = torch.iinfo(torch.int64).max
+    fill = float("-inf") if reduce == "max" else float("inf")
+    how = "amax" if reduce == "max" else "amin"
+    out = x.new_full((m, f), fill)
+    arg = torch.full((m, f), big, dtype=torch.long, device=x.device)
+    if nnz == 0 or f == 0 or m == 0:
+        return out.zero_(), arg.fill_(nnz)
+    row, col = csr.row(), csr.indices
+    step = _chunk(nnz, f)
+
+    def gathered(s: int, e: int) -> Tensor:
+        g = x.index_select(0, col[s:e])
+        return g if values is None else g * values[s:e, None].to(x.dtype)
+
+    for s in range(0, nnz, step):
+        e = min(s + step, nnz)
+        out.scatter_reduce_(0, row[s:e, None].expand(-1, f), gathered(s, e), how, include_self=True)
+    for s in range(0, nnz, step):
+        e = min(s + step, nnz)
+        r = row[s:e]
+        hit = gathered(s, e) == out.index_select(0, r)
+        ids = torch.where(hit, torch.arange(s, e, device=x.device)[:, None], big)
+        arg.scatter_reduce_(0, r[:, None].expand(-1, f), ids, "amin", include_self=True)
+    empty = arg == big
+    return out.masked_fill_(empty, 0), arg.masked_fill_(empty, nnz)
+
+
+def spmm_arg_backward_x(csr: CSR, values: Tensor | None, grad: Tensor, arg: Tensor, n: int) -> Tensor:
+    r"""Gradient of a max/min SpMM w.r.t. ``x``: :math:`G^x_{c,f} = \sum_{i: \mathrm{col}(arg_{if}) = c} v_{arg_{if}} G_{if}`."""
+    f = grad.size(1)
+    out = grad.new_zeros(n, f)
+    valid = arg < csr.nnz
+    a = arg.clamp(max=max(csr.nnz - 1, 0))
+    if csr.nnz == 0:
+        return out
+    g = grad if values is None else grad * values.to(grad.dtype)[a]
+    g = torch.where(valid, g, 0)
+    return out.scatter_add_(0, csr.indices[a], g)  # deterministic on the CPU
+
+
+def sddmm_arg(csr: CSR, grad: Tensor, x: Tensor, arg: Tensor) -> Tensor:
+    r"""Gradient of a max/min SpMM w.r.t. the values: :math:`g_e = \sum_{f: arg_{if} = e} G_{if} X_{\mathrm{col}(e), f}`."""
+    nnz = csr.nnz
+    out = grad.new_zeros(nnz)
+    if nnz == 0 or grad.size(1) == 0:
+        return out
+    valid = arg < nnz
+    a = arg.clamp(max=nnz - 1)
+    contrib = grad * x[csr.indices[a], _feat(grad)]  # [M, F]: O(nodes x features), never [nnz, F]
+    return out.index_add_(0, a[valid], contrib[valid])  # a fixed (row, feature) order: deterministic
+
+
+def _feat(t: Tensor) -> Tensor:
+    return torch.arange(t.size(1), device=t.device).expand_as(t)

@@ -1,0 +1,56 @@
+"""Backend selection: argument, set_backend / use_backend, GSEQ_OPS_BACKEND, and the errors."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import gseq.ops as ops
+from gseq.ops import _backend, _torch, _triton
+
+
+def test_auto_on_cpu_is_torch(monkeypatch):
+    monkeypatch.delenv("GSEQ_OPS_BACKEND", raising=False)
+    assert _backend.resolve("auto", torch.device("cpu")) is _torch
+    assert ops.get_backend() == "auto"
+
+
+def test_env_var_and_precedence(monkeypatch):
+    monkeypatch.setenv("GSEQ_OPS_BACKEND", "torch")
+    assert ops.get_backend() == "torch"
+    with ops.use_backend("triton"):
+        assert ops.get_backend() == "triton"
+        assert _backend.resolve("torch", torch.device("cpu")) is _torch  # the argument wins
+    assert ops.get_backend() == "torch"
+    ops.set_backend("auto")
+    try:
+        assert ops.get_backend() == "auto"
+    finally:
+        ops.set_backend(None)
+    monkeypatch.setenv("GSEQ_OPS_BACKEND", "gpu")
+    with pytest.raises(ValueError, match="GSEQ_OPS_BACKEND"):
+        ops.get_backend()
+    with pytest.raises(ValueError, match="backend must be one of"):
+        ops.set_backend("cuda")
+
+
+def test_forced_triton_without_interpreter_is_a_clear_error(monkeypatch):
+    monkeypatch.setattr(_triton, "INTERPRET", False)
+    with pytest.raises(RuntimeError, match="TRITON_INTERPRET=1"):
+        ops.spmm(ops.CSR.from_edge_index(torch.tensor([[0], [1]])).with_values(None), torch.ones(2, 1),
+                 backend="triton")
+
+
+def test_forced_triton_not_installed(monkeypatch):
+    monkeypatch.setattr(_backend, "TRITON_AVAILABLE", False)
+    with pytest.raises(RuntimeError, match="pip install"):
+        _backend.resolve("triton", torch.device("cpu"))
+    monkeypatch.setenv("GSEQ_OPS_BACKEND", "triton")
+    with pytest.raises(RuntimeError, match="not importable"):
+        ops.scatter(torch.ones(2), torch.tensor([0, 0]))
+
+
+def test_flag_matches_import():
+    import importlib.util
+
+    assert ops.TRITON_AVAILABLE == (importlib.util.find_spec("triton") is not None)
