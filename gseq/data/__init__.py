@@ -2,6 +2,8 @@
 
 from .graphs import example_graph, hop_distances, hops, karate, node_index
 from .planetoid import PLANETOID_NAMES, PLANETOID_SHA256, cache_dir, normalize_features, planetoid
+from .text import (CharVocab, eval_windows, load_text, preprocess_text, resolve_text_file, split_text,
+                   strip_gutenberg, window_sampler)
 
 __all__ = [
     "example_graph",
@@ -14,4 +16,12 @@ __all__ = [
     "cache_dir",
     "PLANETOID_NAMES",
     "PLANETOID_SHA256",
+    "CharVocab",
+    "load_text",
+    "resolve_text_file",
+    "preprocess_text",
+    "strip_gutenberg",
+    "split_text",
+    "window_sampler",
+    "eval_windows",
 ]
