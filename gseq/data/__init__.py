@@ -4,6 +4,7 @@ from .graphs import example_graph, hop_distances, hops, karate, node_index
 from .planetoid import PLANETOID_NAMES, PLANETOID_SHA256, cache_dir, normalize_features, planetoid
 from .text import (CharVocab, eval_windows, load_text, preprocess_text, resolve_text_file, split_text,
                    strip_gutenberg, window_sampler)
+from .palindromes import NUM_DIGITS, PalindromeDataset, palindromes
 
 __all__ = [
     "example_graph",
@@ -25,3 +26,4 @@ __all__ = [
     "window_sampler",
     "eval_windows",
 ]
+__all__ += ["palindromes", "PalindromeDataset", "NUM_DIGITS"]
