@@ -1,3 +1,17 @@
 """gseq.models."""
 
-__all__: list[str] = []
+from .char_lstm import CharLSTM, SampleLogger, char_lm_evaluator, char_lm_loss, load_char_lstm, train_char_lstm
+from .gcn_net import GCNNet, train_node_classifier
+from .generate import generate
+
+__all__: list[str] = [
+    "GCNNet",
+    "train_node_classifier",
+    "CharLSTM",
+    "char_lm_loss",
+    "char_lm_evaluator",
+    "SampleLogger",
+    "train_char_lstm",
+    "load_char_lstm",
+    "generate",
+]

@@ -1,0 +1,189 @@
+r"""Sampling text from a character language model, one model step per character.
+
+The next character is drawn from :math:`\mathrm{softmax}(z / T)` where :math:`z` are the model's logits
+and :math:`T` the temperature (PyTorch's and Hugging Face's convention). The original report wrote
+:math:`\mathrm{softmax}(\tau z)`: the same distribution with :math:`\tau = 1/T`. :math:`T = 0` is greedy
+(argmax), :math:`T \to 0` approaches it, :math:`T = 1` samples the model's own distribution, and
+:math:`T > 1` flattens it.
+
+Sampling uses the Gumbel-max trick: :math:`\arg\max_i (z_i / T + g_i)` with
+:math:`g_i = -\log(-\log u_i)`, :math:`u_i \sim U(0, 1)` is an exact draw from
+:math:`\mathrm{softmax}(z / T)`. The noise for many steps is drawn at once from the given generator
+(reproducible with a seed), and each step is then an add and an argmax: no ``torch.multinomial``, no
+host synchronisation, and the same work every step, which is what a CUDA graph needs.
+"""
+
+from __future__ import annotations
+
+import math
+from numbers import Real
+
+import torch
+from torch import Tensor, nn
+
+from ..data.text import CharVocab
+
+__all__ = ["generate"]
+
+#: steps of Gumbel noise drawn per call to the generator
+NOISE_CHUNK = 256
+
+
+def _check_args(model, vocab, prompt, length, temperature, top_k, top_p, generator, batch, unknown) -> None:
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model: expected a CharLSTM (torch.nn.Module), got {type(model).__name__}")
+    if not isinstance(vocab, CharVocab):
+        raise TypeError(f"vocab: expected a gseq.data.CharVocab, got {type(vocab).__name__}")
+    size = getattr(model, "vocab_size", None)
+    if size is not None and size != len(vocab):
+        raise ValueError(f"vocab: has {len(vocab)} characters but the model predicts {size}; "
+                         "use the vocabulary stored with the model's checkpoint")
+    if not isinstance(prompt, str):
+        raise TypeError(f"prompt: expected str, got {type(prompt).__name__}")
+    if isinstance(length, bool) or not isinstance(length, int) or length < 0:
+        raise ValueError(f"length: must be an integer >= 0, got {length!r}")
+    if isinstance(temperature, bool) or not isinstance(temperature, Real) or not math.isfinite(temperature) \
+            or temperature < 0:
+        raise ValueError(f"temperature: must be a finite number >= 0 (0 = greedy), got {temperature!r}")
+    if top_k is not None and (isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1):
+        raise ValueError(f"top_k: must be an integer >= 1 or None, got {top_k!r}")
+    if top_p is not None and (isinstance(top_p, bool) or not isinstance(top_p, Real) or not 0 < top_p <= 1):
+        raise ValueError(f"top_p: must lie in (0, 1] or be None, got {top_p!r}")
+    if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
+        raise ValueError(f"batch: must be a positive integer, got {batch!r}")
+    if generator is not None and not isinstance(generator, torch.Generator):
+        raise TypeError(f"generator: expected a torch.Generator or None, got {type(generator).__name__}")
+    if unknown not in ("error", "skip"):
+        raise ValueError(f"unknown: must be 'error' or 'skip', got {unknown!r}")
+
+
+def _gumbel(steps: int, batch: int, vocab: int, generator, device, dtype) -> Tensor:
+    u = torch.rand((steps, batch, vocab), generator=generator, device=device, dtype=dtype)
+    return u.log_().neg_().log_().neg_()
+
+
+def _filter(scaled: Tensor, top_k: int | None, top_p: float | None) -> Tensor:
+    """Set the logits outside the top-k, then outside the top-p nucleus, to -inf."""
+    if top_k is not None and top_k < scaled.size(-1):
+        kth = scaled.topk(top_k, dim=-1).values[:, -1:]
+        scaled = scaled.masked_fill(scaled < kth, -math.inf)
+    if top_p is not None and top_p < 1:
+        probs, order = scaled.softmax(-1).sort(dim=-1, descending=True)
+        # drop a character when the more likely ones already hold top_p of the mass (the first always stays)
+        drop = (probs.cumsum(-1) - probs) >= top_p
+        scaled = scaled.masked_fill(drop.scatter(-1, order, drop), -math.inf)
+    return scaled
+
+
+def _step_fn(model: nn.Module):
+    step = getattr(model, "step", None)
+    if step is not None:
+        return step
+
+    def fallback(ids: Tensor, state):
+        logits, state = model(ids.unsqueeze(1), state)
+        return logits[:, -1], state
+
+    return fallback
+
+
+def _sample_ids(model, prompt_ids: Tensor, length: int, temperature: float, top_k, top_p, generator,
+                batch: int) -> Tensor:
+    """The eager loop: ``[batch, length]`` ids. Runs under ``torch.inference_mode``."""
+    device = next(model.parameters()).device
+    dtype = next(model.parameters()).dtype
+    vocab_size = model.vocab_size
+    step = _step_fn(model)
+    out = torch.empty(length, batch, dtype=torch.long, device=device)
+    if prompt_ids.numel() == 0:
+        ids = torch.randint(vocab_size, (batch,), generator=generator, device=device)
+        out[0] = ids
+        start = 1
+        logits, state = (step(ids, None) if length > 1 else (None, None))
+    else:
+        logits, state = model(prompt_ids.to(device).unsqueeze(0).expand(batch, -1))
+        logits, start = logits[:, -1], 0
+
+    greedy = temperature == 0
+    filtered = not greedy and (top_k is not None or (top_p is not None and top_p < 1))
+    noise = None
+    for t in range(start, length):
+        if greedy:
+            ids = logits.argmax(-1)
+        else:
+            k = (t - start) % NOISE_CHUNK
+            if k == 0:
+                noise = _gumbel(min(NOISE_CHUNK, length - t), batch, vocab_size, generator, device, dtype)
+                if not filtered:
+                    noise.mul_(temperature)  # argmax(z / T + g) == argmax(z + T g) for T > 0
+            if filtered:
+                ids = (_filter(logits / temperature, top_k, top_p) + noise[k]).argmax(-1)
+            else:
+                ids = (logits + noise[k]).argmax(-1)
+        out[t] = ids
+        if t + 1 < length:
+            logits, state = step(ids, state)
+    return out.t()
+
+
+def generate(
+    model: nn.Module,
+    vocab: CharVocab,
+    prompt: str = "",
+    length: int = 200,
+    temperature: float = 1.0,
+    top_k: int | None = None,
+    top_p: float | None = None,
+    generator: torch.Generator | None = None,
+    batch: int = 1,
+    *,
+    unknown: str = "error",
+) -> list[str]:
+    r"""Sample ``batch`` continuations of ``length`` characters from a character language model.
+
+    The prompt is run through the model in one call to prime the LSTM state; then each new character
+    is drawn from :math:`\mathrm{softmax}(z / T)` (after top-k, then top-p filtering) and fed back, one
+    model step per character, with the state carried over, so ``length`` can be anything. An empty
+    prompt starts from a random first character (uniform over the vocabulary, drawn with
+    ``generator``), which is the first of the ``length`` characters returned. Runs under
+    ``torch.inference_mode`` with the model in eval mode (its mode is restored afterwards).
+
+    Args:
+        model: a :class:`~gseq.models.CharLSTM` (or any module with ``vocab_size`` and
+            ``forward(ids [B, T], state) -> (logits [B, T, V], state)``).
+        vocab: the vocabulary the model was trained with.
+        prompt: text that primes the state; the output continues it. (default: ``""``)
+        length: number of characters to generate, ``>= 0``. (default: ``200``)
+        temperature: :math:`T`; ``0`` is greedy argmax. The report's :math:`\tau` is ``1 / T``.
+            (default: ``1.0``)
+        top_k: keep only the ``top_k`` most likely characters (``>= 1``). (default: None)
+        top_p: keep the smallest set of most likely characters whose probability reaches ``top_p``, in
+            ``(0, 1]``. (default: None)
+        generator: the random generator (on the model's device); None uses torch's global one.
+            (default: None)
+        batch: number of independent samples. (default: ``1``)
+        unknown: prompt characters not in the vocabulary: ``"error"`` raises a ``ValueError`` naming
+            them, ``"skip"`` drops them. (default: ``"error"``)
+
+    Returns:
+        a list of ``batch`` strings of ``length`` characters each, without the prompt (always a list,
+        also for ``batch=1``: take ``[0]``).
+    """
+    _check_args(model, vocab, prompt, length, temperature, top_k, top_p, generator, batch, unknown)
+    prompt_ids = vocab.encode(prompt, unknown=unknown)
+    if length == 0:
+        return [""] * batch
+    device = next(model.parameters()).device
+    if generator is not None and generator.device.type != device.type:
+        raise ValueError(f"generator: lives on {generator.device} but the model on {device}; "
+                         f"make it with torch.Generator(device={str(device)!r})")
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.inference_mode():
+            ids = _sample_ids(model, prompt_ids, length, float(temperature), top_k,
+                              None if top_p is None else float(top_p), generator, batch)
+    finally:
+        model.train(was_training)
+    chars = vocab.chars
+    return ["".join(chars[i] for i in row) for row in ids.tolist()]
