@@ -60,9 +60,22 @@ def sddmm(csr: CSR, a: Tensor, b: Tensor) -> Tensor:
         return a.new_zeros(csr.nnz)
     if a.dtype not in (torch.float32, torch.float64):
         return sddmm(csr, a.float(), b.float()).to(a.dtype)
+    if csr.nnz > csr.num_rows * csr.num_cols:
+        # torch.sparse.sampled_addmm rejects more entries than the dense matrix has cells (duplicates)
+        return _sddmm_chunked(csr, a, b)
     mask = _sparse_csr(csr, None, a.dtype)
     out = torch.sparse.sampled_addmm(mask, a.contiguous(), b.t(), beta=0.0, alpha=1.0)
     return out.values()
+
+
+def _sddmm_chunked(csr: CSR, a: Tensor, b: Tensor) -> Tensor:
+    out = a.new_empty(csr.nnz)
+    row, col = csr.row(), csr.indices
+    step = _chunk(csr.nnz, a.size(1))
+    for s in range(0, csr.nnz, step):
+        e = min(s + step, csr.nnz)
+        out[s:e] = (a.index_select(0, row[s:e]) * b.index_select(0, col[s:e])).sum(1)
+    return out
 
 
 def spmm_arg(csr: CSR, values: Tensor | None, x: Tensor, reduce: str) -> tuple[Tensor, Tensor]:

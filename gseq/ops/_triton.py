@@ -1,8 +1,26 @@
-"""Triton kernels (CUDA; on the CPU under ``TRITON_INTERPRET=1``)."""
+"""Triton kernels for :mod:`gseq.ops` (CUDA; on the CPU under ``TRITON_INTERPRET=1``).
+
+Triton is imported softly: :data:`AVAILABLE` says whether it worked. The kernels use only long-standing
+``tl`` operations (masked ``load``/``store``, ``arange``, ``sum``, ``max``, ``min``, ``where``), so
+they compile on Triton 3.x.
+
+Work balance and determinism. Each row of the CSR is cut into chunks of at most :data:`CHUNK`
+entries (a row with no entries is one empty chunk); one program reduces one chunk over a
+``BLOCK_F``-wide slice of the features, walking its entries ``BLOCK_E`` at a time. A row that fits one
+chunk is written directly; the chunks of a longer row write partial results, which a second kernel
+adds (or maxes) in chunk order. Every output element is therefore reduced by one program in a fixed
+order: no atomics, bitwise-reproducible results. Gradients are pulls too: ``A^T G`` runs the same
+kernel on the transpose cached on the CSR, the edge-value gradient is an SDDMM with one program per
+block of entries, and the gradient of max/min pulls over the transpose, keeping the entries that
+attained the extreme.
+"""
 
 from __future__ import annotations
 
 import os
+
+import torch
+from torch import Tensor
 
 try:
     import triton
@@ -12,5 +30,237 @@ except ImportError as exc:  # pragma: no cover - depends on the installation
     triton = tl = None
     AVAILABLE, IMPORT_ERROR = False, exc
 
+__all__ = ["AVAILABLE", "INTERPRET", "CHUNK", "spmm_sum", "sddmm", "spmm_arg", "spmm_arg_backward_x", "sddmm_arg"]
+
 #: whether Triton's interpreter was on when this module was imported (kernels then run on CPU tensors)
 INTERPRET = os.environ.get("TRITON_INTERPRET", "0") == "1"
+#: most entries one program reduces; longer rows are split and their partials combined in order
+CHUNK = 256
+
+_SUM, _MAX, _MIN = 0, 1, 2
+
+if AVAILABLE:
+
+    @triton.jit
+    def _spmm_chunk_kernel(x_ptr, val_ptr, col_ptr, eid_ptr, arg_ptr,
+                           crow_ptr, cstart_ptr, cend_ptr, cslot_ptr,
+                           out_ptr, oarg_ptr, part_ptr, parg_ptr,
+                           F, NNZ, sx0, sx1, so0, sa0,
+                           HAS_VAL: tl.constexpr, REDUCE: tl.constexpr, MASKED: tl.constexpr,
+                           ACC: tl.constexpr, BLOCK_E: tl.constexpr, BLOCK_F: tl.constexpr):
+        c = tl.program_id(0)
+        f = tl.program_id(1) * BLOCK_F + tl.arange(0, BLOCK_F)
+        fm = f < F
+        row = tl.load(crow_ptr + c)
+        start = tl.load(cstart_ptr + c)
+        end = tl.load(cend_ptr + c)
+        slot = tl.load(cslot_ptr + c)
+        if REDUCE == 0:
+            acc = tl.zeros([BLOCK_F], dtype=ACC)
+        else:
+            acc = tl.full([BLOCK_F], float("-inf"), ACC)
+        arg = tl.zeros([BLOCK_F], dtype=tl.int64) + NNZ
+        for s in range(start, end, BLOCK_E):
+            e = s + tl.arange(0, BLOCK_E).to(tl.int64)
+            em = e < end
+            col = tl.load(col_ptr + e, mask=em, other=0)
+            m2 = em[:, None] & fm[None, :]
+            xv = tl.load(x_ptr + col[:, None] * sx0 + f[None, :] * sx1, mask=m2, other=0.0).to(ACC)
+            if HAS_VAL:
+                w = tl.load(val_ptr + e, mask=em, other=0.0).to(ACC)
+                xv = xv * w[:, None]
+            if MASKED:  # gradient of max/min: keep the (entry, feature) pairs that attained it
+                eid = tl.load(eid_ptr + e, mask=em, other=-1)
+                a = tl.load(arg_ptr + col[:, None] * sa0 + f[None, :], mask=m2, other=-1)
+                xv = tl.where(a == eid[:, None], xv, 0.0)
+            if REDUCE == 0:
+                acc += tl.sum(xv, axis=0)
+            else:
+                if REDUCE == 2:
+                    xv = -xv  # min(x) = -max(-x)
+                xv = tl.where(m2, xv, float("-inf"))
+                tmax = tl.max(xv, axis=0)
+                cand = tl.where(m2 & (xv == tmax[None, :]), e[:, None], NNZ)
+                targ = tl.min(cand, axis=0)  # first entry attaining the tile's extreme
+                upd = tmax > acc  # strict: an earlier tile keeps ties
+                arg = tl.where(upd, targ, arg)
+                acc = tl.where(upd, tmax, acc)
+        slots = slot + tl.zeros([BLOCK_F], dtype=tl.int64)  # as a vector: masks stay plain bool tensors
+        direct = fm & (slots < 0)
+        split = fm & (slots >= 0)
+        pslot = tl.maximum(slots, 0)
+        tl.store(part_ptr + pslot * F + f, acc, mask=split)
+        if REDUCE != 0:
+            tl.store(parg_ptr + pslot * F + f, arg, mask=split)
+            empty = arg == NNZ
+            if REDUCE == 2:
+                acc = -acc
+            acc = tl.where(empty, 0.0, acc)
+            tl.store(oarg_ptr + row * F + f, arg, mask=direct)
+        tl.store(out_ptr + row * so0 + f, acc.to(out_ptr.dtype.element_ty), mask=direct)
+
+    @triton.jit
+    def _combine_kernel(part_ptr, parg_ptr, srow_ptr, sptr_ptr, out_ptr, oarg_ptr, F, NNZ, so0,
+                        REDUCE: tl.constexpr, ACC: tl.constexpr, BLOCK_F: tl.constexpr):
+        r = tl.program_id(0)
+        f = tl.program_id(1) * BLOCK_F + tl.arange(0, BLOCK_F)
+        fm = f < F
+        row = tl.load(srow_ptr + r)
+        p0 = tl.load(sptr_ptr + r)
+        p1 = tl.load(sptr_ptr + r + 1)
+        if REDUCE == 0:
+            acc = tl.zeros([BLOCK_F], dtype=ACC)
+        else:
+            acc = tl.full([BLOCK_F], float("-inf"), ACC)
+        arg = tl.zeros([BLOCK_F], dtype=tl.int64) + NNZ
+        for p in range(p0, p1):  # partials in chunk order: a fixed summation order
+            v = tl.load(part_ptr + p * F + f, mask=fm, other=0.0)
+            if REDUCE == 0:
+                acc += v
+            else:
+                a = tl.load(parg_ptr + p * F + f, mask=fm, other=0)
+                upd = v > acc
+                arg = tl.where(upd, a, arg)
+                acc = tl.where(upd, v, acc)
+        if REDUCE != 0:
+            if REDUCE == 2:
+                acc = -acc
+            acc = tl.where(arg == NNZ, 0.0, acc)
+            tl.store(oarg_ptr + row * F + f, arg, mask=fm)
+        tl.store(out_ptr + row * so0 + f, acc.to(out_ptr.dtype.element_ty), mask=fm)
+
+    @triton.jit
+    def _sddmm_kernel(a_ptr, b_ptr, row_ptr, col_ptr, arg_ptr, out_ptr, F, NNZ, sa0, sa1, sb0, sb1, sg0,
+                      MASKED: tl.constexpr, ACC: tl.constexpr, BLOCK_E: tl.constexpr, BLOCK_F: tl.constexpr):
+        e = tl.program_id(0).to(tl.int64) * BLOCK_E + tl.arange(0, BLOCK_E)
+        em = e < NNZ
+        r = tl.load(row_ptr + e, mask=em, other=0)
+        c = tl.load(col_ptr + e, mask=em, other=0)
+        acc = tl.zeros([BLOCK_E], dtype=ACC)
+        for f0 in range(0, F, BLOCK_F):
+            f = f0 + tl.arange(0, BLOCK_F)
+            m2 = em[:, None] & (f < F)[None, :]
+            g = tl.load(a_ptr + r[:, None] * sa0 + f[None, :] * sa1, mask=m2, other=0.0).to(ACC)
+            xv = tl.load(b_ptr + c[:, None] * sb0 + f[None, :] * sb1, mask=m2, other=0.0).to(ACC)
+            prod = g * xv
+            if MASKED:
+                am = tl.load(arg_ptr + r[:, None] * sg0 + f[None, :], mask=m2, other=-1)
+                prod = tl.where(am == e[:, None], prod, 0.0)
+            acc += tl.sum(prod, axis=1)
+        tl.store(out_ptr + e, acc.to(out_ptr.dtype.element_ty), mask=em)
+
+
+def _acc(dtype: torch.dtype):
+    return tl.float64 if dtype == torch.float64 else tl.float32
+
+
+def _acc_torch(dtype: torch.dtype) -> torch.dtype:
+    return torch.float64 if dtype == torch.float64 else torch.float32
+
+
+def _blocks(f: int) -> tuple[int, int]:
+    block_f = min(128, max(16, triton.next_power_of_2(max(f, 1))))
+    return (32 if block_f <= 32 else 16), block_f
+
+
+def _work(csr, chunk: int):
+    """The chunk table of ``csr`` (cached on its structure): see the module docstring."""
+    def build():
+        counts = csr.row_counts()
+        dev = counts.device
+        nch = torch.clamp((counts + chunk - 1) // chunk, min=1)
+        total = int(nch.sum()) if csr.num_rows else 0
+        crow = torch.repeat_interleave(torch.arange(csr.num_rows, device=dev), nch, output_size=total)
+        first = torch.cumsum(nch, 0) - nch
+        k = torch.arange(total, device=dev) - first[crow]
+        cstart = csr.indptr[crow] + k * chunk
+        cend = torch.minimum(cstart + chunk, csr.indptr[crow + 1])
+        split_chunk = (nch > 1)[crow]
+        cslot = torch.where(split_chunk, torch.cumsum(split_chunk, 0) - 1, -1)
+        split = nch > 1
+        srow = torch.nonzero(split).flatten()
+        sptr = torch.zeros(srow.numel() + 1, dtype=torch.long, device=dev)
+        torch.cumsum(nch[split], 0, out=sptr[1:])
+        return crow, cstart, cend, cslot, srow, sptr, int(sptr[-1])
+    return csr.cached(f"triton_work:{chunk}", build)
+
+
+def _run_rows(csr, values, x: Tensor, reduce: int, *, masked=None) -> tuple[Tensor, Tensor | None]:
+    """One pass of the chunk kernel (+ the combine kernel for split rows) over the rows of ``csr``."""
+    m, f, nnz = csr.num_rows, x.size(1), csr.nnz
+    out = torch.empty(m, f, dtype=x.dtype, device=x.device)
+    arg = torch.empty(m, f, dtype=torch.long, device=x.device) if reduce else None
+    crow, cstart, cend, cslot, srow, sptr, nslots = _work(csr, CHUNK)
+    acc_t = _acc_torch(x.dtype)
+    part = torch.empty(max(nslots, 1), f, dtype=acc_t, device=x.device)
+    parg = torch.empty(max(nslots, 1), f, dtype=torch.long, device=x.device) if reduce else part
+    block_e, block_f = _blocks(f)
+    eid, marg = masked if masked is not None else (csr.indices, csr.indices)
+    grid = (crow.numel(), triton.cdiv(f, block_f))
+    _spmm_chunk_kernel[grid](
+        x, values if values is not None else x, csr.indices, eid, marg,
+        crow, cstart, cend, cslot, out, arg if reduce else out, part, parg,
+        f, nnz, x.stride(0), x.stride(1), out.stride(0),
+        marg.stride(0) if masked is not None else 0,
+        HAS_VAL=values is not None, REDUCE=reduce, MASKED=masked is not None, ACC=_acc(x.dtype),
+        BLOCK_E=block_e, BLOCK_F=block_f)
+    if srow.numel():
+        _combine_kernel[(srow.numel(), triton.cdiv(f, block_f))](
+            part, parg, srow, sptr, out, arg if reduce else out, f, nnz, out.stride(0),
+            REDUCE=reduce, ACC=_acc(x.dtype), BLOCK_F=block_f)
+    return out, arg
+
+
+def spmm_sum(csr, values: Tensor | None, x: Tensor) -> Tensor:
+    r""":math:`Y_i = \sum_{e \in \mathrm{row}(i)} v_e X_{\mathrm{col}(e)}`."""
+    if csr.num_rows == 0 or x.size(1) == 0 or csr.nnz == 0:
+        return x.new_zeros(csr.num_rows, x.size(1))
+    return _run_rows(csr, values, x, _SUM)[0]
+
+
+def spmm_arg(csr, values: Tensor | None, x: Tensor, reduce: str) -> tuple[Tensor, Tensor]:
+    """Max/min over each row and the first entry attaining it (``nnz`` for an empty row, whose output is 0)."""
+    m, f = csr.num_rows, x.size(1)
+    if m == 0 or f == 0 or csr.nnz == 0:
+        return x.new_zeros(m, f), torch.full((m, f), csr.nnz, dtype=torch.long, device=x.device)
+    return _run_rows(csr, values, x, _MAX if reduce == "max" else _MIN)
+
+
+def spmm_arg_backward_x(csr, values: Tensor | None, grad: Tensor, arg: Tensor, n: int) -> Tensor:
+    r"""Pull over the transpose: :math:`G^x_{c,f} = \sum_{e \in \mathrm{col}(c),\ arg_{\mathrm{row}(e) f} = e} v_e G_{\mathrm{row}(e) f}`."""
+    f = grad.size(1)
+    if csr.nnz == 0 or f == 0 or n == 0:
+        return grad.new_zeros(n, f)
+    t = csr.t()
+    perm = csr.transpose_structure()[2]
+    values_t = None if values is None else values.index_select(0, perm)
+    arg = arg.contiguous()
+    return _run_rows(t, values_t, grad, _SUM, masked=(perm, arg))[0]
+
+
+def _sddmm(csr, a: Tensor, b: Tensor, arg: Tensor | None) -> Tensor:
+    nnz, f = csr.nnz, a.size(1)
+    out = torch.empty(nnz, dtype=a.dtype, device=a.device)
+    if nnz == 0:
+        return out
+    if f == 0:
+        return out.zero_()
+    block_e, block_f = _blocks(f)
+    block_e = 64 if block_f <= 32 else 32
+    if arg is not None:
+        arg = arg.contiguous()
+    _sddmm_kernel[(triton.cdiv(nnz, block_e),)](
+        a, b, csr.row(), csr.indices, arg if arg is not None else csr.indices, out, f, nnz,
+        a.stride(0), a.stride(1), b.stride(0), b.stride(1), arg.stride(0) if arg is not None else 0,
+        MASKED=arg is not None, ACC=_acc(a.dtype), BLOCK_E=block_e, BLOCK_F=block_f)
+    return out
+
+
+def sddmm(csr, a: Tensor, b: Tensor) -> Tensor:
+    r""":math:`g_e = \langle a_{\mathrm{row}(e)}, b_{\mathrm{col}(e)} \rangle`, one program per block of entries."""
+    return _sddmm(csr, a, b, None)
+
+
+def sddmm_arg(csr, grad: Tensor, x: Tensor, arg: Tensor) -> Tensor:
+    r"""Gradient of max/min w.r.t. the values: :math:`g_e = \sum_{f: arg_{\mathrm{row}(e) f} = e} G_{\mathrm{row}(e) f} X_{\mathrm{col}(e) f}`."""
+    return _sddmm(csr, grad, x, arg)

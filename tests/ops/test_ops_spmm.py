@@ -157,3 +157,31 @@ def test_half_precision_accumulates_in_float32():
         out = spmm(csr.with_values(csr.values.to(dt)), x.to(dt))
         assert out.dtype == dt
         torch.testing.assert_close(out.float(), spmm(csr, x), rtol=2e-2, atol=5e-2)
+
+
+@settings(max_examples=40, deadline=None)
+@given(graph=graphs(max_nodes=6, max_edges=60))
+def test_sddmm_torch_matches_gather(graph):
+    """The edge-value gradient (an SDDMM) on graphs with many duplicates (more entries than cells)."""
+    from gseq.ops import _torch
+
+    rows, cols, m, n = graph
+    csr = csr_from_pairs(rows, cols, m, n)
+    a, b = torch.randn(m, 3, dtype=torch.float64), torch.randn(n, 3, dtype=torch.float64)
+    want = (a[csr.row()] * b[csr.indices]).sum(1)
+    torch.testing.assert_close(_torch.sddmm(csr, a, b), want)
+    torch.testing.assert_close(_torch._sddmm_chunked(csr, a, b), want)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("reduce", REDUCES)
+def test_unsorted_columns_inside_rows(backend, reduce):
+    """CSR() accepts rows whose columns are not sorted (only grouped by row)."""
+    csr = CSR(torch.tensor([0, 4, 4, 7]), torch.tensor([3, 0, 2, 0, 1, 3, 0]),
+              torch.rand(7, dtype=torch.float64) + 0.5, (3, 4))
+    x = torch.randn(4, 3, dtype=torch.float64, requires_grad=True)
+    out = spmm(csr, x, reduce, backend=backend)
+    torch.testing.assert_close(out, reference(csr.indptr, csr.indices, csr.values, x, reduce))
+    gx = torch.autograd.grad(out.sum(), x)[0]
+    x2 = x.detach().requires_grad_()
+    torch.testing.assert_close(gx, torch.autograd.grad(diff_reference(csr, csr.values, x2, reduce).sum(), x2)[0])
