@@ -3,6 +3,7 @@
 from .char_lstm import CharLSTM, SampleLogger, char_lm_evaluator, char_lm_loss, load_char_lstm, train_char_lstm
 from .gcn_net import GCNNet, train_node_classifier
 from .generate import generate
+from .sequence import CELLS, INPUTS, SequenceClassifier, fit_palindrome, palindrome_accuracy, train_palindrome
 
 __all__: list[str] = [
     "GCNNet",
@@ -15,3 +16,4 @@ __all__: list[str] = [
     "load_char_lstm",
     "generate",
 ]
+__all__ += ["SequenceClassifier", "train_palindrome", "fit_palindrome", "palindrome_accuracy", "CELLS", "INPUTS"]
