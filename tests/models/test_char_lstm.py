@@ -13,6 +13,15 @@ TEXT = ("the cat sat on the mat. the dog sat on the log. a cat and a dog met on 
         "then the dog ran to the log and the cat ran to the mat. ") * 6
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """The CPU is shared: with two OpenMP threads on a busy machine small LSTMs run 30x slower."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture
 def text_file(tmp_path):
     path = tmp_path / "tiny.txt"
@@ -91,15 +100,6 @@ def test_loss_is_the_mean_cross_entropy_over_all_steps():
 
 # ---------------------------------------------------------------------- training
 def test_short_training_run_learns_the_book(tmp_path):
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # the CPU is shared; one thread is the fastest here
-    try:
-        _short_run(tmp_path)
-    finally:
-        torch.set_num_threads(threads)
-
-
-def _short_run(tmp_path):
     vocab_size = len(set(load_text("book_EN_grimms_fairy_tails.txt", preprocess=True)))
     run = train_char_lstm("book_EN_grimms_fairy_tails.txt", preprocess=True, steps=250, batch_size=32,
                           hidden_size=64, num_layers=1, lr=1e-2, eval_every=250, sample_every=None,

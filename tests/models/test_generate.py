@@ -1,0 +1,185 @@
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from gseq.data import CharVocab, window_sampler
+from gseq.models import CharLSTM, char_lm_loss, generate
+from gseq.models.generate import NOISE_CHUNK, _filter
+
+VOCAB = CharVocab.from_text("abcdefgh .")
+PERIOD = "abcdefgh. "
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """The CPU is shared: with two OpenMP threads on a busy machine small LSTMs run 30x slower."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def random_model():
+    torch.manual_seed(1)
+    return CharLSTM(len(VOCAB), hidden_size=12, num_layers=2).double().eval()
+
+
+@pytest.fixture(scope="module")
+def periodic_model():
+    """A small model trained until it continues the period 'abcdefgh. ' greedily."""
+    torch.manual_seed(0)
+    model = CharLSTM(len(VOCAB), hidden_size=24, num_layers=1)
+    sample = window_sampler(VOCAB.encode(PERIOD * 40), seq_length=12, batch_size=16)
+    opt = torch.optim.Adam(model.parameters(), lr=2e-2)
+    g = torch.Generator().manual_seed(0)
+    for _ in range(100):
+        loss = char_lm_loss(model, sample(g))["loss"]
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    return model.eval()
+
+
+class ConstantLogits(nn.Module):
+    """Predicts the same logits at every step (to check the sampling distribution)."""
+
+    def __init__(self, logits):
+        super().__init__()
+        self.register_buffer("z", torch.as_tensor(logits, dtype=torch.float32))
+        self.vocab_size = self.z.numel()
+        self.dummy = nn.Parameter(torch.zeros(1))
+
+    def forward(self, x, state=None):
+        return self.z.expand(x.size(0), x.size(1), -1), state
+
+
+def reference_greedy(model, prompt, length):
+    """Greedy continuation recomputed from the whole prefix at every step (no state carried)."""
+    ids = VOCAB.encode(prompt).tolist()
+    for _ in range(length):
+        with torch.no_grad():
+            logits, _ = model(torch.tensor([ids]))
+        ids.append(int(logits[0, -1].argmax()))
+    return VOCAB.decode(ids[len(VOCAB.encode(prompt)):])
+
+
+def test_greedy_is_deterministic_and_carries_the_state(random_model):
+    out = generate(random_model, VOCAB, "abc", 45, temperature=0)
+    assert out == generate(random_model, VOCAB, "abc", 45, temperature=0, generator=torch.Generator().manual_seed(9))
+    assert out == [reference_greedy(random_model, "abc", 45)]
+
+
+def test_greedy_is_the_limit_of_small_temperature(random_model):
+    greedy = generate(random_model, VOCAB, "hg", 60, temperature=0, batch=3)
+    cold = generate(random_model, VOCAB, "hg", 60, temperature=1e-9, batch=3, generator=torch.Generator().manual_seed(0))
+    assert cold == greedy and len(set(greedy)) == 1
+
+
+def test_top_k_one_equals_greedy(random_model):
+    greedy = generate(random_model, VOCAB, "a", 50, temperature=0)[0]
+    for t in (0.5, 1.0, 3.0):
+        g = torch.Generator().manual_seed(4)
+        assert generate(random_model, VOCAB, "a", 50, temperature=t, top_k=1, generator=g)[0] == greedy
+
+
+def test_seed_reproducibility_and_batch(random_model):
+    a = generate(random_model, VOCAB, "", 300, 1.0, generator=torch.Generator().manual_seed(7), batch=4)
+    b = generate(random_model, VOCAB, "", 300, 1.0, generator=torch.Generator().manual_seed(7), batch=4)
+    c = generate(random_model, VOCAB, "", 300, 1.0, generator=torch.Generator().manual_seed(8), batch=4)
+    assert a == b and a != c
+    assert len(a) == 4 and all(len(s) == 300 and set(s) <= set(VOCAB.chars) for s in a)
+    assert len(set(a)) == 4  # independent samples
+    assert len(set(s[0] for s in generate(random_model, VOCAB, "", 1, 1.0, batch=200))) > 5  # random first character
+    torch.manual_seed(3)
+    d = generate(random_model, VOCAB, "", 20, 1.0)
+    torch.manual_seed(3)
+    assert d == generate(random_model, VOCAB, "", 20, 1.0)  # generator=None uses torch's global generator
+
+
+def test_prompt_continuation_beyond_the_training_length(periodic_model):
+    # trained on windows of 12 characters, continued greedily for 200
+    out = generate(periodic_model, VOCAB, "abcd", 200, temperature=0)[0]
+    assert out == (("efgh. " + PERIOD * 30)[:200])
+    cool = generate(periodic_model, VOCAB, "abcd", 200, temperature=0.3, generator=torch.Generator().manual_seed(0))[0]
+    assert sum(a == b for a, b in zip(cool, out)) > 190
+
+
+def test_sampling_matches_softmax_over_temperature():
+    z = torch.tensor([2.0, 1.0, 0.0, -1.0, 0.5, -3.0, 1.5, 0.2, -0.5, 0.0])
+    model = ConstantLogits(z)
+    n = 20000
+    for temperature in (0.5, 1.0, 2.0):
+        texts = generate(model, VOCAB, "a", 2, temperature, generator=torch.Generator().manual_seed(1), batch=n)
+        counts = torch.bincount(VOCAB.encode("".join(texts)), minlength=10).double() / (2 * n)
+        expected = torch.softmax(z.double() / temperature, 0)  # the report's softmax(tau z) with tau = 1/T
+        assert torch.allclose(counts, expected, atol=0.012), (temperature, counts, expected)
+
+
+def test_top_k_and_top_p_keep_only_the_head():
+    z = torch.tensor([2.0, 1.0, 0.0, -1.0, 0.5, -3.0, 1.5, 0.2, -0.5, 0.0])
+    model = ConstantLogits(z)
+    g = torch.Generator().manual_seed(0)
+    seen = set("".join(generate(model, VOCAB, "a", 3, 1.0, top_k=3, generator=g, batch=3000)))
+    assert seen == {VOCAB.chars[i] for i in (0, 6, 1)}
+    p = torch.softmax(z, 0)  # sorted: 0.33 (0), 0.20 (6), 0.12 (1), 0.07 (4) ...
+    seen = set("".join(generate(model, VOCAB, "a", 3, 1.0, top_p=0.6, generator=g, batch=3000)))
+    assert seen == {VOCAB.chars[i] for i in (0, 6, 1)} and p[[0, 6]].sum() < 0.6 < p[[0, 6, 1]].sum()
+    assert set("".join(generate(model, VOCAB, "a", 5, 1.0, top_p=1e-6, generator=g, batch=50))) == {VOCAB.chars[0]}
+    scaled = torch.randn(5, 10)
+    assert torch.equal(_filter(scaled, 10, 1.0), scaled)  # nothing to filter
+    assert (_filter(scaled, 4, None).isfinite().sum(-1) == 4).all()
+
+
+def test_long_output_spans_several_noise_chunks(random_model):
+    g1, g2 = torch.Generator().manual_seed(2), torch.Generator().manual_seed(2)
+    long = generate(random_model, VOCAB, "ab", NOISE_CHUNK * 2 + 17, 0.9, generator=g1)[0]
+    assert len(long) == NOISE_CHUNK * 2 + 17
+    assert long[:100] == generate(random_model, VOCAB, "ab", 100, 0.9, generator=g2)[0]
+
+
+def test_no_gradients_and_mode_restored(random_model):
+    random_model.train()
+    try:
+        generate(random_model, VOCAB, "ab", 10)
+        assert random_model.training
+        assert all(p.grad is None for p in random_model.parameters())
+    finally:
+        random_model.eval()
+    assert generate(random_model, VOCAB, "ab", 0, batch=2) == ["", ""]
+
+
+def test_unknown_prompt_characters(random_model):
+    with pytest.raises(ValueError, match=r"'XZ'.*skip"):
+        generate(random_model, VOCAB, "aZ bX", 5)
+    skipped = generate(random_model, VOCAB, "aZ bX", 5, temperature=0, unknown="skip")
+    assert skipped == generate(random_model, VOCAB, "a b", 5, temperature=0)
+
+
+@pytest.mark.parametrize("kwargs, error, match", [
+    (dict(temperature=-0.1), ValueError, "temperature"),
+    (dict(temperature=math.nan), ValueError, "temperature"),
+    (dict(top_p=0.0), ValueError, "top_p"),
+    (dict(top_p=1.5), ValueError, "top_p"),
+    (dict(top_k=0), ValueError, "top_k"),
+    (dict(top_k=2.5), ValueError, "top_k"),
+    (dict(length=-1), ValueError, "length"),
+    (dict(batch=0), ValueError, "batch"),
+    (dict(prompt=3), TypeError, "prompt"),
+    (dict(generator=5), TypeError, "generator"),
+    (dict(unknown="drop"), ValueError, "unknown"),
+])
+def test_bad_arguments(random_model, kwargs, error, match):
+    with pytest.raises(error, match=match):
+        generate(random_model, VOCAB, **{"prompt": "ab", **kwargs})
+
+
+def test_wrong_vocabulary_or_model(random_model):
+    with pytest.raises(ValueError, match="vocab: has 3 characters"):
+        generate(random_model, CharVocab("abc"), "a")
+    with pytest.raises(TypeError, match="vocab"):
+        generate(random_model, "abcdefgh .", "a")
+    with pytest.raises(TypeError, match="model"):
+        generate(lambda x: x, VOCAB, "a")
