@@ -13,7 +13,7 @@ import sys
 __all__ = ["main", "build_parser", "COMMANDS"]
 
 #: sub-command modules, in the order ``gseq --help`` lists them
-COMMANDS = ["gcn", "palindrome", "env"]
+COMMANDS = ["gcn", "text", "palindrome", "env"]
 
 
 def build_parser() -> argparse.ArgumentParser:
