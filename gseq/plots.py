@@ -93,3 +93,103 @@ def plot_history(
     if path is not None:
         save_figure(fig, path)
     return fig
+
+
+# ---------------------------------------------------------------- recurrent networks (palindromes)
+_CELL_COLOURS = {"rnn": "tab:blue", "lstm": "tab:orange"}
+
+
+def plot_palindrome_sweep(
+    rows: str | os.PathLike | Iterable[Mapping[str, Any]],
+    *,
+    title: str | None = None,
+    path: str | os.PathLike | None = None,
+    dpi: int = 100,
+):
+    """Accuracy against palindrome length: every run a dot, the mean over seeds a line and the
+    standard deviation a band, one colour per cell.
+
+    Args:
+        rows: rows with ``cell``, ``length``, ``accuracy`` (and ``seed``), or the path of a sweep's
+            ``results.csv``.
+        title: figure title.
+        path: where to save the figure (PNG); None only returns it.
+        dpi: resolution of the saved figure. (default: ``100``)
+    """
+    import numpy as np
+
+    rows = read_rows(rows)
+    if not rows:
+        raise ValueError("rows: no runs to plot")
+    fig, ax = plt.subplots(figsize=(6.4, 4.0))
+    cells = sorted({str(r["cell"]) for r in rows}, key=lambda c: (c not in _CELL_COLOURS, c))
+    for k, cell in enumerate(cells):
+        colour = _CELL_COLOURS.get(cell, f"C{k + 2}")
+        runs = [r for r in rows if r["cell"] == cell]
+        lengths = sorted({float(r["length"]) for r in runs})
+        acc = [np.array([float(r["accuracy"]) for r in runs if float(r["length"]) == n]) for n in lengths]
+        mean = np.array([a.mean() for a in acc])
+        std = np.array([a.std() for a in acc])
+        offset = (k - (len(cells) - 1) / 2) * 0.25  # keep the two cells' dots apart
+        xs = [float(r["length"]) + offset for r in runs]
+        ax.scatter(xs, [float(r["accuracy"]) for r in runs], s=12, alpha=0.45, color=colour, linewidths=0)
+        ax.plot(lengths, mean, color=colour, label=f"{cell.upper()} (mean of {max(len(a) for a in acc)} seeds)")
+        ax.fill_between(lengths, np.clip(mean - std, 0, 1), np.clip(mean + std, 0, 1), color=colour, alpha=0.2)
+    ax.axhline(0.1, color="grey", lw=0.8, ls=":", label="chance (0.1)")
+    ax.set_xlabel("palindrome length T")
+    ax.set_ylabel("accuracy on fresh palindromes")
+    ax.set_ylim(0, 1.04)
+    ax.grid(alpha=0.3)
+    ax.legend(loc="lower left")
+    if title:
+        ax.set_title(title, fontsize=9)
+    fig.tight_layout()
+    if path is not None:
+        save_figure(fig, path, dpi=dpi)
+    return fig
+
+
+def plot_grad_norms(
+    rows: str | os.PathLike | Iterable[Mapping[str, Any]],
+    *,
+    title: str | None = None,
+    path: str | os.PathLike | None = None,
+    dpi: int = 100,
+):
+    """Gradient norm of the hidden state against the time step (log scale), one colour per cell, dashed
+    at initialisation and solid after training.
+
+    Args:
+        rows: rows with ``cell``, ``stage`` (``"init"`` or ``"trained"``), ``t``, ``grad_norm``, or the
+            path of the CSV that ``gseq palindrome grads`` writes.
+        title: figure title.
+        path: where to save the figure (PNG); None only returns it.
+        dpi: resolution of the saved figure. (default: ``100``)
+    """
+    rows = read_rows(rows)
+    if not rows:
+        raise ValueError("rows: no gradient norms to plot")
+    fig, ax = plt.subplots(figsize=(6.4, 4.0))
+    styles = {"init": "--", "trained": "-"}
+    cells = sorted({str(r["cell"]) for r in rows}, key=lambda c: (c not in _CELL_COLOURS, c))
+    for k, cell in enumerate(cells):
+        for stage in sorted({str(r["stage"]) for r in rows if r["cell"] == cell}, key=lambda s: s != "init"):
+            pts = sorted((float(r["t"]), float(r["grad_norm"])) for r in rows
+                         if r["cell"] == cell and r["stage"] == stage and float(r["grad_norm"]) > 0)
+            if pts:
+                ax.plot(*zip(*pts), ls=styles.get(stage, ":"), color=_CELL_COLOURS.get(cell, f"C{k + 2}"),
+                        label=f"{cell.upper()}, {stage}")
+    ax.set_yscale("log")
+    ax.set_xlabel("time step t")
+    ax.set_ylabel(r"$\|\partial \mathcal{L} / \partial h_t\|$ (batch mean)")
+    ax.grid(alpha=0.3, which="both")
+    ax.legend()
+    if title:
+        ax.set_title(title, fontsize=9)
+    fig.tight_layout()
+    if path is not None:
+        save_figure(fig, path, dpi=dpi)
+    return fig
+
+
+__all__ += ["plot_palindrome_sweep", "plot_grad_norms"]
