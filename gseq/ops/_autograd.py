@@ -68,10 +68,13 @@ class _SpMMArg(torch.autograd.Function):
 def spmm_reduce(csr: CSR, x: Tensor, reduce: str, impl: ModuleType) -> Tensor:
     """``reduce`` over each row of :math:`v_e X_{\\mathrm{col}(e)}` with the kernels of ``impl`` (inputs validated)."""
     values = csr.values
+    grad = torch.is_grad_enabled() and (x.requires_grad or (values is not None and values.requires_grad))
     if reduce in ("sum", "add", "mean"):
-        out = _SpMMSum.apply(values, x, csr, impl)
+        out = _SpMMSum.apply(values, x, csr, impl) if grad else impl.spmm_sum(csr, values, x)
         if reduce == "mean":
             counts = csr.row_counts().clamp(min=1).to(out.dtype)
             out = out / counts[:, None]
         return out
+    if not grad:
+        return impl.spmm_arg(csr, values, x, reduce)[0]
     return _SpMMArg.apply(values, x, csr, impl, reduce)
