@@ -193,3 +193,76 @@ def plot_grad_norms(
 
 
 __all__ += ["plot_palindrome_sweep", "plot_grad_norms"]
+
+
+def plot_hop_graph(data, source, ks: Sequence[int] = (0, 1, 2, 3), *, path: str | os.PathLike | None = None,
+                   seed: int = 0):
+    """The graph drawn once per ``k``: nodes within ``k`` hops of ``source`` coloured by their distance, the
+    others grey. Shows how far the features of ``source`` travel through ``k`` GCN layers."""
+    import networkx as nx
+
+    from .data.graphs import hop_distances, node_index
+
+    names = list(getattr(data, "node_names", None) or range(data.num_nodes))
+    src = node_index(data, source)
+    dist = hop_distances(data, src)
+    g = nx.DiGraph()
+    g.add_nodes_from(range(data.num_nodes))
+    g.add_edges_from(data.edge_index.t().tolist())
+    pos = nx.spring_layout(g.to_undirected(), seed=seed)
+    cmap = plt.get_cmap("viridis")
+    finite = dist[dist.isfinite()]
+    top = max(1.0, float(finite.max())) if finite.numel() else 1.0
+    fig, axes = plt.subplots(1, len(ks), figsize=(2.8 * len(ks), 3.0), squeeze=False)
+    for ax, k in zip(axes[0], ks):
+        colors = [cmap(0.35 + 0.65 * float(d) / top) if d <= k else (0.85, 0.85, 0.85, 1.0) for d in dist.tolist()]
+        nx.draw_networkx_edges(g.to_undirected(), pos, ax=ax, alpha=0.4)
+        nx.draw_networkx_nodes(g, pos, ax=ax, node_color=colors, node_size=420, edgecolors="black")
+        nx.draw_networkx_labels(g, pos, labels={i: str(n) for i, n in enumerate(names)}, ax=ax, font_size=9)
+        reached = int((dist <= k).sum())
+        ax.set_title(f"k = {k}: {reached} node{'s' if reached != 1 else ''} reached")
+        ax.set_axis_off()
+    fig.suptitle(f"features of {names[src]} after k GCN layers (colour: hops from {names[src]})")
+    fig.tight_layout()
+    if path is not None:
+        save_figure(fig, path)
+    return fig
+
+
+def plot_depth_study(summary: Iterable[Mapping[str, Any]], *, title: str | None = None,
+                     path: str | os.PathLike | None = None):
+    """Test accuracy against GCN depth (mean and std band, one line per self-loop setting), with the mean
+    receptive-field size as a fraction of the graph on a second axis."""
+    rows = read_rows(summary)
+    fig, ax = plt.subplots(figsize=(7, 4.2))
+    settings = sorted({str(r["self_loop_weight"]) for r in rows}, key=lambda w: (w == "learn", w))
+    for w in settings:
+        rs = sorted((r for r in rows if str(r["self_loop_weight"]) == w), key=lambda r: float(r["depth"]))
+        d = [float(r["depth"]) for r in rs]
+        m = [100 * float(r["test_acc_mean"]) for r in rs]
+        s = [100 * float(r["test_acc_std"]) for r in rs]
+        line, = ax.plot(d, m, marker="o", label=f"w = {w}")
+        ax.fill_between(d, [a - b for a, b in zip(m, s)], [a + b for a, b in zip(m, s)], color=line.get_color(),
+                        alpha=0.2)
+    ax.set_xscale("log", base=2)
+    ax.set_xlabel("GCN layers (depth)")
+    ax.set_ylabel("test accuracy (%)")
+    ax.grid(alpha=0.3)
+    rf = {float(r["depth"]): 100 * float(r["rf_fraction"]) for r in rows}
+    ax2 = ax.twinx()
+    ax2.plot(sorted(rf), [rf[k] for k in sorted(rf)], color="grey", linestyle="--", marker="s", label="receptive field")
+    ax2.set_ylabel("receptive field (% of nodes)", color="grey")
+    ax2.set_ylim(0, 105)
+    h1, l1 = ax.get_legend_handles_labels()
+    h2, l2 = ax2.get_legend_handles_labels()
+    ax.legend(h1 + h2, l1 + l2, loc="lower left")
+    ax.set_xticks(sorted(rf))
+    ax.set_xticklabels([f"{int(k)}" for k in sorted(rf)])
+    ax.set_title(title or "GCN depth: accuracy and receptive field")
+    fig.tight_layout()
+    if path is not None:
+        save_figure(fig, path)
+    return fig
+
+
+__all__ += ["plot_hop_graph", "plot_depth_study"]

@@ -13,7 +13,7 @@ import sys
 __all__ = ["main", "build_parser", "COMMANDS"]
 
 #: sub-command modules, in the order ``gseq --help`` lists them
-COMMANDS = ["gcn", "text", "palindrome", "env"]
+COMMANDS = ["gcn", "hops", "palindrome", "text", "env"]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -20,12 +20,14 @@ from ..train import Trainer, seed_everything
 
 __all__ = ["GCNNet", "train_node_classifier"]
 
+_ACTIVATIONS = {"relu": F.relu, "tanh": torch.tanh, "identity": lambda x: x}
+
 
 class GCNNet(nn.Module):
     r"""A stack of ``num_layers`` :class:`~gseq.layers.GCN` layers with ReLU and dropout between them.
 
     ``dropout -> GCN -> ReLU -> dropout -> GCN -> ... -> GCN`` (logits), as in Kipf & Welling (2017) and
-    PyG's ``examples/gcn.py``.
+    PyG's ``examples/gcn.py``. The first layer's weight decay is applied through :meth:`param_groups`.
 
     Args:
         in_channels: input features per node.
@@ -37,6 +39,7 @@ class GCNNet(nn.Module):
             (default: ``1.0``)
         normalize: passed to every layer. (default: ``True``)
         cached: cache the graph structure in every layer (one graph, transductive). (default: ``False``)
+        act: the nonlinearity between layers, ``"relu"``, ``"tanh"`` or ``"identity"``. (default: ``"relu"``)
 
     Shapes:
         - **input:** ``x`` :math:`(N, F_{in})`, ``edge_index`` :math:`(2, E)`, ``edge_weight`` :math:`(E)` *(optional)*
@@ -54,8 +57,11 @@ class GCNNet(nn.Module):
         self_loop_weight: float | str = 1.0,
         normalize: bool | str = True,
         cached: bool = False,
+        act: str = "relu",
     ) -> None:
         super().__init__()
+        if act not in _ACTIVATIONS:
+            raise ValueError(f"act: expected one of {sorted(_ACTIVATIONS)}, got {act!r}")
         if not isinstance(num_layers, int) or num_layers < 1:
             raise ValueError(f"num_layers: must be an integer >= 1, got {num_layers!r}")
         if not 0.0 <= dropout < 1.0:
@@ -66,6 +72,7 @@ class GCNNet(nn.Module):
             for a, b in zip(dims[:-1], dims[1:])
         )
         self.dropout = dropout
+        self.act = act
 
     def reset_parameters(self) -> None:
         for conv in self.convs:
@@ -76,7 +83,7 @@ class GCNNet(nn.Module):
             x = F.dropout(x, p=self.dropout, training=self.training)
             x = conv(x, edge_index, edge_weight)
             if i < len(self.convs) - 1:
-                x = F.relu(x)
+                x = _ACTIVATIONS[self.act](x)
         return x
 
     def param_groups(self, weight_decay: float) -> list[dict[str, Any]]:

@@ -1,0 +1,125 @@
+"""Run a grid of independent experiments into one CSV: resumable, and in parallel processes.
+
+:func:`run_grid` calls ``fn(*task)`` for every task not yet in the CSV, appends each result row as it
+arrives and rewrites the CSV atomically, so an interrupted grid loses no finished run and a second call
+on the same file picks up where the first stopped. With ``jobs > 1`` tasks go to a
+``ProcessPoolExecutor`` (spawned processes, one torch thread each); ``fn`` must then be importable (a
+module-level function).
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import csv
+import json
+import multiprocessing
+import os
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from ..train.io import write_csv, write_json
+
+__all__ = ["run_grid", "read_rows_typed", "default_jobs"]
+
+
+def default_jobs() -> int:
+    """The number of CPU cores this process may use."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+def read_rows_typed(path: str | os.PathLike, types: dict[str, Callable[[str], Any]]) -> list[dict[str, Any]]:
+    """Rows of a CSV with the columns in ``types`` converted (others kept as text); [] when there is no file."""
+    path = Path(path)
+    if not path.is_file():
+        return []
+    with open(path, newline="") as f:
+        return [{k: (types[k](v) if k in types and v != "" else v) for k, v in row.items()} for row in csv.DictReader(f)]
+
+
+def _check_settings(meta: Path, settings: dict[str, Any]) -> None:
+    settings = json.loads(json.dumps(settings, default=str))  # as it reads back
+    if meta.is_file():
+        previous = json.loads(meta.read_text())
+        differ = {k: (previous.get(k), v) for k, v in settings.items() if previous.get(k) != v}
+        if differ:
+            raise ValueError(f"settings: {str(meta.parent)!r} holds runs with other settings ("
+                             + ", ".join(f"{k}: {a!r} there, {b!r} now" for k, (a, b) in differ.items())
+                             + "); use another folder or the same settings")
+    write_json(meta, settings)
+
+
+def _init_worker() -> None:
+    import torch
+
+    torch.set_num_threads(1)
+
+
+def run_grid(
+    path: str | os.PathLike,
+    tasks: Sequence[tuple],
+    fn: Callable[..., dict[str, Any]],
+    *,
+    key: Callable[[dict[str, Any]], tuple],
+    fields: Sequence[str],
+    types: dict[str, Callable[[str], Any]],
+    jobs: int = 1,
+    settings: dict[str, Any] | None = None,
+    log: Callable[[dict[str, Any], int, int], None] | None = None,
+) -> list[dict[str, Any]]:
+    """Run ``fn(*task)`` for each task whose ``key`` is not already in the CSV at ``path``.
+
+    Args:
+        path: the results CSV (created, or resumed from).
+        tasks: the whole grid; ``task`` tuples must equal ``key(row)`` of the row ``fn(*task)`` returns.
+        fn: one experiment, returning a dict row with at least ``fields``.
+        key: the identity of a row, e.g. ``lambda r: (r["cell"], r["length"], r["seed"])``.
+        fields: the CSV columns, in order.
+        types: converters for reading the columns back (e.g. ``{"seed": int, "accuracy": float}``).
+        jobs: parallel processes (1 runs in this process, with one torch thread). (default: ``1``)
+        settings: what all runs share (JSON-serialisable); saved beside the CSV (``.json``), and a resumed
+            grid with other settings is refused, so one CSV never mixes two set-ups.
+        log: called as ``log(row, finished, total)`` after every new row.
+
+    Returns:
+        All rows, earlier and new, sorted by ``key``.
+    """
+    if not isinstance(jobs, int) or jobs < 1:
+        raise ValueError(f"jobs: must be a positive integer, got {jobs!r}")
+    path = Path(path)
+    if settings is not None:
+        _check_settings(path.with_suffix(".json"), settings)
+    rows = read_rows_typed(path, types)
+    done = {key(r) for r in rows}
+    todo = [t for t in tasks if tuple(t) not in done]
+    total = len(rows) + len(todo)
+
+    def record(row: dict[str, Any]) -> None:
+        rows.append(row)
+        rows.sort(key=key)
+        write_csv(path, rows, fieldnames=list(fields))
+        if log:
+            log(row, len(rows), total)
+
+    if jobs == 1 or len(todo) <= 1:
+        import torch
+
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)
+        try:
+            for task in todo:
+                record(fn(*task))
+        finally:
+            torch.set_num_threads(threads)
+    elif todo:
+        ctx = multiprocessing.get_context("spawn")
+        with cf.ProcessPoolExecutor(max_workers=min(jobs, len(todo)), mp_context=ctx, initializer=_init_worker) as pool:
+            futures = [pool.submit(fn, *task) for task in todo]
+            try:
+                for fut in cf.as_completed(futures):
+                    record(fut.result())
+            except BaseException:
+                pool.shutdown(wait=False, cancel_futures=True)
+                raise
+    rows.sort(key=key)
+    return rows

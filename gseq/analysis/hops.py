@@ -1,0 +1,212 @@
+"""What each extra GCN layer buys: measured hop distances on the example graph, and depth on Cora.
+
+* :func:`hop_table`: for every ordered pair (source, target) of a small graph, the shortest-path length
+  and the smallest ``k`` for which a ``k``-layer GCN's output at the target depends on the source,
+  measured through :func:`~gseq.analysis.influence` (never assumed). They agree on every pair.
+* :func:`depth_study`: trains GCNs of several depths and self-loop weights on a node-classification
+  graph over seeds (resumable CSV, parallel processes) and records test accuracy, receptive-field size
+  and how the influence on a node splits between the node itself and its k-hop ring.
+* :func:`summarize_depth_study` and :func:`describe_depth_study` turn those rows into a table and into
+  plain-words findings.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import statistics
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+from torch_geometric.data import Data
+
+from ..data.graphs import example_graph, hop_distances
+from .grid import run_grid
+from .receptive_field import influence, influence_by_hop, receptive_field
+
+__all__ = ["hop_table", "depth_study", "summarize_depth_study", "describe_depth_study", "DEPTH_FIELDS"]
+
+DEPTH_FIELDS = ["depth", "self_loop_weight", "seed", "test_acc", "val_acc", "best_epoch", "rf_fraction",
+                "self_influence", "ring_influence", "learned_w", "seconds"]
+_TYPES = {"depth": int, "self_loop_weight": str, "seed": int, "best_epoch": int,
+          **{k: float for k in DEPTH_FIELDS[3:] if k != "best_epoch"}}
+
+
+def _names(data: Data) -> list[str]:
+    return list(getattr(data, "node_names", None) or [str(i) for i in range(data.num_nodes)])
+
+
+def hop_table(data: Data | None = None, *, max_k: int | None = None, hidden: int = 8, seed: int = 0) -> list[dict]:
+    """Shortest-path hops and the measured smallest GCN depth, for every ordered pair of nodes.
+
+    For ``k = 0, 1, ..., max_k`` a ``k``-layer :class:`~gseq.models.GCNNet` (random weights, tanh, no
+    dropout; ``k = 0`` is the identity) is built, and the influence of every source on every target's
+    output is computed by autograd. ``first_k`` is the smallest ``k`` with non-zero influence.
+
+    Args:
+        data: the graph. (default: :func:`~gseq.data.example_graph`)
+        max_k: deepest model tried. (default: the largest finite hop distance)
+        hidden: width of the hidden layers. (default: ``8``)
+        seed: seed of the random weights. (default: ``0``)
+
+    Returns:
+        One dict per ordered pair: ``source``, ``target`` (names), ``hops`` (``math.inf`` when
+        unreachable), ``first_k`` (None when no depth up to ``max_k`` reaches) and ``agree``.
+    """
+    from ..models.gcn_net import GCNNet
+
+    data = data if data is not None else example_graph()
+    n, names = data.num_nodes, _names(data)
+    dist = torch.stack([hop_distances(data, s) for s in range(n)])  # dist[s, t]: hops from s to t
+    finite = dist[torch.isfinite(dist)]
+    max_k = int(finite.max()) if max_k is None else max_k
+    first = [[0 if s == t else None for t in range(n)] for s in range(n)]
+    torch.manual_seed(seed)
+    for k in range(1, max_k + 1):
+        model = GCNNet(data.num_features, hidden, hidden_channels=hidden, num_layers=k, dropout=0.0, act="tanh")
+        for t in range(n):
+            inf = influence(model, data, t, normalize=False)
+            for s in range(n):
+                if first[s][t] is None and inf[s] > 0:
+                    first[s][t] = k
+    rows = []
+    for s in range(n):
+        for t in range(n):
+            d = float(dist[s, t])
+            hops = int(d) if math.isfinite(d) else math.inf
+            k = first[s][t]
+            agree = (k is None and (hops == math.inf or hops > max_k)) or k == hops
+            rows.append({"source": names[s], "target": names[t], "hops": hops, "first_k": k, "agree": agree})
+    return rows
+
+
+def _depth_run(depth: int, w: str, seed: int, spec: dict[str, Any]) -> dict[str, Any]:
+    """One (depth, self-loop setting, seed) run of :func:`depth_study` (module level: picklable)."""
+    from ..data.planetoid import planetoid
+    from ..models.gcn_net import train_node_classifier
+
+    data = spec["data"] if spec.get("data") is not None else planetoid(spec["dataset"], root=spec.get("root"))
+    weight: float | str = w if w == "learn" else float(w)
+    r = train_node_classifier(data, num_layers=depth, self_loop_weight=weight, epochs=spec["epochs"], seed=seed,
+                              device=spec.get("device", "cpu"))
+    model = r["model"]
+    g = torch.Generator().manual_seed(1234)  # the same probe nodes in every run
+    probes = torch.randperm(data.num_nodes, generator=g)[: spec["influence_nodes"]].tolist()
+    model_data = data.to(next(model.parameters()).device)
+    self_mass, ring_mass = [], []
+    for node in probes:
+        by_hop = influence_by_hop(model, model_data, node, max_hops=depth)
+        self_mass.append(float(by_hop[0]))
+        ring_mass.append(float(by_hop[depth]) if by_hop.numel() > depth else 0.0)
+    rf = receptive_field(data, depth, return_counts=True).double().mean().item() / data.num_nodes
+    return {"depth": depth, "self_loop_weight": w, "seed": seed, "test_acc": r["test_acc"], "val_acc": r["val_acc"],
+            "best_epoch": r["best_epoch"], "rf_fraction": rf, "self_influence": statistics.fmean(self_mass),
+            "ring_influence": statistics.fmean(ring_mass),
+            "learned_w": statistics.fmean(r["self_loop_weights"]) if w == "learn" else float(w),
+            "seconds": round(r["seconds"], 2)}
+
+
+def depth_study(
+    path: str,
+    *,
+    dataset: str = "Cora",
+    root: str | None = None,
+    data: Data | None = None,
+    depths: Sequence[int] = (1, 2, 3, 4, 6, 8, 16),
+    self_loop_weights: Sequence[float | str] = (1.0, 2.0, "learn"),
+    seeds: int = 10,
+    epochs: int = 200,
+    influence_nodes: int = 20,
+    jobs: int = 1,
+    log=None,
+) -> list[dict[str, Any]]:
+    """Train GCNs for every (depth, self-loop weight, seed) and record what depth buys; resumable.
+
+    Each run trains :func:`~gseq.models.train_node_classifier` (Kipf's settings, ``num_layers=depth``) and
+    records test accuracy, the mean receptive-field size as a fraction of the graph, and, over
+    ``influence_nodes`` fixed probe nodes, the mean influence of a node on itself and of its exact
+    ``depth``-hop ring (Xu et al., 2018). Rows go to the CSV at ``path`` (see :data:`DEPTH_FIELDS`).
+
+    Args:
+        path: results CSV; finished runs in it are skipped.
+        dataset, root: the Planetoid graph to load (ignored when ``data`` is given).
+        data: a graph with masks to use instead (must be picklable for ``jobs > 1``).
+        depths: numbers of layers. (default: 1, 2, 3, 4, 6, 8, 16)
+        self_loop_weights: fixed weights and/or ``"learn"``. (default: 1, 2, learn)
+        seeds: seeds ``0..seeds-1``. (default: ``10``)
+        epochs: training epochs per run. (default: ``200``)
+        influence_nodes: probe nodes for the influence columns. (default: ``20``)
+        jobs: parallel processes. (default: ``1``)
+        log: ``log(row, finished, total)`` after every run.
+    """
+    for d in depths:
+        if not isinstance(d, int) or d < 1:
+            raise ValueError(f"depths: every depth must be an integer >= 1, got {d!r}")
+    weights = []
+    for w in self_loop_weights:
+        if w != "learn" and not (isinstance(w, (int, float)) and w >= 0):
+            raise ValueError(f"self_loop_weights: expected numbers >= 0 or 'learn', got {w!r}")
+        weights.append("learn" if w == "learn" else f"{float(w):g}")
+    spec = {"dataset": dataset, "root": root, "data": data, "epochs": epochs, "influence_nodes": influence_nodes}
+    tasks = [(d, w, s) for d in depths for w in weights for s in range(seeds)]
+
+    return run_grid(path, tasks, functools.partial(_depth_run, spec=spec),
+                    key=lambda r: (int(r["depth"]), str(r["self_loop_weight"]), int(r["seed"])),
+                    fields=DEPTH_FIELDS, types=_TYPES, jobs=jobs, log=log,
+                    settings={"dataset": dataset if data is None else "custom", "epochs": epochs,
+                              "influence_nodes": influence_nodes})
+
+
+def summarize_depth_study(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Mean and standard deviation over seeds for every (depth, self-loop setting)."""
+    groups: dict[tuple, list[dict]] = {}
+    for r in rows:
+        groups.setdefault((int(r["depth"]), str(r["self_loop_weight"])), []).append(r)
+    out = []
+    for (depth, w), rs in sorted(groups.items(), key=lambda kv: (kv[0][1], kv[0][0])):
+        accs = [float(r["test_acc"]) for r in rs]
+        out.append({
+            "depth": depth, "self_loop_weight": w, "runs": len(rs), "test_acc_mean": statistics.fmean(accs),
+            "test_acc_std": statistics.stdev(accs) if len(accs) > 1 else 0.0,
+            "rf_fraction": statistics.fmean(float(r["rf_fraction"]) for r in rs),
+            "self_influence": statistics.fmean(float(r["self_influence"]) for r in rs),
+            "ring_influence": statistics.fmean(float(r["ring_influence"]) for r in rs),
+            "learned_w": statistics.fmean(float(r["learned_w"]) for r in rs),
+        })
+    return out
+
+
+def describe_depth_study(summary: Sequence[dict[str, Any]]) -> list[str]:
+    """Plain-words findings from :func:`summarize_depth_study` rows."""
+    by_w: dict[str, dict[int, dict]] = {}
+    for r in summary:
+        by_w.setdefault(r["self_loop_weight"], {})[r["depth"]] = r
+    lines = []
+    for w, rows in by_w.items():
+        best = max(rows.values(), key=lambda r: r["test_acc_mean"])
+        deepest = rows[max(rows)]
+        lines.append(
+            f"self_loop_weight {w}: best depth {best['depth']} ({100 * best['test_acc_mean']:.1f}% +- "
+            f"{100 * best['test_acc_std']:.1f}); at depth {deepest['depth']} {100 * deepest['test_acc_mean']:.1f}% "
+            f"({100 * (deepest['test_acc_mean'] - best['test_acc_mean']):+.1f} points), where a node keeps "
+            f"{100 * deepest['self_influence']:.1f}% of the influence on itself"
+            + (f"; learned w averages {deepest['learned_w']:.2f} at that depth, {rows[min(rows)]['learned_w']:.2f} "
+               f"at depth {min(rows)}" if w == "learn" else ""))
+    if "1" in by_w and "learn" in by_w:
+        common = sorted(set(by_w["1"]) & set(by_w["learn"]))
+        if common:
+            d = 2 if 2 in common else common[0]
+            a, b = by_w["learn"][d]["test_acc_mean"], by_w["1"][d]["test_acc_mean"]
+            lines.append(f"learned vs fixed w=1 at depth {d}: {100 * a:.1f}% vs {100 * b:.1f}% "
+                         f"({'at least as high' if a >= b else 'lower'}; {by_w['learn'][d]['runs']} seeds)")
+    fixed = sorted((w for w in by_w if w != "learn"), key=float)
+    if len(fixed) >= 2:
+        deep = [d for d in by_w[fixed[0]] if d >= 8 and all(d in by_w[w] for w in fixed)]
+        for d in deep:
+            drops = {w: max(r["test_acc_mean"] for r in by_w[w].values()) - by_w[w][d]["test_acc_mean"] for w in fixed}
+            order = " vs ".join(f"w={w}: -{100 * drops[w]:.1f}" for w in fixed)
+            verdict = "less" if drops[fixed[-1]] < drops[fixed[0]] else "not less"
+            lines.append(f"depth {d}, accuracy lost from each setting's best ({order} points): a larger self-loop "
+                         f"weight loses {verdict}")
+    return lines

@@ -1,0 +1,99 @@
+"""``gseq hops``: how far information travels through k GCN layers, and what depth buys on Cora."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+from .gcn import DATASETS, _dataset_name, positive_int, self_loop_weight_arg
+
+
+def register(sub) -> None:
+    p = sub.add_parser("hops", help="receptive-field hops: the example graph's table and the Cora depth study")
+    hsub = p.add_subparsers(dest="hops_command", metavar="{example,depth}")
+    hsub.required = True
+
+    e = hsub.add_parser("example", help="shortest paths vs the measured GCN depth for all pairs of the 6-node graph")
+    e.add_argument("--source", default="C", help="node whose hop distances colour the figure (default: C)")
+    e.add_argument("--seed", type=int, default=0, help="seed of the random GCN weights (default: 0)")
+    e.add_argument("--out", default=None, help="folder for hop_table.csv and hop_graph.png")
+    e.set_defaults(func=run_example)
+
+    d = hsub.add_parser("depth", help="accuracy, receptive field and influence vs GCN depth (resumable)")
+    d.add_argument("--dataset", default="Cora", type=_dataset_name, metavar="{" + ",".join(DATASETS) + "}")
+    d.add_argument("--root", default=None, help="Planetoid root (default: $GSEQ_DATA/planetoid, then the cache)")
+    d.add_argument("--depths", nargs="+", type=positive_int, default=[1, 2, 3, 4, 6, 8, 16])
+    d.add_argument("--self-loop-weights", nargs="+", type=self_loop_weight_arg, default=[1.0, 2.0, "learn"])
+    d.add_argument("--seeds", type=positive_int, default=10, help="seeds per setting (default: 10)")
+    d.add_argument("--epochs", type=positive_int, default=200, help="epochs per run (default: 200)")
+    d.add_argument("--influence-nodes", type=positive_int, default=20, help="probe nodes for influence (default: 20)")
+    d.add_argument("--jobs", type=positive_int, default=1, help="parallel processes (default: 1)")
+    d.add_argument("--out", required=True, help="folder for depth.csv (resumed when present), summary, figure")
+    d.set_defaults(func=run_depth)
+
+
+def run_example(args) -> int:
+    from ..analysis.hops import hop_table
+    from ..data import example_graph
+    from ..plots import plot_hop_graph
+    from ..train import write_csv
+
+    data = example_graph()
+    rows = hop_table(data, seed=args.seed)
+    names = data.node_names
+    print("smallest GCN depth k at which the target's output depends on the source (measured by influence);")
+    print("in brackets the shortest-path hops where they differ\n")
+    print("source\\target " + " ".join(f"{n:>3}" for n in names))
+    for s in names:
+        cells = []
+        for t in names:
+            r = next(r for r in rows if r["source"] == s and r["target"] == t)
+            k = "-" if r["first_k"] is None else str(r["first_k"])
+            cells.append(f"{k:>3}" if r["agree"] else f"{k}({r['hops']})")
+        print(f"{s:>13} " + " ".join(cells))
+    agree = sum(r["agree"] for r in rows)
+    ce = next(r for r in rows if r["source"] == "C" and r["target"] == "E")
+    print(f"\n{agree} of {len(rows)} ordered pairs: measured depth == shortest-path hops; C -> E needs "
+          f"{ce['first_k']} layers ({ce['hops']} hops)")
+    if args.out:
+        out = Path(args.out)
+        write_csv(out / "hop_table.csv", [{**r, "hops": r["hops"] if math.isfinite(r["hops"]) else "inf"} for r in rows])
+        plot_hop_graph(data, args.source, path=out / "hop_graph.png")
+        print(f"wrote {out / 'hop_table.csv'} and {out / 'hop_graph.png'}")
+    return 0 if agree == len(rows) else 1
+
+
+def run_depth(args) -> int:
+    from ..analysis.hops import depth_study, describe_depth_study, summarize_depth_study
+    from ..plots import plot_depth_study
+    from ..train import write_csv, write_json
+    from .gcn import load_dataset
+
+    out = Path(args.out)
+    data = load_dataset(args.dataset, args.root) if args.dataset in ("example", "karate") else None
+
+    def log(row, finished, total):
+        print(f"[{finished}/{total}] depth {row['depth']:>2} w={row['self_loop_weight']:<5} seed {row['seed']}: "
+              f"test acc {row['test_acc']:.4f}, self influence {row['self_influence']:.3f}, "
+              f"ring {row['ring_influence']:.3f}, w {row['learned_w']:.2f}, {row['seconds']:.1f} s", flush=True)
+
+    rows = depth_study(str(out / "depth.csv"), dataset=args.dataset, root=args.root, data=data, depths=args.depths,
+                       self_loop_weights=args.self_loop_weights, seeds=args.seeds, epochs=args.epochs,
+                       influence_nodes=args.influence_nodes, jobs=args.jobs, log=log)
+    summary = summarize_depth_study(rows)
+    write_csv(out / "summary.csv", summary)
+    print(f"\n{'w':>6} {'depth':>5} {'runs':>4} {'test acc %':>12} {'RF % nodes':>10} {'self infl':>9} "
+          f"{'ring infl':>9} {'w (mean)':>8}")
+    for r in summary:
+        print(f"{r['self_loop_weight']:>6} {r['depth']:>5} {r['runs']:>4} {100 * r['test_acc_mean']:6.1f} +- "
+              f"{100 * r['test_acc_std']:3.1f} {100 * r['rf_fraction']:10.1f} {r['self_influence']:9.3f} "
+              f"{r['ring_influence']:9.3f} {r['learned_w']:8.2f}")
+    findings = describe_depth_study(summary)
+    print("\nfindings:")
+    for line in findings:
+        print(f"- {line}")
+    write_json(out / "findings.json", {"findings": findings, "summary": summary})
+    plot_depth_study(summary, title=f"GCN depth on {args.dataset} ({args.seeds} seeds, {args.epochs} epochs)",
+                     path=out / "depth.png")
+    print(f"wrote {out / 'depth.csv'}, {out / 'summary.csv'}, {out / 'findings.json'}, {out / 'depth.png'}")
+    return 0
