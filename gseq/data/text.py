@@ -163,7 +163,7 @@ def strip_gutenberg(text: str) -> str:
 
     Removes everything up to and including the ``*** START OF THIS PROJECT GUTENBERG EBOOK ... ***`` line
     and everything from the ``*** END OF ... ***`` line (and a closing "End of the Project Gutenberg
-    EBook ..." line just before it) onwards. A text without these markers is returned unchanged.
+    EBook ..." line just before it, which may wrap onto one more line) onwards. A text without these markers is returned unchanged.
     """
     start = _START.search(text)
     if start is not None:
@@ -174,7 +174,8 @@ def strip_gutenberg(text: str) -> str:
         last = None
         for last in _END_LINE.finditer(text):
             pass
-        if last is not None and not text[last.end():].strip():
+        # the closing line may wrap onto one more line ("..., by\nAlexis de Toqueville")
+        if last is not None and text[last.end():].strip().count("\n") == 0 and len(text) - last.end() < 200:
             text = text[:last.start()]
     return text.strip("\n")
 

@@ -15,7 +15,9 @@ host synchronisation, and the same work every step, which is what a CUDA graph n
 
 from __future__ import annotations
 
+import contextlib
 import math
+import warnings
 from numbers import Real
 
 import torch
@@ -27,6 +29,8 @@ __all__ = ["generate"]
 
 #: steps of Gumbel noise drawn per call to the generator
 NOISE_CHUNK = 256
+#: on the CPU, batches up to this size run the LSTM without oneDNN (see ``_cpu_rnn_flags``)
+SMALL_BATCH = 64
 
 
 def _check_args(model, vocab, prompt, length, temperature, top_k, top_p, generator, batch, unknown) -> None:
@@ -87,43 +91,157 @@ def _step_fn(model: nn.Module):
     return fallback
 
 
+def _prime(model, prompt_ids: Tensor, length: int, batch: int, generator):
+    """Run the prompt (or draw a random first character): ``(out [length, batch], start, logits, state)``
+    with ``out[:start]`` filled and ``logits`` predicting character ``start``."""
+    device = next(model.parameters()).device
+    out = torch.empty(length, batch, dtype=torch.long, device=device)
+    if prompt_ids.numel() == 0:
+        ids = torch.randint(model.vocab_size, (batch,), generator=generator, device=device)
+        out[0] = ids
+        logits, state = _step_fn(model)(ids, None) if length > 1 else (None, None)
+        return out, 1, logits, state
+    logits, state = model(prompt_ids.to(device).unsqueeze(0).expand(batch, -1))
+    return out, 0, logits[:, -1], state
+
+
+def _noise(model, t: int, length: int, batch: int, generator, temperature: float | None) -> Tensor:
+    """Gumbel noise for steps ``t .. t + NOISE_CHUNK`` (fewer at the end), scaled by ``temperature``."""
+    param = next(model.parameters())
+    noise = _gumbel(min(NOISE_CHUNK, length - t), batch, model.vocab_size, generator, param.device, param.dtype)
+    return noise.mul_(temperature) if temperature is not None else noise
+
+
 def _sample_ids(model, prompt_ids: Tensor, length: int, temperature: float, top_k, top_p, generator,
                 batch: int) -> Tensor:
     """The eager loop: ``[batch, length]`` ids. Runs under ``torch.inference_mode``."""
-    device = next(model.parameters()).device
-    dtype = next(model.parameters()).dtype
-    vocab_size = model.vocab_size
+    out, start, logits, state = _prime(model, prompt_ids, length, batch, generator)
     step = _step_fn(model)
-    out = torch.empty(length, batch, dtype=torch.long, device=device)
-    if prompt_ids.numel() == 0:
-        ids = torch.randint(vocab_size, (batch,), generator=generator, device=device)
-        out[0] = ids
-        start = 1
-        logits, state = (step(ids, None) if length > 1 else (None, None))
-    else:
-        logits, state = model(prompt_ids.to(device).unsqueeze(0).expand(batch, -1))
-        logits, start = logits[:, -1], 0
-
     greedy = temperature == 0
     filtered = not greedy and (top_k is not None or (top_p is not None and top_p < 1))
-    noise = None
+    noise, picked = None, []
     for t in range(start, length):
         if greedy:
             ids = logits.argmax(-1)
         else:
             k = (t - start) % NOISE_CHUNK
-            if k == 0:
-                noise = _gumbel(min(NOISE_CHUNK, length - t), batch, vocab_size, generator, device, dtype)
-                if not filtered:
-                    noise.mul_(temperature)  # argmax(z / T + g) == argmax(z + T g) for T > 0
+            if k == 0:  # argmax(z / T + g) == argmax(z + T g) for T > 0: scale the noise once
+                noise = _noise(model, t, length, batch, generator, None if filtered else temperature)
             if filtered:
                 ids = (_filter(logits / temperature, top_k, top_p) + noise[k]).argmax(-1)
             else:
                 ids = (logits + noise[k]).argmax(-1)
-        out[t] = ids
+        picked.append(ids)
         if t + 1 < length:
             logits, state = step(ids, state)
+    if picked:
+        out[start:] = torch.stack(picked)
     return out.t()
+
+
+def _sample_ids_static(model, prompt_ids: Tensor, length: int, temperature: float, generator, batch: int,
+                       capture: bool) -> Tensor:
+    """The same draws as :func:`_sample_ids` (no top-k/top-p) with one fixed step function over static
+    buffers: the step reads its noise row and writes its output at a position held in a device tensor
+    that it advances itself, so on CUDA the step is captured once in a CUDA graph and replayed with no
+    host work in between. ``capture=False`` runs the same step eagerly (how it is tested on the CPU)."""
+    out, start, logits, state = _prime(model, prompt_ids, length, batch, generator)
+    if start >= length:
+        return out.t()
+    greedy = temperature == 0
+    noise = None if greedy else _noise(model, start, length, batch, generator, temperature)
+    ids = logits.argmax(-1) if greedy else (logits + noise[0]).argmax(-1)
+    out[start] = ids
+    if start + 1 == length:
+        return out.t()
+    device = ids.device
+    h, c = state
+    s_ids, s_h, s_c = ids.clone(), h.clone(), c.clone()
+    s_noise = torch.zeros(NOISE_CHUNK, batch, model.vocab_size, device=device, dtype=logits.dtype)
+    s_out = torch.zeros(NOISE_CHUNK, batch, dtype=torch.long, device=device)
+    ptr = torch.zeros(1, dtype=torch.long, device=device)
+
+    def one_step() -> None:
+        logits, (h, c) = model.step(s_ids, (s_h, s_c))
+        nxt = logits.argmax(-1) if greedy else (logits + s_noise.index_select(0, ptr)[0]).argmax(-1)
+        s_out.index_copy_(0, ptr, nxt.unsqueeze(0))
+        s_ids.copy_(nxt)
+        s_h.copy_(h)
+        s_c.copy_(c)
+        ptr.add_(1)
+
+    run = _cuda_graph(one_step, [s_ids, s_h, s_c, s_out, ptr]) if capture else one_step
+    if noise is not None:
+        s_noise[: noise.size(0)].copy_(noise)
+    t, row = start + 1, 1
+    while t < length:
+        if row == NOISE_CHUNK:
+            if not greedy:
+                noise = _noise(model, t, length, batch, generator, temperature)
+                s_noise[: noise.size(0)].copy_(noise)
+            row = 0
+        n = min(NOISE_CHUNK - row, length - t)
+        ptr.fill_(row)
+        for _ in range(n):
+            run()
+        out[t:t + n] = s_out[row:row + n]
+        t, row = t + n, row + n
+    return out.t()
+
+
+def _cuda_graph(fn, buffers: list[Tensor]):
+    """Capture ``fn`` (which updates ``buffers`` in place) in a CUDA graph; return its ``replay``."""
+    saved = [b.clone() for b in buffers]
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side):  # warm-up outside the graph, as torch.cuda.graph requires
+        for _ in range(2):
+            fn()
+    torch.cuda.current_stream().wait_stream(side)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        fn()
+    for b, v in zip(buffers, saved):
+        b.copy_(v)
+    return graph.replay
+
+
+def _try_graph(model, prompt_ids, length, temperature, generator, batch, device):
+    """The CUDA-graph loop, or None (after a warning, with the RNG state restored) if capture fails."""
+    rng = generator.get_state() if generator is not None else torch.cuda.get_rng_state(device)
+    try:
+        return _sample_ids_static(model, prompt_ids, length, temperature, generator, batch, capture=True)
+    except RuntimeError as err:  # pragma: no cover - needs a GPU
+        warnings.warn(f"generate: CUDA graph capture failed ({err}); using the eager loop", RuntimeWarning)
+        if generator is not None:
+            generator.set_state(rng)
+        else:
+            torch.cuda.set_rng_state(rng, device)
+        return None
+
+
+def _cpu_rnn_flags(device: torch.device, batch: int):
+    """On the CPU, oneDNN's (mkldnn) LSTM spends a fixed ~0.2 ms setting up every call, which dominates one
+    step of a small batch; the native kernels are several times faster there (benchmarks/bench_text.py)."""
+    if device.type == "cpu" and batch <= SMALL_BATCH:
+        return _mkldnn_off()
+    return contextlib.nullcontext()
+
+
+@contextlib.contextmanager
+def _mkldnn_off():
+    before = torch.backends.mkldnn.enabled
+    torch.backends.mkldnn.enabled = False
+    try:
+        yield
+    finally:
+        torch.backends.mkldnn.enabled = before
+
+
+def _graph_eligible(model, device: torch.device, top_k, top_p) -> bool:
+    from .char_lstm import CharLSTM
+
+    return device.type == "cuda" and isinstance(model, CharLSTM) and top_k is None and top_p in (None, 1.0)
 
 
 def generate(
@@ -138,6 +256,7 @@ def generate(
     batch: int = 1,
     *,
     unknown: str = "error",
+    cuda_graph: bool = True,
 ) -> list[str]:
     r"""Sample ``batch`` continuations of ``length`` characters from a character language model.
 
@@ -164,6 +283,10 @@ def generate(
         batch: number of independent samples. (default: ``1``)
         unknown: prompt characters not in the vocabulary: ``"error"`` raises a ``ValueError`` naming
             them, ``"skip"`` drops them. (default: ``"error"``)
+        cuda_graph: on CUDA, without top-k/top-p, capture the per-character step of a
+            :class:`~gseq.models.CharLSTM` in a CUDA graph and replay it (same draws as the eager loop;
+            falls back to the eager loop with a warning if capture fails). Unmeasured so far: no GPU
+            was available when it was written. (default: True)
 
     Returns:
         a list of ``batch`` strings of ``length`` characters each, without the prompt (always a list,
@@ -177,12 +300,17 @@ def generate(
     if generator is not None and generator.device.type != device.type:
         raise ValueError(f"generator: lives on {generator.device} but the model on {device}; "
                          f"make it with torch.Generator(device={str(device)!r})")
+    temperature, top_p = float(temperature), None if top_p is None else float(top_p)
     was_training = model.training
     model.eval()
     try:
         with torch.inference_mode():
-            ids = _sample_ids(model, prompt_ids, length, float(temperature), top_k,
-                              None if top_p is None else float(top_p), generator, batch)
+            ids = None
+            if cuda_graph and _graph_eligible(model, device, top_k, top_p):
+                ids = _try_graph(model, prompt_ids, length, temperature, generator, batch, device)
+            if ids is None:
+                with _cpu_rnn_flags(device, batch):
+                    ids = _sample_ids(model, prompt_ids, length, temperature, top_k, top_p, generator, batch)
     finally:
         model.train(was_training)
     chars = vocab.chars

@@ -108,6 +108,11 @@ def test_strip_gutenberg_on_a_book_and_on_plain_text():
     text = "Header\n*** START OF THIS PROJECT GUTENBERG EBOOK X ***\nBody line.\nEnd of the Project Gutenberg EBook of X\n" \
            "*** END OF THIS PROJECT GUTENBERG EBOOK X ***\nLicence"
     assert strip_gutenberg(text) == "Body line."
+    wrapped = text.replace("EBook of X\n", "EBook of X, by\nSome Author\n\n")
+    assert strip_gutenberg(wrapped) == "Body line."
+    democracy = strip_gutenberg(Path(os.environ["GSEQ_DATA"], "text", "book_EN_democracy_in_the_US.txt")
+                                .read_text(encoding="utf-8-sig"))
+    assert democracy.rstrip().endswith("in proportion.]") and "Gutenberg" not in democracy[-3000:]
 
 
 def test_load_text_drops_bom_and_header(tmp_path):

@@ -6,7 +6,7 @@ from torch import nn
 
 from gseq.data import CharVocab, window_sampler
 from gseq.models import CharLSTM, char_lm_loss, generate
-from gseq.models.generate import NOISE_CHUNK, _filter
+from gseq.models.generate import NOISE_CHUNK, _filter, _sample_ids, _sample_ids_static
 
 VOCAB = CharVocab.from_text("abcdefgh .")
 PERIOD = "abcdefgh. "
@@ -183,3 +183,24 @@ def test_wrong_vocabulary_or_model(random_model):
         generate(random_model, "abcdefgh .", "a")
     with pytest.raises(TypeError, match="model"):
         generate(lambda x: x, VOCAB, "a")
+
+
+@pytest.mark.parametrize("prompt, length", [("", 1), ("", 2), ("ab", 1), ("", NOISE_CHUNK + 3),
+                                            ("abc", 2 * NOISE_CHUNK + 1), ("h", 40)])
+@pytest.mark.parametrize("temperature", [0.0, 0.7])
+def test_cuda_graph_step_logic_matches_the_eager_loop(random_model, prompt, length, temperature):
+    """The CUDA-graph path's static-buffer step, run eagerly here (capture needs a GPU), draws the same
+    characters as the eager loop from the same generator state."""
+    ids = VOCAB.encode(prompt)
+    with torch.inference_mode():
+        eager = _sample_ids(random_model, ids, length, temperature, None, None, torch.Generator().manual_seed(5), 3)
+        static = _sample_ids_static(random_model, ids, length, temperature, torch.Generator().manual_seed(5), 3,
+                                    capture=False)
+    assert eager.shape == (3, length) and torch.equal(eager, static)
+
+
+def test_cpu_flags_are_restored(random_model):
+    before = torch.backends.mkldnn.enabled
+    generate(random_model.float(), VOCAB, "ab", 5, batch=2)
+    random_model.double()
+    assert torch.backends.mkldnn.enabled == before
