@@ -266,3 +266,49 @@ def plot_depth_study(summary: Iterable[Mapping[str, Any]], *, title: str | None 
 
 
 __all__ += ["plot_hop_graph", "plot_depth_study"]
+
+
+def plot_next_char(
+    probs: Mapping[str, Sequence[float]],
+    chars: Sequence[str],
+    *,
+    top: int = 12,
+    title: str | None = None,
+    path: str | os.PathLike | None = None,
+):
+    """Grouped bars of next-character distributions, e.g. ``softmax(z / T)`` at several temperatures.
+
+    Args:
+        probs: ``{label: probabilities over the vocabulary}``; the first entry orders the characters.
+        chars: the vocabulary's characters, in id order (a space is drawn as ``"␣"``).
+        top: how many of the most likely characters (by the first entry) to show. (default: ``12``)
+        title: figure title.
+        path: where to save the figure (PNG); None only returns it.
+    """
+    if not probs:
+        raise ValueError("probs: give at least one distribution")
+    labels = list(probs)
+    first = [float(p) for p in probs[labels[0]]]
+    if any(len(probs[k]) != len(chars) for k in labels):
+        raise ValueError("probs: every distribution needs one probability per character of chars")
+    order = sorted(range(len(chars)), key=lambda i: -first[i])[:top]
+    fig, ax = plt.subplots(figsize=(7.5, 3.4))
+    width = 0.8 / len(labels)
+    for j, label in enumerate(labels):
+        ax.bar([i + (j - (len(labels) - 1) / 2) * width for i in range(len(order))],
+               [float(probs[label][k]) for k in order], width=width, label=label)
+    ax.set_xticks(range(len(order)))
+    ax.set_xticklabels(["␣" if chars[k] == " " else chars[k] for k in order])
+    ax.set_ylabel("probability")
+    ax.set_xlabel("next character")
+    ax.grid(alpha=0.3, axis="y")
+    ax.legend()
+    if title:
+        ax.set_title(title)
+    fig.tight_layout()
+    if path is not None:
+        save_figure(fig, path)
+    return fig
+
+
+__all__ += ["plot_next_char"]

@@ -204,3 +204,16 @@ def test_cpu_flags_are_restored(random_model):
     generate(random_model.float(), VOCAB, "ab", 5, batch=2)
     random_model.double()
     assert torch.backends.mkldnn.enabled == before
+
+
+def test_plot_next_char(tmp_path):
+    from gseq.plots import plot_next_char
+
+    z = torch.linspace(-1, 1, len(VOCAB))
+    probs = {f"T = {t}": torch.softmax(z / t, 0).tolist() for t in (0.5, 1.0, 2.0)}
+    fig = plot_next_char(probs, VOCAB.chars, top=4, path=tmp_path / "next.png")
+    assert (tmp_path / "next.png").read_bytes()[:4] == b"\x89PNG"
+    assert len(fig.axes[0].patches) == 3 * 4
+    assert [t.get_text() for t in fig.axes[0].get_xticklabels()] == list(reversed(VOCAB.chars))[:4]
+    with pytest.raises(ValueError, match="one probability per character"):
+        plot_next_char({"a": [1.0]}, VOCAB.chars)
