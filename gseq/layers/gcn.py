@@ -21,6 +21,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+from torch.autograd.function import once_differentiable
 from torch.nn import Parameter
 from torch_geometric.nn import MessagePassing
 from torch_geometric.nn.dense.linear import Linear
@@ -104,6 +105,8 @@ def gcn_graph(
     check_graph_inputs(edge_index, edge_weight, num_nodes)
     edge_index = edge_index.long()
     dtype = dtype or (edge_weight.dtype if edge_weight is not None else torch.get_default_dtype())
+    if edge_weight is not None:
+        edge_weight = edge_weight.to(dtype)
     has_loop = kept_loop = None
     if add_self_loops:
         is_loop = edge_index[0] == edge_index[1]
@@ -196,6 +199,45 @@ def gcn_norm(
     out_index = torch.cat([torch.stack([cols, rows]), torch.stack([loops, loops])], dim=1)
     out_weight = torch.cat([s_t[rows] * values.to(dtype) * s_s[cols], loop * s_t * s_s])
     return out_index, out_weight
+
+
+class _NormalizedAggregate(torch.autograd.Function):
+    """``s_t * (A @ (s_s * h)) + c * h`` as one autograd node, for a CSR whose values need no gradient.
+
+    The same numbers as the composition of dense scalings around :func:`gseq.ops.spmm`, with fewer
+    passes over the ``[N, F]`` tensors: the forward scales in place, and the backward computes
+    ``s_s * (A^T (s_t * G)) + c * G`` through the transpose cached on the CSR, plus the row sums that
+    give the gradients of ``s_t``, ``s_s`` and ``c`` (and so of a learned self-loop weight) only when
+    they are needed.
+    """
+
+    @staticmethod
+    def forward(ctx, h: Tensor, s_t: Tensor, s_s: Tensor, c: Tensor, csr: CSR) -> Tensor:
+        agg = spmm(csr, h * s_s.unsqueeze(-1))  # [N, F]
+        need_h, need_st, need_ss, need_c = ctx.needs_input_grad[:4]
+        out = agg * s_t.unsqueeze(-1) if need_st else agg.mul_(s_t.unsqueeze(-1))
+        out.addcmul_(h, c.unsqueeze(-1))
+        ctx.csr = csr
+        ctx.save_for_backward(h if (need_ss or need_c) else None, s_t, s_s, c, agg if need_st else None)
+        return out
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad: Tensor):
+        h, s_t, s_s, c, agg = ctx.saved_tensors
+        need_h, need_st, need_ss, need_c = ctx.needs_input_grad[:4]
+        grad_h = grad_st = grad_ss = grad_c = None
+        if need_h or need_ss:
+            back = spmm(ctx.csr.t(), grad * s_t.unsqueeze(-1))  # A^T (s_t * G)
+            if need_ss:
+                grad_ss = (back * h).sum(dim=1)
+            if need_h:
+                grad_h = back.mul_(s_s.unsqueeze(-1)).addcmul_(grad, c.unsqueeze(-1))
+        if need_st:
+            grad_st = (grad * agg).sum(dim=1)
+        if need_c:
+            grad_c = (grad * h).sum(dim=1)
+        return grad_h, grad_st, grad_ss, grad_c, None
 
 
 class GCN(MessagePassing):
@@ -357,8 +399,14 @@ class GCN(MessagePassing):
         else:
             w = self.self_loop_weight().to(h.device, h.dtype)
             s_t, s_s, loop = _scalings(graph, w, self.normalize, h.dtype, h.device)
-            out = self.message_and_aggregate(graph.csr, h * s_s.unsqueeze(-1))
-            out = out * s_t.unsqueeze(-1) + h * (loop * s_t * s_s).unsqueeze(-1)
+            coef = loop * s_t * s_s
+            values = graph.csr.values
+            if values is not None and values.requires_grad and torch.is_grad_enabled():
+                # edge weights that need a gradient: plain autograd through spmm (its SDDMM backward)
+                out = self.message_and_aggregate(graph.csr, h * s_s.unsqueeze(-1))
+                out = out * s_t.unsqueeze(-1) + h * coef.unsqueeze(-1)
+            else:
+                out = _NormalizedAggregate.apply(h, s_t, s_s, coef, graph.csr)
         if self.bias is not None:
             out = out + self.bias
         return out

@@ -151,11 +151,12 @@ def test_learned_weight_starts_at_one_and_gets_a_gradient():
 
 
 @pytest.mark.parametrize("normalize", [True, "both"])
-def test_gradcheck_float64(normalize):
+@pytest.mark.parametrize("weight_grad", [True, False], ids=["edge-weight-grad", "fused-path"])
+def test_gradcheck_float64(normalize, weight_grad):
     x, edge_index, weight = random_graph(4, n=7, e=14, loops=2, isolated=1, dtype=torch.float64)
     layer = GCN(5, 2, self_loop_weight="learn", normalize=normalize).double()
     x.requires_grad_(True)
-    weight.requires_grad_(True)
+    weight.requires_grad_(weight_grad)
 
     # the learned weight enters through its raw parameter: differentiate through a functional call
     def g(x, weight, raw_value):
@@ -163,6 +164,21 @@ def test_gradcheck_float64(normalize):
 
     raw_value = torch.tensor(0.3, dtype=torch.float64, requires_grad=True)
     assert torch.autograd.gradcheck(g, (x, weight, raw_value))
+
+
+def test_fused_path_equals_the_composition():
+    """Edge weights without a gradient take the one-node path; with one, plain autograd: same numbers."""
+    x, edge_index, weight = random_graph(6, dtype=torch.float64)
+    layer = GCN(5, 3, self_loop_weight="learn").double()
+    grads = []
+    for needs in (False, True):
+        layer.zero_grad()
+        xi = x.clone().requires_grad_(True)
+        out = layer(xi, edge_index, weight.clone().requires_grad_(needs))
+        out.pow(2).sum().backward()
+        grads.append((out.detach(), xi.grad, layer.raw_self_loop_weight.grad.clone(), layer.lin.weight.grad.clone()))
+    for a, b in zip(*grads):
+        torch.testing.assert_close(a, b)
 
 
 def test_cached_reuses_structure_and_still_learns_the_loop_weight():
