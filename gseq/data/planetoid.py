@@ -30,7 +30,9 @@ from ..train.io import atomic_write_bytes, save_checkpoint
 
 __all__ = ["planetoid", "PLANETOID_NAMES", "PLANETOID_SHA256", "cache_dir", "normalize_features"]
 
+#: the Planetoid datasets by lower-case name, with their canonical spelling
 PLANETOID_NAMES = {"cora": "Cora", "citeseer": "CiteSeer", "pubmed": "PubMed"}
+#: the eight raw files of a Planetoid dataset, ``ind.<name>.<part>``
 RAW_PARTS = ("x", "tx", "allx", "y", "ty", "ally", "graph", "test.index")
 URL = "https://github.com/kimiyoung/planetoid/raw/master/data"
 

@@ -373,7 +373,9 @@ class GCN(MessagePassing):
         return graph
 
     def forward(self, x: Tensor, edge_index: Tensor, edge_weight: Tensor | None = None) -> Tensor:
-        """Args:
+        """Apply the layer.
+
+        Args:
             x: node features ``[N, in_channels]``.
             edge_index: ``[2, E]`` edges (row 0 sources, row 1 targets), or a torch sparse adjacency
                 ``adj_t`` of shape ``[N, N]`` whose entry ``(i, j)`` is the edge ``j -> i`` (PyG's layout).

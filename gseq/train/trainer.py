@@ -38,6 +38,7 @@ from .io import load_checkpoint, save_checkpoint, write_csv, write_json
 
 __all__ = ["Trainer", "seed_everything", "resolve_device", "move_to", "check_model_state", "CHECKPOINT_FORMAT"]
 
+#: the ``"format"`` tag of a Trainer checkpoint; a file with another tag is refused
 CHECKPOINT_FORMAT = "gseq-trainer-1"
 _END = object()
 _OPTIMIZERS = {
