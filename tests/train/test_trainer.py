@@ -171,3 +171,14 @@ def test_corrupted_checkpoint_is_a_clear_error_and_saves_are_atomic(tmp_path):
         load_checkpoint(path)
     with pytest.raises(FileNotFoundError, match="checkpoint"):
         load_checkpoint(tmp_path / "missing.pt")
+
+
+def test_atomic_writes_get_the_usual_permissions(tmp_path):
+    import os
+
+    from gseq.train import atomic_write_text
+
+    path = atomic_write_text(tmp_path / "a.txt", "x")
+    mask = os.umask(0)
+    os.umask(mask)
+    assert (path.stat().st_mode & 0o777) == (0o666 & ~mask)
