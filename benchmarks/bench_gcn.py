@@ -41,8 +41,13 @@ def load_graph(name: str, seed: int, device: torch.device) -> tuple[torch.Tensor
             return data.edge_index.to(device), data.num_nodes, "Cora (real)"
         except (FileNotFoundError, ValueError) as err:
             print(f"note: real Cora not available ({str(err).splitlines()[0][:80]}...); using a synthetic graph")
+    from torch_geometric.utils import coalesce, remove_self_loops
+
     n, e = SIZES[name]
-    return power_law_graph(n, e, seed, device), n, f"power-law {n:,} nodes"
+    # a simple graph: PyG's two paths treat existing self-loops and duplicates differently (a sparse adj_t
+    # sums duplicates, and keeps a loop's summed weight), so they only agree on graphs without them
+    edge_index = coalesce(remove_self_loops(power_law_graph(n, e, seed, device))[0], num_nodes=n)
+    return edge_index, n, f"power-law {n:,} nodes, self-loops and duplicates removed"
 
 
 def main(argv=None) -> None:
