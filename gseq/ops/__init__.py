@@ -36,7 +36,8 @@ def _check_float(t: object, name: str) -> Tensor:
     if not isinstance(t, Tensor):
         raise TypeError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
     if t.dtype not in DTYPES:
-        raise TypeError(f"{name} must be float32 or float64 (or float16/bfloat16), got {t.dtype}; convert with .float()")
+        raise TypeError(f"{name} must be float32 or float64 (or float16/bfloat16), got {t.dtype}; "
+                        "convert with .float()")
     return t
 
 
@@ -66,7 +67,8 @@ def spmm(csr: CSR, x: Tensor, reduce: str = "sum", *, backend: str = "auto") -> 
     x = _check_float(x, "x")
     reduce = _check_reduce(reduce)
     if x.dim() != 2:
-        raise ValueError(f"x must be two-dimensional [N, F], got shape {tuple(x.shape)}; use x.view(-1, 1) for a vector")
+        raise ValueError(f"x must be two-dimensional [N, F], got shape {tuple(x.shape)}; "
+                         "use x.view(-1, 1) for a vector")
     if x.size(0) != csr.num_cols:
         raise ValueError(f"x has {x.size(0)} rows but csr has {csr.num_cols} columns (shape {csr.shape})")
     if x.device != csr.device:

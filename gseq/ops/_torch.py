@@ -3,9 +3,11 @@
 Every function here takes arrays that :mod:`gseq.ops` has validated and returns plain tensors (no
 autograd: :mod:`gseq.ops._autograd` wires forward and backward). None of them builds an
 ``[nnz, F]`` tensor for the whole graph: the weighted sum goes through a ``torch.sparse_csr_tensor``
-built once per structure (MKL's CSR x dense product on the CPU: row-parallel, bitwise reproducible),
-the edge-value gradient through ``torch.sparse.sampled_addmm``, and max/min reductions through
-chunks of at most :data:`CHUNK_ELEMS` gathered elements.
+(cached per structure when unweighted; MKL's CSR x dense product on the CPU, row-parallel and
+bitwise reproducible run to run), the edge-value gradient through ``torch.sparse.sampled_addmm``
+(or chunks of entries), and max/min reductions through chunks of at most :data:`CHUNK_ELEMS`
+gathered elements. On CUDA tensors (``backend="torch"`` forced) the same calls run cuSPARSE and
+``scatter_add_``, which torch does not promise to be deterministic there: the Triton backend is.
 """
 
 from __future__ import annotations
@@ -53,14 +55,17 @@ def spmm_sum(csr: CSR, values: Tensor | None, x: Tensor) -> Tensor:
     if x.dtype not in (torch.float32, torch.float64):  # half types: accumulate in float32
         v = None if values is None else values.float()
         return spmm_sum(csr, v, x.float()).to(x.dtype)
+    a = _sparse_csr(csr, values, x.dtype)
+    if x.device.type != "cpu":
+        return torch.sparse.mm(a, x)
     out = x.new_empty(m, f)
-    # addmm with beta=0 into a given out: the same MKL/cuSPARSE kernel as torch.sparse.mm, without its
-    # zero-fill and copy of the result (2x faster on the CPU at 42k nodes, F = 128); `out` is ignored
-    return torch.addmm(out, _sparse_csr(csr, values, x.dtype), x, beta=0.0, out=out)
+    # addmm with beta=0 into a given out: the same MKL kernel as torch.sparse.mm, without its zero-fill
+    # and copy of the result (up to 2x faster on the CPU: benchmarks/bench_spmm.py); `out` is ignored
+    return torch.addmm(out, a, x, beta=0.0, out=out)
 
 
 def sddmm(csr: CSR, a: Tensor, b: Tensor) -> Tensor:
-    r"""Sampled dense-dense product :math:`g_e = \langle a_{\mathrm{row}(e)}, b_{\mathrm{col}(e)} \rangle`, ``[nnz]``."""
+    r"""Sampled dense-dense product, ``[nnz]``: :math:`g_e = \langle a_{\mathrm{row}(e)}, b_{\mathrm{col}(e)} \rangle`."""
     f = a.size(1)
     if csr.nnz == 0 or f == 0:
         return a.new_zeros(csr.nnz)
@@ -70,6 +75,8 @@ def sddmm(csr: CSR, a: Tensor, b: Tensor) -> Tensor:
         # torch.sparse.sampled_addmm rejects more entries than the dense matrix has cells (duplicates)
         return _sddmm_chunked(csr, a, b)
     mask = _sparse_csr(csr, None, a.dtype)
+    if a.device.type != "cpu":
+        return torch.sparse.sampled_addmm(mask, a.contiguous(), b.t(), beta=0.0, alpha=1.0).values()
     values = a.new_empty(csr.nnz)
     crow, col = csr.cached("torch_index", None)  # built with the mask above
     with warnings.catch_warnings():
@@ -125,7 +132,10 @@ def spmm_arg(csr: CSR, values: Tensor | None, x: Tensor, reduce: str) -> tuple[T
 
 
 def spmm_arg_backward_x(csr: CSR, values: Tensor | None, grad: Tensor, arg: Tensor, n: int) -> Tensor:
-    r"""Gradient of a max/min SpMM w.r.t. ``x``: :math:`G^x_{c,f} = \sum_{i: \mathrm{col}(arg_{if}) = c} v_{arg_{if}} G_{if}`."""
+    r"""Gradient of a max/min SpMM w.r.t. ``x``.
+
+    :math:`G^x_{c,f} = \sum_{i: \mathrm{col}(arg_{if}) = c} v_{arg_{if}} G_{if}`.
+    """
     f = grad.size(1)
     out = grad.new_zeros(n, f)
     valid = arg < csr.nnz
@@ -138,7 +148,10 @@ def spmm_arg_backward_x(csr: CSR, values: Tensor | None, grad: Tensor, arg: Tens
 
 
 def sddmm_arg(csr: CSR, grad: Tensor, x: Tensor, arg: Tensor) -> Tensor:
-    r"""Gradient of a max/min SpMM w.r.t. the values: :math:`g_e = \sum_{f: arg_{if} = e} G_{if} X_{\mathrm{col}(e), f}`."""
+    r"""Gradient of a max/min SpMM w.r.t. the values.
+
+    :math:`g_e = \sum_{f: arg_{if} = e} G_{if} X_{\mathrm{col}(e), f}` with :math:`i = \mathrm{row}(e)`.
+    """
     nnz = csr.nnz
     out = grad.new_zeros(nnz)
     if nnz == 0 or grad.size(1) == 0:

@@ -227,7 +227,10 @@ def spmm_arg(csr, values: Tensor | None, x: Tensor, reduce: str) -> tuple[Tensor
 
 
 def spmm_arg_backward_x(csr, values: Tensor | None, grad: Tensor, arg: Tensor, n: int) -> Tensor:
-    r"""Pull over the transpose: :math:`G^x_{c,f} = \sum_{e \in \mathrm{col}(c),\ arg_{\mathrm{row}(e) f} = e} v_e G_{\mathrm{row}(e) f}`."""
+    r"""Gradient of max/min w.r.t. ``x``, a pull over the transpose.
+
+    :math:`G^x_{c,f} = \sum_{e \in \mathrm{col}(c),\ arg_{\mathrm{row}(e) f} = e} v_e G_{\mathrm{row}(e) f}`.
+    """
     f = grad.size(1)
     if csr.nnz == 0 or f == 0 or n == 0:
         return grad.new_zeros(n, f)
@@ -262,5 +265,8 @@ def sddmm(csr, a: Tensor, b: Tensor) -> Tensor:
 
 
 def sddmm_arg(csr, grad: Tensor, x: Tensor, arg: Tensor) -> Tensor:
-    r"""Gradient of max/min w.r.t. the values: :math:`g_e = \sum_{f: arg_{\mathrm{row}(e) f} = e} G_{\mathrm{row}(e) f} X_{\mathrm{col}(e) f}`."""
+    r"""Gradient of max/min w.r.t. the values.
+
+    :math:`g_e = \sum_{f: arg_{\mathrm{row}(e) f} = e} G_{\mathrm{row}(e) f} X_{\mathrm{col}(e) f}`.
+    """
     return _sddmm(csr, grad, x, arg)
