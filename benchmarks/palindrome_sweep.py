@@ -22,11 +22,11 @@ sys.path.insert(0, str(REPO))
 
 #: preset -> (default folder, [extra arguments of each `gseq palindrome sweep` call])
 PRESETS = {
-    # one-hot inputs and forget-gate bias 1 (LSTM); RNN and LSTM over the lengths each can reach
+    # one-hot inputs, orthogonal weights, forget-gate bias 1 (LSTM); each cell over the lengths it can reach
     "onehot": ("/tmp/gseq-sweeps/onehot", [
         ["--cells", "rnn", "--lengths", "5:40:5"],
         ["--cells", "lstm", "--lengths", "5:60:5"],
-    ], ["--input", "onehot", "--forget-bias", "1", "--max-steps", "3000", "--seeds", "4"]),
+    ], ["--input", "onehot", "--init", "orthogonal", "--forget-bias", "1", "--max-steps", "3000", "--seeds", "4"]),
     # the original course's set-up: scalar digits, Xavier, RMSprop 1e-3, batch 128, clip 10
     "course": ("/tmp/gseq-sweeps/course", [
         ["--cells", "rnn", "lstm", "--lengths", "5:40:5"],

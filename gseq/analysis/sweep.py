@@ -34,7 +34,7 @@ SWEEP_FIELDS = ["cell", "length", "seed", "accuracy", "steps", "seconds", "stop_
 SWEEP_DEFAULTS: dict[str, Any] = {
     "input": "scalar", "hidden_size": 128, "init": "xavier_uniform", "forget_bias": 0.0,
     "optimizer": "rmsprop", "lr": 1e-3, "batch_size": 128, "max_steps": 5000, "clip_grad_norm": 10.0,
-    "eval_every": 10, "eval_size": 256, "test_size": 2048, "target": 1.0, "device": "cpu",
+    "eval_every": 10, "eval_size": 512, "test_size": 2048, "target": 1.0, "device": "cpu",
 }
 
 

@@ -34,7 +34,7 @@ def _training_options(p: argparse.ArgumentParser, *, max_steps: int) -> None:
     g.add_argument("--max-steps", type=int, default=max_steps, help=f"(default: {max_steps})")
     g.add_argument("--clip-grad-norm", type=float, default=10.0, help="(default: 10)")
     g.add_argument("--eval-every", type=int, default=10,
-                   help="evaluate on 256 fresh palindromes every N steps; stop at accuracy 1 (default: 10)")
+                   help="evaluate on 512 fresh palindromes every N steps; stop at accuracy 1 (default: 10)")
     g.add_argument("--device", default="cpu", help="cpu, cuda or auto (default: cpu)")
 
 
