@@ -91,9 +91,11 @@ def run_train(args) -> int:
         echo_samples=not args.quiet_samples)
     result, vocab = out["result"], out["vocab"]
     ev = result["last_eval"]
+    nan = float("nan")
     print(f"steps {result['step']} ({result['stop_reason']}), {result['seconds']:.0f} s, vocabulary {len(vocab)}: "
-          f"train loss {ev.get('loss', float('nan')):.4f}, val_loss {ev.get('val_loss', float('nan')):.4f} "
-          f"nats/char, val_acc {ev.get('val_acc', float('nan')):.4f}")
+          f"train loss {ev.get('loss', nan):.4f}, val_loss {ev.get('val_loss', nan):.4f} nats/char, "
+          f"val_acc {ev.get('val_acc', nan):.4f} (held-out text as a stream); in {args.seq_length}-character "
+          f"windows: {ev.get('val_window_loss', nan):.4f}, {ev.get('val_window_acc', nan):.4f}")
     print(f"wrote {Path(args.out) / 'checkpoint.pt'}, metrics.csv, samples.csv, loss.png")
     return 0
 

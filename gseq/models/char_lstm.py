@@ -152,24 +152,56 @@ def char_lm_loss(model: nn.Module, windows: Tensor) -> dict[str, Tensor]:
     return {"loss": loss, "acc": acc}
 
 
-def char_lm_evaluator(windows: Tensor, batch_size: int = 1024, prefix: str = "val"):
-    """``evaluate(model) -> {f"{prefix}_loss", f"{prefix}_acc"}`` over fixed windows (from
-    :func:`gseq.data.eval_windows`): the mean cross-entropy (nats per character) and accuracy over every
-    predicted character, each window starting from a zero state as in training."""
-    if not isinstance(windows, Tensor) or windows.dim() != 2 or windows.size(1) < 2:
-        raise ValueError("windows: expected a [n, seq_length + 1] tensor (gseq.data.eval_windows)")
+def char_lm_evaluator(ids: Tensor, seq_length: int = 30, *, segments: int = 8, chunk: int = 2048,
+                      batch_size: int = 1024, prefix: str = "val"):
+    r"""``evaluate(model) -> dict`` on held-out text, measured two ways (nats per character, accuracy of the
+    argmax prediction):
+
+    * ``{prefix}_loss``, ``{prefix}_acc``: the text read as a stream with the LSTM state carried from
+      character to character, as a language model is scored (and as char-rnn reports its validation
+      loss) and as :func:`~gseq.models.generate` uses the model. The text is cut into ``segments``
+      contiguous parts read side by side; only their first characters are predicted without context.
+    * ``{prefix}_window_loss``, ``{prefix}_window_acc``: windows of ``seq_length + 1`` characters each
+      read from a zero state (:func:`gseq.data.eval_windows`): the training condition, comparable with the
+      training loss. Early positions of a window have little context, so this is higher.
+
+    Args:
+        ids: the held-out character ids.
+        seq_length: window length of the windowed measure. (default: ``30``)
+        segments: parallel contiguous parts of the stream. (default: ``8``)
+        chunk: time steps per forward call of the stream (state carried). (default: ``2048``)
+        batch_size: windows per forward call. (default: ``1024``)
+        prefix: metric name prefix. (default: ``"val"``)
+
+    Shapes:
+        ids: :math:`[N]`, :math:`N \ge` ``seq_length + 1``.
+    """
+    windows = eval_windows(ids, seq_length)
+    n = (ids.numel() - 1) // max(1, min(segments, (ids.numel() - 1) // seq_length))
+    parts = (ids.numel() - 1) // n
+    inputs, targets = ids[:parts * n].view(parts, n), ids[1:parts * n + 1].view(parts, n)
+
+    def score(model: nn.Module, x: Tensor, y: Tensor, state):
+        logits, state = model(x, state)
+        flat, y = logits.reshape(-1, logits.size(-1)), y.reshape(-1)
+        return float(F.cross_entropy(flat, y, reduction="sum")), int((flat.argmax(-1) == y).sum()), y.numel(), state
 
     def evaluate(model: nn.Module) -> dict[str, float]:
         device = next(model.parameters()).device
-        total, correct, count = 0.0, 0, 0
-        for chunk in windows.split(batch_size):
-            chunk = chunk.to(device)
-            logits, _ = model(chunk[:, :-1])
-            flat, y = logits.reshape(-1, logits.size(-1)), chunk[:, 1:].reshape(-1)
-            total += float(F.cross_entropy(flat, y, reduction="sum"))
-            correct += int((flat.argmax(-1) == y).sum())
-            count += y.numel()
-        return {f"{prefix}_loss": total / count, f"{prefix}_acc": correct / count}
+        out = {}
+        total = correct = count = 0
+        state = None
+        for x, y in zip(inputs.split(chunk, dim=1), targets.split(chunk, dim=1)):
+            t, c, k, state = score(model, x.to(device), y.to(device), state)
+            total, correct, count = total + t, correct + c, count + k
+        out[f"{prefix}_loss"], out[f"{prefix}_acc"] = total / count, correct / count
+        total = correct = count = 0
+        for w in windows.split(batch_size):
+            w = w.to(device)
+            t, c, k, _ = score(model, w[:, :-1], w[:, 1:], None)
+            total, correct, count = total + t, correct + c, count + k
+        out[f"{prefix}_window_loss"], out[f"{prefix}_window_acc"] = total / count, correct / count
+        return out
 
     return evaluate
 
@@ -270,8 +302,8 @@ class _Figure:
 
             from ..plots import plot_history
 
-            plt.close(plot_history(trainer.history, loss_keys=["loss", "val_loss"], metric_keys=["acc", "val_acc"],
-                                   title=self.title, path=self.path))
+            plt.close(plot_history(trainer.history, loss_keys=["loss", "val_window_loss", "val_loss"],
+                                   metric_keys=["acc", "val_window_acc", "val_acc"], title=self.title, path=self.path))
 
 
 def _check_resume(path: Path, extra: Mapping[str, Any]) -> None:
@@ -321,8 +353,8 @@ def train_char_lstm(
     """Train a :class:`CharLSTM` on a text file through :class:`gseq.train.Trainer`.
 
     The text is read with :func:`gseq.data.load_text`, its sorted vocabulary built, the last
-    ``val_fraction`` held out (validation loss in nats per character and accuracy, see
-    :func:`char_lm_evaluator`), and random windows of ``seq_length + 1`` characters drawn as batches;
+    ``val_fraction`` held out (validation loss in nats per character and accuracy, read as a stream and in
+    training-length windows, see :func:`char_lm_evaluator`), and random windows of ``seq_length + 1`` characters drawn as batches;
     the loss is the mean cross-entropy over all time steps (:func:`char_lm_loss`), optimised by Adam with
     the global gradient norm clipped. With ``out_dir`` the run folder receives ``metrics.csv``,
     ``config.json``, ``checkpoint.pt`` (model, optimizer, step, RNG states, plus the vocabulary, model
@@ -345,8 +377,8 @@ def train_char_lstm(
         eval_every, sample_every, checkpoint_every: intervals in steps. (default: ``500``, ``1000``,
             ``1000``; None switches sampling off / checkpoints only at the end)
         lr_decay: multiply the learning rate by this every ``lr_decay_every`` steps. (default: None)
-        target_loss, target_acc: stop early once validation loss <= target_loss and validation accuracy
-            >= target_acc. (default: None)
+        target_loss, target_acc: stop early once ``val_loss`` <= target_loss and ``val_acc`` >= target_acc
+            (the stream measure of :func:`char_lm_evaluator`). (default: None)
         seed: seeds the model's initialisation, the batches and the samples. (default: ``0``)
         progress: show a progress bar. (default: True)
         echo_samples: print the logged samples. (default: False)
@@ -375,7 +407,7 @@ def train_char_lstm(
         raise ValueError(f"file: the held-out {val_fraction:.0%} of {str(file)!r} ({val_ids.numel()} characters) is "
                          f"shorter than seq_length + 1 = {seq_length + 1}; use a longer text or a larger val_fraction")
     sampler = window_sampler(train_ids, seq_length, batch_size)
-    evaluate = char_lm_evaluator(eval_windows(val_ids, seq_length))
+    evaluate = char_lm_evaluator(val_ids, seq_length)
 
     torch.manual_seed(seed)
     model = CharLSTM(len(vocab), hidden_size, num_layers, dropout, embedding)

@@ -6,7 +6,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from gseq.data import CharVocab, load_text
-from gseq.models import CharLSTM, char_lm_loss, generate, load_char_lstm, train_char_lstm
+from gseq.data import eval_windows
+from gseq.models import CharLSTM, char_lm_evaluator, char_lm_loss, generate, load_char_lstm, train_char_lstm
 from gseq.train import Trainer, load_checkpoint
 
 TEXT = ("the cat sat on the mat. the dog sat on the log. a cat and a dog met on the mat and sat. "
@@ -98,6 +99,24 @@ def test_loss_is_the_mean_cross_entropy_over_all_steps():
     assert 0 <= float(out["acc"]) <= 1
 
 
+def test_evaluator_stream_and_windows_match_references():
+    torch.manual_seed(0)
+    model = CharLSTM(6, hidden_size=5, num_layers=2).double().eval()
+    ids = torch.randint(6, (201,))
+    with torch.no_grad():
+        logits, _ = model(ids[:-1].unsqueeze(0))  # the whole stream in one call
+        stream = F.cross_entropy(logits[0], ids[1:]).item()
+        w = eval_windows(ids, 10)
+        wl, _ = model(w[:, :-1])
+        window = F.cross_entropy(wl.reshape(-1, 6), w[:, 1:].reshape(-1)).item()
+        one = char_lm_evaluator(ids, 10, segments=1, chunk=7, batch_size=3)(model)
+        four = char_lm_evaluator(ids, 10, segments=4)(model)
+    assert one["val_loss"] == pytest.approx(stream, rel=1e-9)
+    assert one["val_acc"] == pytest.approx((logits[0].argmax(-1) == ids[1:]).double().mean().item())
+    assert one["val_window_loss"] == pytest.approx(window, rel=1e-9) == four["val_window_loss"]
+    assert four["val_loss"] == pytest.approx(stream, abs=0.05) and four["val_loss"] != one["val_loss"]
+
+
 # ---------------------------------------------------------------------- training
 def test_short_training_run_learns_the_book(tmp_path):
     vocab_size = len(set(load_text("book_EN_grimms_fairy_tails.txt", preprocess=True)))
@@ -107,7 +126,7 @@ def test_short_training_run_learns_the_book(tmp_path):
     val = run["result"]["last_eval"]
     assert len(run["vocab"]) == vocab_size
     assert val["val_loss"] < math.log(vocab_size) - 1.0, val  # ln(38) = 3.64 nats at chance
-    assert val["val_acc"] > 0.3
+    assert val["val_window_loss"] < math.log(vocab_size) - 1.0 and val["val_acc"] > 0.3
     assert (tmp_path / "run" / "loss.png").stat().st_size > 1000
 
 
