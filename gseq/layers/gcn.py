@@ -376,7 +376,7 @@ class GCN(MessagePassing):
         """Apply the layer.
 
         Args:
-            x: node features ``[N, in_channels]``.
+            x: node features ``[N, in_channels]``, dense or a torch sparse (COO/CSR) matrix.
             edge_index: ``[2, E]`` edges (row 0 sources, row 1 targets), or a torch sparse adjacency
                 ``adj_t`` of shape ``[N, N]`` whose entry ``(i, j)`` is the edge ``j -> i`` (PyG's layout).
             edge_weight: ``[E]`` edge weights. (default: all ones)
@@ -394,7 +394,12 @@ class GCN(MessagePassing):
             check_graph_inputs(edge_index, edge_weight, x.size(0))
             if edge_index.device != x.device:
                 raise ValueError(f"edge_index: on {edge_index.device} but x is on {x.device}; move both to one device")
-        h = self.lin(x)
+        if x.layout == torch.strided:
+            h = self.lin(x)
+        else:  # sparse features (e.g. bag-of-words): a sparse-dense product, no dense copy of x
+            if self.in_channels <= 0:
+                raise ValueError("x: sparse features need in_channels > 0 (no lazy initialisation)")
+            h = torch.sparse.mm(x, self.lin.weight.t())
         graph = self.graph(edge_index, edge_weight, x.size(0), h.dtype)
         if self.normalize is False:
             out = self.message_and_aggregate(graph.csr, h)

@@ -8,6 +8,7 @@ accuracy.
 from __future__ import annotations
 
 import time
+import warnings
 from typing import Any
 
 import torch
@@ -18,7 +19,7 @@ from torch_geometric.data import Data
 from ..layers.gcn import GCN
 from ..train import Trainer, seed_everything
 
-__all__ = ["GCNNet", "train_node_classifier"]
+__all__ = ["GCNNet", "train_node_classifier", "sparse_features"]
 
 _ACTIVATIONS = {"relu": F.relu, "tanh": torch.tanh, "identity": lambda x: x}
 
@@ -79,8 +80,9 @@ class GCNNet(nn.Module):
             conv.reset_parameters()
 
     def forward(self, x: Tensor, edge_index: Tensor, edge_weight: Tensor | None = None) -> Tensor:
+        """Logits ``[N, out_channels]``; ``x`` may be a torch sparse CSR/COO matrix (sparse features)."""
         for i, conv in enumerate(self.convs):
-            x = F.dropout(x, p=self.dropout, training=self.training)
+            x = _dropout(x, self.dropout, self.training)
             x = conv(x, edge_index, edge_weight)
             if i < len(self.convs) - 1:
                 x = _ACTIVATIONS[self.act](x)
@@ -97,6 +99,29 @@ class GCNNet(nn.Module):
     def self_loop_weights(self) -> list[float]:
         """The current ``w`` of every layer."""
         return [float(conv.self_loop_weight().detach()) for conv in self.convs]
+
+
+def _dropout(x: Tensor, p: float, training: bool) -> Tensor:
+    """Dropout that keeps sparse features sparse (only stored entries can be dropped: the same law as
+    dense dropout, where zeros stay zero anyway)."""
+    if x.layout == torch.strided:
+        return F.dropout(x, p=p, training=training)
+    if not training or p == 0.0:
+        return x
+    if x.layout == torch.sparse_csr:
+        values = F.dropout(x.values(), p=p, training=True)
+        return torch.sparse_csr_tensor(x.crow_indices(), x.col_indices(), values, x.shape,
+                                       check_invariants=False)
+    x = x.coalesce()
+    return torch.sparse_coo_tensor(x.indices(), F.dropout(x.values(), p=p, training=True), x.shape,
+                                   is_coalesced=True, check_invariants=False)
+
+
+def sparse_features(x: Tensor) -> Tensor:
+    """``x`` as a torch sparse CSR matrix (for bag-of-words features such as Cora's, 1.3% non-zero)."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", ".*Sparse CSR tensor support is in beta.*")
+        return x.to_sparse_csr()
 
 
 def _accuracy(logits: Tensor, y: Tensor, mask: Tensor) -> float:
@@ -118,12 +143,17 @@ def train_node_classifier(
     progress: bool = False,
     out_dir: str | None = None,
     callbacks=(),
+    sparse_input: bool | None = None,
 ) -> dict[str, Any]:
     """Train a :class:`GCNNet` full-batch with Adam and return its accuracies.
 
     Kipf & Welling's settings by default: 2 layers, 16 hidden, dropout 0.5, Adam lr 0.01, weight decay
     5e-4 on the first layer, 200 epochs. The reported ``test_acc`` is that of the epoch with the best
     validation accuracy (the first such epoch), as PyG's ``examples/gcn.py`` reports it.
+
+    ``sparse_input`` feeds the features as a sparse CSR matrix (the first layer becomes a sparse-dense
+    product and input dropout touches only stored entries, as in Kipf's code); None chooses it on the
+    CPU when fewer than 10% of the features are non-zero (Cora: 1.3%).
 
     Returns:
         ``{"test_acc", "val_acc", "train_acc", "best_epoch", "seconds", "self_loop_weights", "history"}``.
@@ -143,14 +173,17 @@ def train_node_classifier(
                 "epochs": epochs, "weight_decay_first_layer": weight_decay},
     )
 
+    graph = data.to(trainer.device)
+    if sparse_input is None:
+        sparse_input = trainer.device.type == "cpu" and float((graph.x != 0).float().mean()) < 0.1
+    features = sparse_features(graph.x) if sparse_input else graph.x
+
     def loss_fn(model, g):
-        out = model(g.x, g.edge_index, getattr(g, "edge_weight", None))
+        out = model(features, g.edge_index, getattr(g, "edge_weight", None))
         return F.cross_entropy(out[g.train_mask], g.y[g.train_mask])
 
-    graph = data.to(trainer.device)
-
     def evaluate(model):
-        out = model(graph.x, graph.edge_index, getattr(graph, "edge_weight", None))
+        out = model(features, graph.edge_index, getattr(graph, "edge_weight", None))
         return {
             "val_loss": F.cross_entropy(out[graph.val_mask], graph.y[graph.val_mask]),
             "train_acc": _accuracy(out, graph.y, graph.train_mask),

@@ -41,3 +41,18 @@ def test_needs_masks():
     del data.val_mask
     with pytest.raises(ValueError, match="val_mask"):
         train_node_classifier(data, epochs=1)
+
+
+def test_sparse_features_give_the_dense_output():
+    from gseq.models import sparse_features
+
+    data = example_graph()
+    x = data.x * torch.rand(6, 1)
+    model = GCNNet(6, 3, num_layers=2).eval()
+    dense = model(x, data.edge_index)
+    torch.testing.assert_close(model(sparse_features(x), data.edge_index), dense)
+    torch.testing.assert_close(model(x.to_sparse(), data.edge_index), dense)
+    model.train()
+    torch.manual_seed(0)
+    out = model(sparse_features(x), data.edge_index)  # dropout on stored entries only
+    assert out.shape == (6, 3) and torch.isfinite(out).all()
