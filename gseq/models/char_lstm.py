@@ -124,14 +124,22 @@ class CharLSTM(nn.Module):
         out, state = self.lstm(self._inputs(x), state)
         return self.head(out), state
 
-    def step(self, ids: Tensor, state: State | None = None) -> tuple[Tensor, State]:
+    def step(self, ids: Tensor, state: State | None = None, bias: Tensor | None = None) -> tuple[Tensor, State]:
         """One time step without input checks (the generation loop's inner call).
 
+        Args:
+            ids: the current characters.
+            state: the LSTM state, None for zeros.
+            bias: replaces the read-out bias :math:`b` in the same matrix product, e.g. ``b`` plus sampling
+                noise, so that the noisy logits cost no extra operation. (default: None, ``b``)
+
         Shapes:
-            ids :math:`[B]` -> logits :math:`[B, V]`, new state.
+            ids :math:`[B]`, bias :math:`[B, V]` or :math:`[V]` -> logits :math:`[B, V]`, new state.
         """
         out, state = self.lstm(self._inputs(ids.unsqueeze(1)), state)
-        return self.head(out.squeeze(1)), state
+        if bias is None:
+            return self.head(out.squeeze(1)), state
+        return torch.addmm(bias, out.squeeze(1), self.head.weight.t()), state
 
     def extra_repr(self) -> str:
         return f"embedding={self.embedding!r}"

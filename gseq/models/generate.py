@@ -9,8 +9,10 @@ and :math:`T` the temperature (PyTorch's and Hugging Face's convention). The ori
 Sampling uses the Gumbel-max trick: :math:`\arg\max_i (z_i / T + g_i)` with
 :math:`g_i = -\log(-\log u_i)`, :math:`u_i \sim U(0, 1)` is an exact draw from
 :math:`\mathrm{softmax}(z / T)`. The noise for many steps is drawn at once from the given generator
-(reproducible with a seed), and each step is then an add and an argmax: no ``torch.multinomial``, no
-host synchronisation, and the same work every step, which is what a CUDA graph needs.
+(reproducible with a seed); for a :class:`~gseq.models.CharLSTM` it is scaled by :math:`T` and folded into
+the read-out bias, :math:`\arg\max_i (W h + b + T g)_i`, so a step costs one bare model step plus an argmax:
+no ``torch.multinomial``, no host synchronisation, and the same work every step, which is what a CUDA
+graph needs.
 """
 
 from __future__ import annotations
@@ -112,14 +114,44 @@ def _noise(model, t: int, length: int, batch: int, generator, temperature: float
     return noise.mul_(temperature) if temperature is not None else noise
 
 
+def _fused(model) -> bool:
+    """Whether the model's step takes the sampling noise as its read-out bias (a CharLSTM)."""
+    from .char_lstm import CharLSTM
+
+    return isinstance(model, CharLSTM)
+
+
+def _noisy_bias(model, t, length, batch, generator, temperature) -> Tensor:
+    """``b + T g`` for the steps of one noise chunk: the read-out bias with the scaled Gumbel noise."""
+    return _noise(model, t, length, batch, generator, temperature).add_(model.head.bias)
+
+
 def _sample_ids(model, prompt_ids: Tensor, length: int, temperature: float, top_k, top_p, generator,
                 batch: int) -> Tensor:
     """The eager loop: ``[batch, length]`` ids. Runs under ``torch.inference_mode``."""
     out, start, logits, state = _prime(model, prompt_ids, length, batch, generator)
+    if start >= length:
+        return out.t()
     step = _step_fn(model)
     greedy = temperature == 0
     filtered = not greedy and (top_k is not None or (top_p is not None and top_p < 1))
-    noise, picked = None, []
+    picked = []
+    if not greedy and not filtered and _fused(model):
+        # argmax(z / T + g) == argmax(W h + (b + T g)): the noise rides in the read-out's bias, so a step
+        # costs the bare model step plus one argmax
+        bias = _noisy_bias(model, start, length, batch, generator, temperature)
+        ids = (logits + (bias[0] - model.head.bias)).argmax(-1)
+        picked.append(ids)
+        for t in range(start + 1, length):
+            k = (t - start) % NOISE_CHUNK
+            if k == 0:
+                bias = _noisy_bias(model, t, length, batch, generator, temperature)
+            logits, state = model.step(ids, state, bias[k])
+            ids = logits.argmax(-1)
+            picked.append(ids)
+        out[start:] = torch.stack(picked)
+        return out.t()
+    noise = None
     for t in range(start, length):
         if greedy:
             ids = logits.argmax(-1)
@@ -134,8 +166,7 @@ def _sample_ids(model, prompt_ids: Tensor, length: int, temperature: float, top_
         picked.append(ids)
         if t + 1 < length:
             logits, state = step(ids, state)
-    if picked:
-        out[start:] = torch.stack(picked)
+    out[start:] = torch.stack(picked)
     return out.t()
 
 
@@ -149,8 +180,8 @@ def _sample_ids_static(model, prompt_ids: Tensor, length: int, temperature: floa
     if start >= length:
         return out.t()
     greedy = temperature == 0
-    noise = None if greedy else _noise(model, start, length, batch, generator, temperature)
-    ids = logits.argmax(-1) if greedy else (logits + noise[0]).argmax(-1)
+    noise = None if greedy else _noisy_bias(model, start, length, batch, generator, temperature)
+    ids = logits.argmax(-1) if greedy else (logits + (noise[0] - model.head.bias)).argmax(-1)
     out[start] = ids
     if start + 1 == length:
         return out.t()
@@ -162,8 +193,9 @@ def _sample_ids_static(model, prompt_ids: Tensor, length: int, temperature: floa
     ptr = torch.zeros(1, dtype=torch.long, device=device)
 
     def one_step() -> None:
-        logits, (h, c) = model.step(s_ids, (s_h, s_c))
-        nxt = logits.argmax(-1) if greedy else (logits + s_noise.index_select(0, ptr)[0]).argmax(-1)
+        bias = None if greedy else s_noise.index_select(0, ptr)[0]
+        logits, (h, c) = model.step(s_ids, (s_h, s_c), bias)
+        nxt = logits.argmax(-1)
         s_out.index_copy_(0, ptr, nxt.unsqueeze(0))
         s_ids.copy_(nxt)
         s_h.copy_(h)
@@ -177,7 +209,7 @@ def _sample_ids_static(model, prompt_ids: Tensor, length: int, temperature: floa
     while t < length:
         if row == NOISE_CHUNK:
             if not greedy:
-                noise = _noise(model, t, length, batch, generator, temperature)
+                noise = _noisy_bias(model, t, length, batch, generator, temperature)
                 s_noise[: noise.size(0)].copy_(noise)
             row = 0
         n = min(NOISE_CHUNK - row, length - t)

@@ -118,6 +118,31 @@ def test_sampling_matches_softmax_over_temperature():
         assert torch.allclose(counts, expected, atol=0.012), (temperature, counts, expected)
 
 
+def test_charlstm_fast_path_samples_softmax_over_temperature():
+    """CharLSTM's loop adds the noise through the read-out bias; with a zero read-out weight its logits
+    are the bias z at every step, whatever the state."""
+    z = torch.tensor([2.0, 1.0, 0.0, -1.0, 0.5, -3.0, 1.5, 0.2, -0.5, 0.0])
+    model = CharLSTM(len(VOCAB), hidden_size=4, num_layers=1)
+    with torch.no_grad():
+        model.head.weight.zero_()
+        model.head.bias.copy_(z)
+    n = 20000
+    for temperature in (0.5, 2.0):
+        texts = generate(model, VOCAB, "", 3, temperature, generator=torch.Generator().manual_seed(2), batch=n)
+        counts = torch.bincount(VOCAB.encode("".join(t[1:] for t in texts)), minlength=10).double() / (2 * n)
+        expected = torch.softmax(z.double() / temperature, 0)
+        assert torch.allclose(counts, expected, atol=0.012), (temperature, counts, expected)
+
+
+def test_step_bias_replaces_the_read_out_bias(random_model):
+    ids = torch.tensor([1, 4])
+    logits, state = random_model.step(ids)
+    noise = torch.randn(2, len(VOCAB), dtype=torch.float64)
+    biased, state2 = random_model.step(ids, None, random_model.head.bias + noise)
+    torch.testing.assert_close(biased, logits + noise)
+    assert all(torch.equal(a, b) for a, b in zip(state, state2))
+
+
 def test_top_k_and_top_p_keep_only_the_head():
     z = torch.tensor([2.0, 1.0, 0.0, -1.0, 0.5, -3.0, 1.5, 0.2, -0.5, 0.0])
     model = ConstantLogits(z)
