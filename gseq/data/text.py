@@ -163,7 +163,8 @@ def strip_gutenberg(text: str) -> str:
 
     Removes everything up to and including the ``*** START OF THIS PROJECT GUTENBERG EBOOK ... ***`` line
     and everything from the ``*** END OF ... ***`` line (and a closing "End of the Project Gutenberg
-    EBook ..." line just before it, which may wrap onto one more line) onwards. A text without these markers is returned unchanged.
+    EBook ..." line just before it, which may wrap onto one more line) onwards. A text without these
+    markers is returned unchanged.
     """
     start = _START.search(text)
     if start is not None:

@@ -320,8 +320,9 @@ def _check_resume(path: Path, extra: Mapping[str, Any]) -> None:
     if old.get("kind") != TEXT_CHECKPOINT_KIND:
         raise ValueError(f"checkpoint: {str(path)!r} is not a gseq text checkpoint; choose another out_dir")
     if old.get("vocab") != extra["vocab"]:
-        raise ValueError(f"checkpoint: {str(path)!r} was trained with another vocabulary ({len(old.get('vocab') or '')} "
-                         f"characters {str(old.get('vocab'))[:40]!r}...) than this text gives ({len(extra['vocab'])} "
+        before = old.get("vocab") or ""
+        raise ValueError(f"checkpoint: {str(path)!r} was trained with another vocabulary ({len(before)} "
+                         f"characters {str(before)[:40]!r}...) than this text gives ({len(extra['vocab'])} "
                          "characters); resume with the same file and preprocessing, or choose another out_dir")
     for key, what in (("model_config", "model"), ("data", "data settings")):
         if old.get(key) != extra[key]:
@@ -362,7 +363,8 @@ def train_char_lstm(
 
     The text is read with :func:`gseq.data.load_text`, its sorted vocabulary built, the last
     ``val_fraction`` held out (validation loss in nats per character and accuracy, read as a stream and in
-    training-length windows, see :func:`char_lm_evaluator`), and random windows of ``seq_length + 1`` characters drawn as batches;
+    training-length windows, see :func:`char_lm_evaluator`), and random windows of ``seq_length + 1``
+    characters drawn as batches;
     the loss is the mean cross-entropy over all time steps (:func:`char_lm_loss`), optimised by Adam with
     the global gradient norm clipped. With ``out_dir`` the run folder receives ``metrics.csv``,
     ``config.json``, ``checkpoint.pt`` (model, optimizer, step, RNG states, plus the vocabulary, model
@@ -477,7 +479,8 @@ def load_char_lstm(
     ckpt = load_checkpoint(path)
     extra = ckpt.get("extra")
     source = str(path)
-    if ckpt.get("format") != CHECKPOINT_FORMAT or not isinstance(extra, dict) or extra.get("kind") != TEXT_CHECKPOINT_KIND:
+    if ckpt.get("format") != CHECKPOINT_FORMAT or not isinstance(extra, dict) \
+            or extra.get("kind") != TEXT_CHECKPOINT_KIND:
         raise ValueError(f"checkpoint: {source!r} is not a gseq text checkpoint (no vocabulary and model config "
                          "stored); train one with `gseq text train`")
     try:

@@ -46,7 +46,8 @@ def test_train_writes_the_run_folder_and_resumes(trained, tmp_path, capsys):
     rows = list(csv.DictReader(open(out / "metrics.csv")))
     assert [int(r["step"]) for r in rows] == [5, 10] and {"loss", "val_loss", "val_acc", "acc"} <= set(rows[0])
     samples = list(csv.DictReader(open(out / "samples.csv", encoding="utf-8")))
-    assert {int(r["length"]) for r in samples} == {20, 30, 60} and all(len(r["text"]) == int(r["length"]) for r in samples)
+    assert {int(r["length"]) for r in samples} == {20, 30, 60}
+    assert all(len(r["text"]) == int(r["length"]) for r in samples)
     assert (out / "loss.png").read_bytes()[:4] == b"\x89PNG"
     out = shutil.copytree(out, tmp_path / "copy")
     assert main(["text", "train", "--file", str(book), "--steps", "15", "--out", str(out), "--preprocess", "--resume"]

@@ -105,7 +105,8 @@ def test_strip_gutenberg_on_a_book_and_on_plain_text():
     assert "Gutenberg" not in body[:2000] and "Gutenberg" not in body[-3000:]
     assert len(body) > 0.9 * len(raw) - 25000 and "Hansel" in body
     assert strip_gutenberg("no markers here\n") == "no markers here"
-    text = "Header\n*** START OF THIS PROJECT GUTENBERG EBOOK X ***\nBody line.\nEnd of the Project Gutenberg EBook of X\n" \
+    text = "Header\n*** START OF THIS PROJECT GUTENBERG EBOOK X ***\nBody line.\n" \
+           "End of the Project Gutenberg EBook of X\n" \
            "*** END OF THIS PROJECT GUTENBERG EBOOK X ***\nLicence"
     assert strip_gutenberg(text) == "Body line."
     wrapped = text.replace("EBook of X\n", "EBook of X, by\nSome Author\n\n")

@@ -75,7 +75,8 @@ def test_config_round_trip_and_bad_arguments():
     assert again.config == model.config
     assert {k: v.shape for k, v in again.state_dict().items()} == {k: v.shape for k, v in model.state_dict().items()}
     for kwargs, match in ((dict(vocab_size=0), "vocab_size"), (dict(vocab_size=5, hidden_size=0), "hidden_size"),
-                          (dict(vocab_size=5, dropout=1.0), "dropout"), (dict(vocab_size=5, embedding="x"), "embedding")):
+                          (dict(vocab_size=5, dropout=1.0), "dropout"),
+                          (dict(vocab_size=5, embedding="x"), "embedding")):
         with pytest.raises(ValueError, match=match):
             CharLSTM(**kwargs)
     with pytest.raises(ValueError, match="config"):

@@ -74,7 +74,8 @@ def test_greedy_is_deterministic_and_carries_the_state(random_model):
 
 def test_greedy_is_the_limit_of_small_temperature(random_model):
     greedy = generate(random_model, VOCAB, "hg", 60, temperature=0, batch=3)
-    cold = generate(random_model, VOCAB, "hg", 60, temperature=1e-9, batch=3, generator=torch.Generator().manual_seed(0))
+    cold = generate(random_model, VOCAB, "hg", 60, temperature=1e-9, batch=3,
+                    generator=torch.Generator().manual_seed(0))
     assert cold == greedy and len(set(greedy)) == 1
 
 
