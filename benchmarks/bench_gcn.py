@@ -29,7 +29,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 sys.path.insert(0, str(HERE))
 
-from bench_spmm import SIZES, gcn_variants, peak_mb, power_law_graph, time_interleaved  # noqa: E402
+from bench_spmm import SIZES, _status_kb, gcn_variants, peak_mb, power_law_graph, time_interleaved  # noqa: E402
 
 
 def load_graph(name: str, seed: int, device: torch.device) -> tuple[torch.Tensor, int, str]:
@@ -48,6 +48,38 @@ def load_graph(name: str, seed: int, device: torch.device) -> tuple[torch.Tensor
     # sums duplicates, and keeps a loop's summed weight), so they only agree on graphs without them
     edge_index = coalesce(remove_self_loops(power_law_graph(n, e, seed, device))[0], num_nodes=n)
     return edge_index, n, f"power-law {n:,} nodes, self-loops and duplicates removed"
+
+
+def make_step(model, graph, x, grad):
+    def step():
+        model.zero_grad(set_to_none=True)
+        model(x, graph).backward(grad)
+    return step
+
+
+def child_peak_mib(graph_name: str, f: int, variant: str, seed: int) -> float:
+    """Run in a fresh process: peak extra resident memory (MiB) of one forward+backward of ``variant``."""
+    import subprocess
+
+    code = (f"import sys; sys.argv=['bench_gcn']; sys.path.insert(0, {str(HERE)!r}); import bench_gcn; "
+            f"print(bench_gcn._peak_here({graph_name!r}, {f}, {variant!r}, {seed}))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    return float(out.stdout.strip().splitlines()[-1])
+
+
+def _peak_here(graph_name: str, f: int, variant: str, seed: int) -> float:
+    torch.set_num_threads(1)
+    warnings.filterwarnings("ignore")
+    device = torch.device("cpu")
+    edge_index, n, _ = load_graph(graph_name, seed, device)
+    x, grad = torch.randn(n, f), torch.randn(n, f)
+    model, graph = gcn_variants(edge_index, n, f, device)[variant]
+    step = make_step(model, graph, x, grad)
+    with open("/proc/self/clear_refs", "w") as fh:
+        fh.write("5")
+    base = _status_kb("VmRSS")
+    step()
+    return (_status_kb("VmHWM") - base) / 1024
 
 
 def main(argv=None) -> None:
@@ -80,17 +112,14 @@ def main(argv=None) -> None:
                 out = model(x, graph)
                 ref = out if ref is None else ref
                 torch.testing.assert_close(out, ref, rtol=1e-4, atol=1e-4, msg=lambda m: f"{k}: {m}")
-
-                def step(model=model, graph=graph):
-                    model.zero_grad(set_to_none=True)
-                    model(x, graph).backward(grad)
-                fns[k] = step
+                fns[k] = make_step(model, graph, x, grad)
             med = time_interleaved(fns, args.rounds, number, args.threads)
             base, sparse = med["PyG GCNConv edge_index"], med["PyG GCNConv sparse adj_t"]
             ef = edge_index.size(1) * f * 4 / 2**20
             for k, fn in fns.items():
+                peak = peak_mb(fn, device) if device.type == "cuda" else child_peak_mib(name, f, k, args.seed)
                 row = dict(graph=name, F=f, variant=k, ms=med[k] * 1e3, vs_edge_index=base / med[k],
-                           vs_sparse=sparse / med[k], peak_mib=peak_mb(fn, device), ef_mib=ef)
+                           vs_sparse=sparse / med[k], peak_mib=peak, ef_mib=ef)
                 rows.append(row)
                 peak = "-" if row["peak_mib"] is None else f"{row['peak_mib']:9.1f}"
                 print(f"{f:>4} {k:<26} {row['ms']:9.2f} {row['vs_edge_index']:12.2f}x {row['vs_sparse']:8.2f}x "
