@@ -132,7 +132,7 @@ def test_sparse_adjacency_input_matches_edge_index():
     x, edge_index, weight = random_graph(2)
     n = x.size(0)
     # a sparse tensor holds each (target, source) once: compare with the coalesced edge list
-    adj_t = torch.sparse_coo_tensor(edge_index.flip(0), weight, (n, n)).coalesce()
+    adj_t = torch.sparse_coo_tensor(edge_index.flip(0), weight, (n, n), check_invariants=True).coalesce()
     edge_index, weight = adj_t.indices().flip(0), adj_t.values()
     layer = GCN(5, 3)
     torch.testing.assert_close(layer(x, adj_t), layer(x, edge_index, weight))
