@@ -99,6 +99,10 @@ def plot_history(
 _CELL_COLOURS = {"rnn": "tab:blue", "lstm": "tab:orange"}
 
 
+def _cell_order(cell: str):
+    return (list(_CELL_COLOURS).index(cell) if cell in _CELL_COLOURS else len(_CELL_COLOURS), cell)
+
+
 def plot_palindrome_sweep(
     rows: str | os.PathLike | Iterable[Mapping[str, Any]],
     *,
@@ -122,7 +126,7 @@ def plot_palindrome_sweep(
     if not rows:
         raise ValueError("rows: no runs to plot")
     fig, ax = plt.subplots(figsize=(6.4, 4.0))
-    cells = sorted({str(r["cell"]) for r in rows}, key=lambda c: (c not in _CELL_COLOURS, c))
+    cells = sorted({str(r["cell"]) for r in rows}, key=_cell_order)
     for k, cell in enumerate(cells):
         colour = _CELL_COLOURS.get(cell, f"C{k + 2}")
         runs = [r for r in rows if r["cell"] == cell]
@@ -171,7 +175,7 @@ def plot_grad_norms(
         raise ValueError("rows: no gradient norms to plot")
     fig, ax = plt.subplots(figsize=(6.4, 4.0))
     styles = {"init": "--", "trained": "-"}
-    cells = sorted({str(r["cell"]) for r in rows}, key=lambda c: (c not in _CELL_COLOURS, c))
+    cells = sorted({str(r["cell"]) for r in rows}, key=_cell_order)
     for k, cell in enumerate(cells):
         for stage in sorted({str(r["stage"]) for r in rows if r["cell"] == cell}, key=lambda s: s != "init"):
             pts = sorted((float(r["t"]), float(r["grad_norm"])) for r in rows
@@ -183,7 +187,7 @@ def plot_grad_norms(
     ax.set_xlabel("time step t")
     ax.set_ylabel(r"$\|\partial \mathcal{L} / \partial h_t\|$ (batch mean)")
     ax.grid(alpha=0.3, which="both")
-    ax.legend()
+    ax.legend(loc="best", fontsize=8)
     if title:
         ax.set_title(title, fontsize=9)
     fig.tight_layout()
