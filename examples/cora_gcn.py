@@ -8,16 +8,16 @@ read at the epoch of best validation accuracy. ``gseq gcn --seeds 10`` runs the 
 """
 
 # %%
-import sys
+import argparse
+import os
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import figure_path, parser  # noqa: E402
-from gseq.data import planetoid  # noqa: E402
-from gseq.models import train_node_classifier  # noqa: E402
-from gseq.plots import plot_history  # noqa: E402
+from gseq.data import planetoid
+from gseq.models import train_node_classifier
+from gseq.plots import plot_history
 
-p = parser(__doc__.strip().splitlines()[0])
+p = argparse.ArgumentParser(description=__doc__.strip().splitlines()[0])
+p.add_argument("--out", default=os.environ.get("GSEQ_EXAMPLES_OUT", "gseq-examples"), help="figure folder")
 p.add_argument("--epochs", type=int, default=200)
 p.add_argument("--self-loop-weight", default="1.0", help="a number >= 0 or 'learn'")
 args = p.parse_args()
@@ -33,4 +33,4 @@ print(f"test accuracy {result['test_acc']:.4f} at epoch {result['best_epoch']} (
 # %%
 # Loss and accuracies over the epochs.
 fig = plot_history(result["history"], loss_keys=["loss", "val_loss"], metric_keys=["train_acc", "val_acc", "test_acc"],
-                   x="epoch", title="GCN on Cora", path=figure_path(args.out, "cora_gcn.png"))
+                   x="epoch", title="GCN on Cora", path=Path(args.out, "cora_gcn.png"))

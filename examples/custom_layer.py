@@ -9,22 +9,22 @@ Zachary's karate club, with weights first copied from a PyG ``GCNConv`` to show 
 """
 
 # %%
-import sys
+import argparse
+import os
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import torch  # noqa: E402
-import torch.nn.functional as F  # noqa: E402
-from torch import nn  # noqa: E402
-from torch_geometric.nn import GCNConv  # noqa: E402
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch_geometric.nn import GCNConv
 
-from _common import figure_path, parser  # noqa: E402
-from gseq.data import karate  # noqa: E402
-from gseq.layers import GCN  # noqa: E402
-from gseq.plots import plot_history  # noqa: E402
-from gseq.train import Trainer  # noqa: E402
+from gseq.data import karate
+from gseq.layers import GCN
+from gseq.plots import plot_history
+from gseq.train import Trainer
 
-p = parser(__doc__.strip().splitlines()[0])
+p = argparse.ArgumentParser(description=__doc__.strip().splitlines()[0])
+p.add_argument("--out", default=os.environ.get("GSEQ_EXAMPLES_OUT", "gseq-examples"), help="figure folder")
 p.add_argument("--steps", type=int, default=150)
 args = p.parse_args()
 data = karate()
@@ -73,4 +73,4 @@ trainer.fit(loss_fn, lambda g: data, evaluate)
 print(f"karate club, 4 labelled nodes: test accuracy {trainer.last_eval['test_acc']:.3f}; learned self-loop "
       f"weights {model.conv1.self_loop_weight().item():.3f}, {model.conv2.self_loop_weight().item():.3f}")
 fig = plot_history(trainer.history, title="a custom model built on gseq.layers.GCN",
-                   path=figure_path(args.out, "custom_layer.png"))
+                   path=Path(args.out, "custom_layer.png"))

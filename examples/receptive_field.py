@@ -10,20 +10,20 @@ weight keeps more of it.
 """
 
 # %%
-import sys
+import argparse
+import os
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import matplotlib.pyplot as plt  # noqa: E402
-import torch  # noqa: E402
+import matplotlib.pyplot as plt
+import torch
 
-from _common import figure_path, parser  # noqa: E402
-from gseq.analysis import hop_table, influence_by_hop, receptive_field  # noqa: E402
-from gseq.data import example_graph, planetoid  # noqa: E402
-from gseq.models import GCNNet  # noqa: E402
-from gseq.plots import save_figure  # noqa: E402
+from gseq.analysis import hop_table, influence_by_hop, receptive_field
+from gseq.data import example_graph, planetoid
+from gseq.models import GCNNet
+from gseq.plots import save_figure
 
-p = parser(__doc__.strip().splitlines()[0])
+p = argparse.ArgumentParser(description=__doc__.strip().splitlines()[0])
+p.add_argument("--out", default=os.environ.get("GSEQ_EXAMPLES_OUT", "gseq-examples"), help="figure folder")
 p.add_argument("--depths", type=int, nargs="+", default=[1, 2, 4, 8])
 p.add_argument("--probes", type=int, default=10, help="nodes whose influence is measured")
 args = p.parse_args()
@@ -58,4 +58,4 @@ ax.set_xlabel("GCN layers")
 ax.legend()
 ax.grid(alpha=0.3)
 ax.set_title("Cora: reach grows, a node's own share shrinks")
-save_figure(fig, figure_path(args.out, "receptive_field.png"))
+save_figure(fig, Path(args.out, "receptive_field.png"))

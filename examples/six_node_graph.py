@@ -9,18 +9,19 @@ starts to move: C and E are 3 hops apart, so it takes 3 layers.
 """
 
 # %%
-import sys
+import argparse
+import os
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import torch  # noqa: E402
+import torch
 
-from _common import figure_path, parser  # noqa: E402
-from gseq.data import example_graph, hops  # noqa: E402
-from gseq.layers import GCN  # noqa: E402
-from gseq.plots import plot_hop_graph  # noqa: E402
+from gseq.data import example_graph, hops
+from gseq.layers import GCN
+from gseq.plots import plot_hop_graph
 
-args = parser(__doc__.strip().splitlines()[0]).parse_args()
+p = argparse.ArgumentParser(description=__doc__.strip().splitlines()[0])
+p.add_argument("--out", default=os.environ.get("GSEQ_EXAMPLES_OUT", "gseq-examples"), help="figure folder")
+args = p.parse_args()
 data = example_graph()
 print("A + I (rows and columns A..F):")
 adj = torch.eye(6)
@@ -49,4 +50,4 @@ for k in range(1, 5):
 
 # %%
 # Nodes coloured by their distance from C, for k = 0..3 layers.
-fig = plot_hop_graph(data, "C", path=figure_path(args.out, "six_node_graph.png"))
+fig = plot_hop_graph(data, "C", path=Path(args.out, "six_node_graph.png"))
