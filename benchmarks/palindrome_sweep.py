@@ -2,6 +2,8 @@
 
     python benchmarks/palindrome_sweep.py onehot [--jobs 2] [--out DIR]   # one-hot digits, forget bias 1
     python benchmarks/palindrome_sweep.py course [--jobs 2] [--out DIR]   # the course's scalar set-up
+    python benchmarks/palindrome_sweep.py course-kaiming                   # ... with Kaiming-normal weights
+    python benchmarks/palindrome_sweep.py course-adam                      # ... LSTM with Adam, 4000 steps
     python benchmarks/palindrome_sweep.py onehot --print                  # only print the commands
 
 Each preset is one or more ``gseq palindrome sweep`` commands into one folder (results.csv, sweep.json,
@@ -33,6 +35,14 @@ PRESETS = {
     "course": ("/tmp/gseq-sweeps/course", [
         ["--cells", "rnn", "lstm", "--lengths", "5:40:5"],
     ], ["--input", "scalar", "--max-steps", "2000", "--seeds", "4"]),
+    # the same with Kaiming-normal weights (the report's best LSTM: up to length 39)
+    "course-kaiming": ("/tmp/gseq-sweeps/course-kaiming", [
+        ["--cells", "rnn", "lstm", "--lengths", "5:50:5"],
+    ], ["--input", "scalar", "--init", "kaiming_normal", "--max-steps", "3000", "--seeds", "4"]),
+    # the report's LSTM protocol (Xavier, Adam, 4000 steps) at the length where RMSprop fails
+    "course-adam": ("/tmp/gseq-sweeps/course-adam", [
+        ["--cells", "lstm", "--lengths", "20"],
+    ], ["--input", "scalar", "--optimizer", "adam", "--max-steps", "4000", "--seeds", "4"]),
 }
 
 
