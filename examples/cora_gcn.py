@@ -16,7 +16,7 @@ from gseq.data import planetoid
 from gseq.models import train_node_classifier
 from gseq.plots import plot_history
 
-p = argparse.ArgumentParser(description=__doc__.strip().splitlines()[0])
+p = argparse.ArgumentParser(description='Node classification on Cora with a GCN')
 p.add_argument("--out", default=os.environ.get("GSEQ_EXAMPLES_OUT", "gseq-examples"), help="figure folder")
 p.add_argument("--epochs", type=int, default=200)
 p.add_argument("--self-loop-weight", default="1.0", help="a number >= 0 or 'learn'")

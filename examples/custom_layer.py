@@ -23,7 +23,7 @@ from gseq.layers import GCN
 from gseq.plots import plot_history
 from gseq.train import Trainer
 
-p = argparse.ArgumentParser(description=__doc__.strip().splitlines()[0])
+p = argparse.ArgumentParser(description="Using gseq's GCN layer inside your own model")
 p.add_argument("--out", default=os.environ.get("GSEQ_EXAMPLES_OUT", "gseq-examples"), help="figure folder")
 p.add_argument("--steps", type=int, default=150)
 args = p.parse_args()

@@ -22,7 +22,7 @@ from gseq.data import example_graph, planetoid
 from gseq.models import GCNNet
 from gseq.plots import save_figure
 
-p = argparse.ArgumentParser(description=__doc__.strip().splitlines()[0])
+p = argparse.ArgumentParser(description='Receptive fields and influence: what each extra layer buys')
 p.add_argument("--out", default=os.environ.get("GSEQ_EXAMPLES_OUT", "gseq-examples"), help="figure folder")
 p.add_argument("--depths", type=int, nargs="+", default=[1, 2, 4, 8])
 p.add_argument("--probes", type=int, default=10, help="nodes whose influence is measured")

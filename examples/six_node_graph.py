@@ -19,7 +19,7 @@ from gseq.data import example_graph, hops
 from gseq.layers import GCN
 from gseq.plots import plot_hop_graph
 
-p = argparse.ArgumentParser(description=__doc__.strip().splitlines()[0])
+p = argparse.ArgumentParser(description='Message passing hop by hop on the 6-node graph')
 p.add_argument("--out", default=os.environ.get("GSEQ_EXAMPLES_OUT", "gseq-examples"), help="figure folder")
 args = p.parse_args()
 data = example_graph()

@@ -19,7 +19,7 @@ import torch
 from gseq.models import generate, train_char_lstm
 from gseq.plots import plot_history
 
-p = argparse.ArgumentParser(description=__doc__.strip().splitlines()[0])
+p = argparse.ArgumentParser(description='Character-level text generation with an LSTM')
 p.add_argument("--out", default=os.environ.get("GSEQ_EXAMPLES_OUT", "gseq-examples"), help="figure folder")
 p.add_argument("--file", default="book_EN_grimms_fairy_tails.txt", help="a file in $GSEQ_DATA/text, or a path")
 p.add_argument("--steps", type=int, default=250)
