@@ -16,6 +16,9 @@ SMALL = {
     "receptive_field.py": (["--depths", "1", "2", "--probes", "2"], "receptive_field.png"),
     "custom_layer.py": (["--steps", "10"], "custom_layer.png"),
     "text_generation.py": (["--steps", "20", "--hidden", "32"], "text_generation.png"),
+    "palindrome_rnn_vs_lstm.py": (["--lengths", "4", "6", "--max-steps", "20", "--hidden", "16"],
+                                  "palindrome_rnn_vs_lstm.png"),
+    "gradient_flow.py": (["--length", "8", "--train-steps", "10", "--hidden", "16"], "gradient_flow.png"),
 }
 
 
