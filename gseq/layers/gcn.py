@@ -212,8 +212,8 @@ class _NormalizedAggregate(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, h: Tensor, s_t: Tensor, s_s: Tensor, c: Tensor, csr: CSR) -> Tensor:
-        agg = spmm(csr, h * s_s.unsqueeze(-1))  # [N, F]
+    def forward(ctx, h: Tensor, s_t: Tensor, s_s: Tensor, c: Tensor, csr: CSR, aggregate) -> Tensor:
+        agg = aggregate(csr, h * s_s.unsqueeze(-1))  # A @ (s_s * h), [N, F]
         need_h, need_st, need_ss, need_c = ctx.needs_input_grad[:4]
         out = agg * s_t.unsqueeze(-1) if need_st else agg.mul_(s_t.unsqueeze(-1))
         out.addcmul_(h, c.unsqueeze(-1))
@@ -237,7 +237,7 @@ class _NormalizedAggregate(torch.autograd.Function):
             grad_st = (grad * agg).sum(dim=1)
         if need_c:
             grad_c = (grad * h).sum(dim=1)
-        return grad_h, grad_st, grad_ss, grad_c, None
+        return grad_h, grad_st, grad_ss, grad_c, None, None
 
 
 class GCN(MessagePassing):
@@ -413,15 +413,17 @@ class GCN(MessagePassing):
                 out = self.message_and_aggregate(graph.csr, h * s_s.unsqueeze(-1))
                 out = out * s_t.unsqueeze(-1) + h * coef.unsqueeze(-1)
             else:
-                out = _NormalizedAggregate.apply(h, s_t, s_s, coef, graph.csr)
+                out = _NormalizedAggregate.apply(h, s_t, s_s, coef, graph.csr, self.message_and_aggregate)
         if self.bias is not None:
             out = out + self.bias
         return out
 
     def message(self, x_j: Tensor, edge_weight: Tensor | None) -> Tensor:
+        """The per-edge message ``w_ji * x_j`` (kept for PyG tooling; ``forward`` never builds it)."""
         return x_j if edge_weight is None else edge_weight.view(-1, 1) * x_j
 
     def message_and_aggregate(self, adj_t: CSR, x: Tensor) -> Tensor:
+        """``adj_t @ x`` through :func:`gseq.ops.spmm` (sum aggregation, deterministic)."""
         return spmm(adj_t, x, reduce="sum")
 
     def __repr__(self) -> str:
