@@ -7,7 +7,7 @@ slows them alike), with the same weights and the same batch; the script prints t
 step and the ratio to torch's module, and writes the table as CSV.
 
     python benchmarks/bench_rnn.py                         # CPU, 1 thread, T = 10 30 100
-    python benchmarks/bench_rnn.py --threads 2 --cells lstm rnn --csv /tmp/bench_rnn.csv
+    python benchmarks/bench_rnn.py --threads 1 2 --cells lstm rnn --csv /tmp/bench_rnn.csv
     python benchmarks/bench_rnn.py --device cuda           # where a GPU is present
 
 Variants: ``torch`` (``nn.LSTM``/``nn.RNN``, oneDNN/cuDNN kernels), ``gseq-fused`` (the default fast
@@ -100,18 +100,28 @@ def main(argv=None) -> int:
     p.add_argument("--hidden-size", type=int, default=128)
     p.add_argument("--input-size", type=int, default=10, help="10 = one-hot palindrome digits (default)")
     p.add_argument("--device", default="cpu")
-    p.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
+    p.add_argument("--threads", type=int, nargs="+", default=[1], help="torch CPU threads, one table each (default 1)")
     p.add_argument("--rounds", type=int, default=15)
     p.add_argument("--per-round", type=int, default=3)
     p.add_argument("--warmup", type=int, default=5)
     p.add_argument("--no-reference", action="store_true", help="skip the slow per-step reference path")
     p.add_argument("--csv", default=None, help="write the table here")
     args = p.parse_args(argv)
-    torch.set_num_threads(args.threads)
     device = torch.device(args.device)
-    print(f"torch {torch.__version__}, device {device}, threads {torch.get_num_threads()}, "
-          f"batch {args.batch_size}, hidden {args.hidden_size}, input {args.input_size}, "
-          f"median of {args.rounds} rounds x {args.per_round} steps")
+    rows = []
+    for threads in args.threads:
+        torch.set_num_threads(threads)
+        print(f"torch {torch.__version__}, device {device}, threads {torch.get_num_threads()}, "
+              f"batch {args.batch_size}, hidden {args.hidden_size}, input {args.input_size}, "
+              f"median of {args.rounds} rounds x {args.per_round} steps")
+        rows += run_table(args, device, threads)
+    if args.csv:
+        write_csv(args.csv, rows)
+        print(f"wrote {args.csv}")
+    return 0
+
+
+def run_table(args, device, threads) -> list[dict]:
     rows = []
     for cell in args.cells:
         for T in args.lengths:
@@ -123,13 +133,9 @@ def main(argv=None) -> int:
             base = med["torch"]
             for name, t in med.items():
                 rows.append({"cell": cell, "T": T, "variant": name, "ms_per_step": round(t * 1e3, 3),
-                             "ratio_vs_torch": round(t / base, 3), "device": str(device),
-                             "threads": args.threads})
+                             "ratio_vs_torch": round(t / base, 3), "device": str(device), "threads": threads})
                 print(f"{cell:4s} T={T:4d} {name:15s} {t * 1e3:9.3f} ms/step  {t / base:5.2f}x torch")
-    if args.csv:
-        write_csv(args.csv, rows)
-        print(f"wrote {args.csv}")
-    return 0
+    return rows
 
 
 if __name__ == "__main__":
