@@ -13,8 +13,8 @@ without recording, and the backward pass through time is written out by hand:
   their gate blocks reordered to ``(o, i, f, g)``, so one ``sigmoid_`` covers ``o, i, f`` and one
   ``tanh_`` covers ``g``; states are written into preallocated buffers (no allocation per step);
 * backward precomputes the gate derivatives of all steps at once (large vectorised kernels, written
-  into the buffer that then receives dL/dz), so the sequential part is one ``addmm`` for dL/dh, three
-  element-wise products and the ``addmm_`` accumulations of the weight gradients per step.
+  into the buffer that then receives dL/dz), so the sequential part is one ``addmm`` for dL/dh, four
+  element-wise kernels and two ``addmm_`` accumulating the weight gradients per step.
 
 Only first derivatives are supported (``once_differentiable``): use the reference path
 (``fused=False``) for double backward.
