@@ -7,11 +7,9 @@ from __future__ import annotations
 
 import importlib
 import inspect
-import io
 import os
 import sys
 import tempfile
-from contextlib import redirect_stdout
 from pathlib import Path
 
 DOCS = Path(__file__).resolve().parent

@@ -32,6 +32,11 @@ def data_root() -> Path:
     return root
 
 
+# one thread: the small recurrent and graph ops of the tests run fastest that way, and a machine shared
+# with other jobs does not slow them down by oversubscription
+torch.set_num_threads(1)
+
+
 @pytest.fixture(autouse=True)
 def _seed():
     torch.manual_seed(0)

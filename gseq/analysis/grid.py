@@ -20,7 +20,7 @@ from typing import Any
 
 from ..train.io import write_csv, write_json
 
-__all__ = ["run_grid", "read_rows_typed", "default_jobs"]
+__all__ = ["run_grid", "read_rows_typed", "default_jobs", "start_method"]
 
 
 def default_jobs() -> int:
@@ -49,6 +49,13 @@ def _check_settings(meta: Path, settings: dict[str, Any]) -> None:
     write_json(meta, settings)
 
 
+def start_method(device: str = "cpu") -> str:
+    """``"fork"`` on POSIX for CPU work, else ``"spawn"`` (see the module docstring)."""
+    if os.name == "posix" and "fork" in multiprocessing.get_all_start_methods() and str(device) == "cpu":
+        return "fork"
+    return "spawn"
+
+
 def _init_worker() -> None:
     import torch
 
@@ -65,6 +72,8 @@ def run_grid(
     types: dict[str, Callable[[str], Any]],
     jobs: int = 1,
     settings: dict[str, Any] | None = None,
+    settings_path: str | os.PathLike | None = None,
+    device: str = "cpu",
     log: Callable[[dict[str, Any], int, int], None] | None = None,
 ) -> list[dict[str, Any]]:
     """Run ``fn(*task)`` for each task whose ``key`` is not already in the CSV at ``path``.
@@ -79,6 +88,8 @@ def run_grid(
         jobs: parallel processes (1 runs in this process, with one torch thread). (default: ``1``)
         settings: what all runs share (JSON-serialisable); saved beside the CSV (``.json``), and a resumed
             grid with other settings is refused, so one CSV never mixes two set-ups.
+        settings_path: where ``settings`` are kept. (default: the CSV's path with ``.json``)
+        device: where the runs compute; picks the worker start method. (default: ``"cpu"``)
         log: called as ``log(row, finished, total)`` after every new row.
 
     Returns:
@@ -88,7 +99,7 @@ def run_grid(
         raise ValueError(f"jobs: must be a positive integer, got {jobs!r}")
     path = Path(path)
     if settings is not None:
-        _check_settings(path.with_suffix(".json"), settings)
+        _check_settings(Path(settings_path) if settings_path else path.with_suffix(".json"), settings)
     rows = read_rows_typed(path, types)
     done = {key(r) for r in rows}
     todo = [t for t in tasks if tuple(t) not in done]
@@ -112,7 +123,7 @@ def run_grid(
         finally:
             torch.set_num_threads(threads)
     elif todo:
-        ctx = multiprocessing.get_context("spawn")
+        ctx = multiprocessing.get_context(start_method(device))
         with cf.ProcessPoolExecutor(max_workers=min(jobs, len(todo)), mp_context=ctx, initializer=_init_worker) as pool:
             futures = [pool.submit(fn, *task) for task in todo]
             try:

@@ -16,20 +16,20 @@ collects the rows as they finish.
 
 from __future__ import annotations
 
-import concurrent.futures as cf
-import json
-import multiprocessing
+import functools
 import os
 import time
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-from ..train.io import write_csv, write_json
+from .grid import read_rows_typed, run_grid
 
 __all__ = ["palindrome_sweep", "parse_lengths", "read_sweep", "SWEEP_FIELDS", "SWEEP_DEFAULTS"]
 
+#: the columns of ``results.csv``
 SWEEP_FIELDS = ["cell", "length", "seed", "accuracy", "steps", "seconds", "stop_reason"]
+_TYPES = {"length": int, "seed": int, "accuracy": float, "steps": int, "seconds": float}
 #: the settings every run of a sweep shares (the course's set-up), stored in ``sweep.json``
 SWEEP_DEFAULTS: dict[str, Any] = {
     "input": "scalar", "hidden_size": 128, "init": "xavier_uniform", "forget_bias": 0.0,
@@ -73,18 +73,7 @@ def parse_lengths(specs: Iterable[str | int]) -> list[int]:
 
 def read_sweep(out: str | os.PathLike) -> list[dict[str, Any]]:
     """The finished runs in ``out/results.csv`` (numbers parsed), or ``[]`` when there is none."""
-    import csv
-
-    path = Path(out) / "results.csv"
-    if not path.is_file():
-        return []
-    rows = []
-    with open(path, newline="") as f:
-        for row in csv.DictReader(f):
-            rows.append({"cell": row["cell"], "length": int(row["length"]), "seed": int(row["seed"]),
-                         "accuracy": float(row["accuracy"]), "steps": int(row["steps"]),
-                         "seconds": float(row["seconds"]), "stop_reason": row.get("stop_reason", "")})
-    return rows
+    return read_rows_typed(Path(out) / "results.csv", _TYPES)
 
 
 def _run_one(cell: str, length: int, seed: int, settings: dict[str, Any]) -> dict[str, Any]:
@@ -96,21 +85,6 @@ def _run_one(cell: str, length: int, seed: int, settings: dict[str, Any]) -> dic
     r = train_palindrome(cell, length, seed=seed, forget_bias=forget_bias, progress=False, **s)
     return {"cell": cell, "length": length, "seed": seed, "accuracy": r["accuracy"], "steps": r["steps"],
             "seconds": round(r["seconds"], 3), "stop_reason": r["stop_reason"]}
-
-
-def _start_method(device: str) -> str:
-    """``fork`` on Linux for CPU runs (workers start at once instead of importing torch and gseq again;
-    each sets one thread, as DataLoader workers do); ``spawn`` elsewhere and for CUDA, whose context does
-    not survive a fork."""
-    if "fork" in multiprocessing.get_all_start_methods() and os.name == "posix" and str(device) == "cpu":
-        return "fork"
-    return "spawn"
-
-
-def _worker_init() -> None:
-    import torch
-
-    torch.set_num_threads(1)
 
 
 def palindrome_sweep(out: str | os.PathLike, cells: Sequence[str] = ("rnn", "lstm"),
@@ -155,57 +129,23 @@ def palindrome_sweep(out: str | os.PathLike, cells: Sequence[str] = ("rnn", "lst
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    meta_path = out / "sweep.json"
-    if meta_path.is_file():
-        previous = json.loads(meta_path.read_text())
-        differ = {k: (previous.get(k), v) for k, v in settings.items() if previous.get(k) != v}
-        if differ:
-            raise ValueError(f"out: {str(out)!r} holds a sweep with other settings "
-                             f"({', '.join(f'{k}: {a!r} there, {b!r} now' for k, (a, b) in differ.items())}); "
-                             "use another folder or the same settings")
-    write_json(meta_path, settings)
-
-    rows = read_sweep(out)
-    done = {(r["cell"], r["length"], r["seed"]) for r in rows}
-    todo = [(c, n, s) for n in lengths for s in seed_list for c in cells if (c, n, s) not in done]
+    tasks = [(c, n, s) for n in lengths for s in seed_list for c in cells]
+    done = len(read_sweep(out))
     if log and done:
-        log(f"resuming: {len(done)} runs in {out / 'results.csv'}, {len(todo)} to go")
+        log(f"resuming: {done} runs in {out / 'results.csv'}, up to {len(tasks) - done} to go")
 
-    total = len(done) + len(todo)
-
-    def record(row: dict[str, Any]) -> None:
-        rows.append(row)
-        rows.sort(key=lambda r: (r["cell"], r["length"], r["seed"]))
-        write_csv(out / "results.csv", rows, fieldnames=SWEEP_FIELDS)
+    def log_row(row: dict[str, Any], finished: int, total: int) -> None:
         if log:
             log(f"{row['cell']:4s} T={row['length']:3d} seed={row['seed']}: accuracy {row['accuracy']:.4f} "
-                f"after {row['steps']} steps, {row['seconds']:.1f} s ({row['stop_reason']}) "
-                f"[{len(rows)}/{total}]")
+                f"after {row['steps']} steps, {row['seconds']:.1f} s ({row['stop_reason']}) [{finished}/{total}]")
 
     start = time.perf_counter()
-    if jobs == 1 or len(todo) <= 1:
-        import torch
-
-        threads = torch.get_num_threads()
-        torch.set_num_threads(1)
-        try:
-            for task in todo:
-                record(_run_one(*task, settings))
-        finally:
-            torch.set_num_threads(threads)
-    elif todo:
-        ctx = multiprocessing.get_context(_start_method(settings["device"]))
-        with cf.ProcessPoolExecutor(max_workers=min(jobs, len(todo)), mp_context=ctx,
-                                    initializer=_worker_init) as pool:
-            futures = [pool.submit(_run_one, *task, settings) for task in todo]
-            try:
-                for fut in cf.as_completed(futures):
-                    record(fut.result())
-            except BaseException:
-                pool.shutdown(wait=False, cancel_futures=True)
-                raise
-    if log and todo:
-        log(f"{len(todo)} runs in {time.perf_counter() - start:.0f} s; results in {out / 'results.csv'}")
+    rows = run_grid(out / "results.csv", tasks, functools.partial(_run_one, settings=settings),
+                    key=lambda r: (r["cell"], int(r["length"]), int(r["seed"])), fields=SWEEP_FIELDS,
+                    types=_TYPES, jobs=jobs, settings=settings, settings_path=out / "sweep.json",
+                    device=settings["device"], log=log_row)
+    if log and len(rows) > done:
+        log(f"{len(rows) - done} runs in {time.perf_counter() - start:.0f} s; results in {out / 'results.csv'}")
     if figure and rows:
         from ..plots import plot_palindrome_sweep
 

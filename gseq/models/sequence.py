@@ -23,7 +23,9 @@ from ..train import Trainer
 
 __all__ = ["SequenceClassifier", "train_palindrome", "fit_palindrome", "palindrome_accuracy", "CELLS", "INPUTS"]
 
+#: the recurrent cells a :class:`SequenceClassifier` can use
 CELLS = ("rnn", "lstm")
+#: how digits enter the model: one scalar channel (the course's set-up) or one-hot over 10 channels
 INPUTS = ("scalar", "onehot")
 
 
@@ -150,8 +152,9 @@ def fit_palindrome(model: SequenceClassifier, length: int, *, batch_size: int = 
     probability 0.99^512 < 1%.)
 
     Returns:
-        ``{"accuracy": final test accuracy, "steps", "seconds" (training, evaluations included),
-        "stop_reason", "eval_accuracy" (last evaluation), "length", "seed"}``.
+        a dict with ``accuracy`` (the final test accuracy), ``steps``, ``seconds`` (training,
+        evaluations included), ``stop_reason``, ``eval_accuracy`` (the last evaluation), ``length`` and
+        ``seed``.
     """
     for name, value, minimum in (("length", length, 2), ("batch_size", batch_size, 1),
                                  ("eval_size", eval_size, 1), ("test_size", test_size, 1)):

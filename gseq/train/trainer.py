@@ -23,7 +23,6 @@ Callbacks are plain objects. Any of these methods that a callback defines is cal
 
 from __future__ import annotations
 
-import copy
 import math
 import random
 import time

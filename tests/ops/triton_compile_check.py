@@ -23,7 +23,7 @@ def compile_one(fn, sig, consts, name):
         cc = triton.compile(src, target=target)
         assert "cubin" in cc.asm, name
         print("OK  ", name)
-    except Exception as e:
+    except Exception:
         ok = False
         print("FAIL", name); traceback.print_exc(limit=3)
 
