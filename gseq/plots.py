@@ -48,6 +48,14 @@ def save_figure(fig, path: str | os.PathLike, dpi: int = 120) -> Path:
     return atomic_write_bytes(path, buf.getvalue())
 
 
+def _finish(fig, path: str | os.PathLike | None, dpi: int = 120):
+    """Lay the figure out, save it when ``path`` is given, return it."""
+    fig.tight_layout()
+    if path is not None:
+        save_figure(fig, path, dpi=dpi)
+    return fig
+
+
 def plot_history(
     history: str | os.PathLike | Iterable[Mapping[str, Any]],
     *,
@@ -89,10 +97,7 @@ def plot_history(
             ax.legend()
     if title:
         fig.suptitle(title)
-    fig.tight_layout()
-    if path is not None:
-        save_figure(fig, path)
-    return fig
+    return _finish(fig, path)
 
 
 # ---------------------------------------------------------------- recurrent networks (palindromes)
@@ -147,10 +152,7 @@ def plot_palindrome_sweep(
     ax.legend(loc="lower left")
     if title:
         ax.set_title(title, fontsize=9)
-    fig.tight_layout()
-    if path is not None:
-        save_figure(fig, path, dpi=dpi)
-    return fig
+    return _finish(fig, path, dpi)
 
 
 def plot_grad_norms(
@@ -190,10 +192,7 @@ def plot_grad_norms(
     ax.legend(loc="best", fontsize=8)
     if title:
         ax.set_title(title, fontsize=9)
-    fig.tight_layout()
-    if path is not None:
-        save_figure(fig, path, dpi=dpi)
-    return fig
+    return _finish(fig, path, dpi)
 
 
 __all__ += ["plot_palindrome_sweep", "plot_grad_norms"]
@@ -227,10 +226,7 @@ def plot_hop_graph(data, source, ks: Sequence[int] = (0, 1, 2, 3), *, path: str 
         ax.set_title(f"k = {k}: {reached} node{'s' if reached != 1 else ''} reached")
         ax.set_axis_off()
     fig.suptitle(f"features of {names[src]} after k GCN layers (colour: hops from {names[src]})")
-    fig.tight_layout()
-    if path is not None:
-        save_figure(fig, path)
-    return fig
+    return _finish(fig, path)
 
 
 def plot_depth_study(summary: Iterable[Mapping[str, Any]], *, title: str | None = None,
@@ -263,10 +259,7 @@ def plot_depth_study(summary: Iterable[Mapping[str, Any]], *, title: str | None 
     ax.set_xticks(sorted(rf))
     ax.set_xticklabels([f"{int(k)}" for k in sorted(rf)])
     ax.set_title(title or "GCN depth: accuracy and receptive field")
-    fig.tight_layout()
-    if path is not None:
-        save_figure(fig, path)
-    return fig
+    return _finish(fig, path)
 
 
 __all__ += ["plot_hop_graph", "plot_depth_study"]
@@ -309,10 +302,7 @@ def plot_next_char(
     ax.legend()
     if title:
         ax.set_title(title)
-    fig.tight_layout()
-    if path is not None:
-        save_figure(fig, path)
-    return fig
+    return _finish(fig, path)
 
 
 __all__ += ["plot_next_char"]
