@@ -32,11 +32,12 @@ def data_root() -> Path:
     return root
 
 
-# one thread: the small recurrent and graph ops of the tests run fastest that way, and a machine shared
-# with other jobs does not slow them down by oversubscription
-torch.set_num_threads(1)
-
-
 @pytest.fixture(autouse=True)
-def _seed():
+def _seed_and_one_thread():
+    """Every test starts seeded and on one torch thread: the small recurrent and graph ops of the tests
+    run fastest that way, a machine shared with other jobs does not slow them by oversubscription, and
+    a test that changes the thread count (``--threads``) does not leak it into the next."""
     torch.manual_seed(0)
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(1)

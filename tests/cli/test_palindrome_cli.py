@@ -2,17 +2,9 @@ import csv
 import json
 
 import pytest
-import torch
 
 from gseq.cli import main
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def test_train_prints_json(capsys):

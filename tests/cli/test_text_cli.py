@@ -14,12 +14,6 @@ SMALL = ["--seq-length", "10", "--batch-size", "8", "--hidden-size", "16", "--nu
          "--threads", "1"]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    threads = torch.get_num_threads()
-    yield
-    torch.set_num_threads(threads)  # --threads 1 sets it for the process
-
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):

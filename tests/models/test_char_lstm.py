@@ -14,14 +14,6 @@ TEXT = ("the cat sat on the mat. the dog sat on the log. a cat and a dog met on 
         "then the dog ran to the log and the cat ran to the mat. ") * 6
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """The CPU is shared: with two OpenMP threads on a busy machine small LSTMs run 30x slower."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 @pytest.fixture
 def text_file(tmp_path):

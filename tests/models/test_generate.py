@@ -12,14 +12,6 @@ VOCAB = CharVocab.from_text("abcdefgh .")
 PERIOD = "abcdefgh. "
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """The CPU is shared: with two OpenMP threads on a busy machine small LSTMs run 30x slower."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 @pytest.fixture(scope="module")
 def random_model():

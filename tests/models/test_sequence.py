@@ -8,14 +8,6 @@ from gseq.data import palindromes
 from gseq.models import SequenceClassifier, fit_palindrome, train_palindrome
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Small recurrent steps run faster on one thread, and far faster on a busy machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 @pytest.mark.parametrize("cell", ["rnn", "lstm"])
 @pytest.mark.parametrize("input", ["scalar", "onehot"])
