@@ -390,10 +390,9 @@ class GCN(MessagePassing):
             raise ValueError(f"x: expected {self.in_channels} features per node (in_channels), got {x.size(1)}")
         if isinstance(edge_index, Tensor) and edge_index.layout != torch.strided:
             edge_index, edge_weight = _from_adj_t(edge_index, edge_weight)
-        if not (self.cached and self._cached_graph is not None):
-            check_graph_inputs(edge_index, edge_weight, x.size(0))
-            if edge_index.device != x.device:
-                raise ValueError(f"edge_index: on {edge_index.device} but x is on {x.device}; move both to one device")
+        if not (self.cached and self._cached_graph is not None) and isinstance(edge_index, Tensor) \
+                and edge_index.device != x.device:
+            raise ValueError(f"edge_index: on {edge_index.device} but x is on {x.device}; move both to one device")
         if x.layout == torch.strided:
             h = self.lin(x)
         else:  # sparse features (e.g. bag-of-words): a sparse-dense product, no dense copy of x

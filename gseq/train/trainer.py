@@ -344,7 +344,7 @@ class Trainer:
         running: dict[str, list[float]] = {}
         self.model.train()
         try:
-            while not self._done(sampler):
+            while not self._done():
                 batch, last_of_epoch = (data(self.generator), True) if sampler else next(batches)
                 logs = self._train_step(loss_fn, move_to(batch, self.device))
                 self.step += 1
@@ -356,7 +356,7 @@ class Trainer:
                 bar.update(1)
                 bar.set_postfix(loss=f"{logs['loss']:.4f}", refresh=False)
                 self._fire("on_step_end", self.step, logs)
-                last = self._done(sampler)
+                last = self._done()
                 if self.step % self.eval_every == 0 or last or self.should_stop:
                     row = {"step": self.step, "epoch": self.epoch}
                     row.update({k: sum(v) / len(v) for k, v in running.items()})
@@ -406,7 +406,7 @@ class Trainer:
                 batch, nxt = nxt, next(it, _END)
                 yield batch, nxt is _END
 
-    def _done(self, sampler: bool) -> bool:
+    def _done(self) -> bool:
         if self.should_stop:
             return True
         if self.max_steps is not None and self.step >= self.max_steps:
