@@ -10,13 +10,18 @@ The layer computes :math:`\hat D^{-1/2} (A + wI) \hat D^{-1/2} X W + b` without 
 
 (:math:`\odot` scales rows). The sparse product runs on a loop-free CSR adjacency through
 :func:`gseq.ops.spmm`; normalisation and the self-loop are dense row scalings, so a learned ``w`` gets
-its gradient through dense tensors alone.
+its gradient through dense tensors alone. ``aggr="mean"`` divides by the number of messages (edges and
+the loop); ``"max"``/``"min"`` take the extreme of :math:`s_s \odot X'` over the edges and the loop,
+then scale by :math:`s_t` (a non-negative row scaling commutes with the extreme).
+
+The product is a ``torch.library`` custom operator that finds its CSR through the graph's anchor tensor: once
+the graph is built (``cached=True`` after the first call, or a :class:`GCNGraph` passed in),
+``forward`` makes no host synchronisation and compiles with ``torch.compile(fullgraph=True)``.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -28,207 +33,84 @@ from torch_geometric.nn.dense.linear import Linear
 from torch_geometric.nn.inits import zeros
 
 from ..ops import CSR, spmm
+from .gcn_graph import (FLOWS, GCNGraph, accumulation_dtype, check_graph_inputs, gcn_graph, gcn_norm,
+                        graph_from_adj_t, graph_of, normalization)
 
 __all__ = ["GCN", "GCNGraph", "gcn_graph", "gcn_norm", "check_graph_inputs"]
 
 _SOFTPLUS_INV_ONE = math.log(math.e - 1.0)  # softplus(_SOFTPLUS_INV_ONE) == 1.0
+# the aggregations of MessagePassing that GCN computes, by the name PyG stores in `self.aggr`
+_REDUCES = {"add": "sum", "sum": "sum", "mean": "mean", "max": "max", "min": "min", "SumAggregation()": "sum",
+            "MeanAggregation()": "mean", "MaxAggregation()": "max", "MinAggregation()": "min"}
+# MessagePassing hooks that only PyG's propagate() would run
+_PROPAGATE_HOOKS = ("_propagate_forward_pre_hooks", "_propagate_forward_hooks", "_message_forward_pre_hooks",
+                    "_message_forward_hooks", "_aggregate_forward_pre_hooks", "_aggregate_forward_hooks",
+                    "_message_and_aggregate_forward_pre_hooks", "_message_and_aggregate_forward_hooks")
 
 
-@dataclass
-class GCNGraph:
-    """The structure a :class:`GCN` layer aggregates over, built once per graph (and cached).
-
-    Attributes:
-        csr: the adjacency :math:`A` as a CSR whose row ``i`` lists the sources of edges into ``i``, with
-            self-loops removed when the layer adds its own (``values`` None for an unweighted graph).
-        in_degree: :math:`A\\mathbf{1}`, the weighted in-degree of every node, loops excluded. ``[N]``
-        out_degree: :math:`A^\\top\\mathbf{1}`, the weighted out-degree (only for ``normalize="both"``). ``[N]``
-        has_loop: nodes that had a self-loop in the input graph. ``[N]`` bool, or None when no loops are
-            added.
-        kept_loop: the weight of that pre-existing loop (1 where edges are unweighted), 0 elsewhere. ``[N]``
-    """
-
-    csr: CSR
-    in_degree: Tensor
-    out_degree: Tensor | None
-    has_loop: Tensor | None
-    kept_loop: Tensor | None
-
-    @property
-    def num_nodes(self) -> int:
-        return self.csr.shape[0]
+def _check_aggr(aggr: object) -> str:
+    reduce = _REDUCES.get(aggr) if isinstance(aggr, str) else None
+    if reduce is None:
+        raise ValueError(f"aggr: GCN aggregates with 'add' (= 'sum'), 'mean', 'max' or 'min', got {aggr!r}; "
+                         "use torch_geometric.nn.GCNConv for other aggregations")
+    return reduce
 
 
-def check_graph_inputs(edge_index: Tensor, edge_weight: Tensor | None, num_nodes: int) -> None:
-    """Validate ``edge_index`` [2, E] (integer, in ``[0, num_nodes)``) and ``edge_weight`` [E]."""
-    if not isinstance(edge_index, Tensor):
-        raise TypeError(f"edge_index: expected a LongTensor of shape [2, E], got {type(edge_index).__name__}")
-    if edge_index.dtype not in (torch.int64, torch.int32):
-        raise TypeError(f"edge_index: expected an integer tensor (torch.long), got dtype {edge_index.dtype}; "
-                        "convert it with edge_index.long()")
-    if edge_index.dim() != 2 or edge_index.size(0) != 2:
-        raise ValueError(f"edge_index: expected shape [2, E] (row 0 sources, row 1 targets), got "
-                         f"{list(edge_index.shape)}; transpose an [E, 2] list with edge_index.t()")
-    if edge_index.numel() > 0:
-        lo, hi = int(edge_index.min()), int(edge_index.max())
-        if lo < 0 or hi >= num_nodes:
-            raise ValueError(f"edge_index: node indices must lie in [0, {num_nodes}) for {num_nodes} nodes "
-                             f"(x has {num_nodes} rows), found values in [{lo}, {hi}]")
-    if edge_weight is not None:
-        if not isinstance(edge_weight, Tensor) or not edge_weight.is_floating_point():
-            raise TypeError("edge_weight: expected a floating-point tensor of shape [E] or None")
-        if edge_weight.dim() != 1 or edge_weight.numel() != edge_index.size(1):
-            raise ValueError(f"edge_weight: expected shape [{edge_index.size(1)}] (one weight per edge), got "
-                             f"{list(edge_weight.shape)}")
-        if edge_weight.device != edge_index.device:
-            raise ValueError(f"edge_weight: on {edge_weight.device} but edge_index is on {edge_index.device}; "
-                             "move both to one device")
+@torch.library.custom_op("gseq::gcn_aggregate", mutates_args=())
+def _aggregate(x: Tensor, anchor: Tensor, transpose: bool) -> Tensor:
+    """``A x`` (``A^T x`` with ``transpose``), ``A`` the CSR of the graph whose ``anchor`` this is."""
+    return spmm(graph_of(anchor).adjacency(x.dtype, transpose), x)
 
 
-def gcn_graph(
-    edge_index: Tensor,
-    edge_weight: Tensor | None = None,
-    num_nodes: int | None = None,
-    *,
-    add_self_loops: bool = True,
-    out_degree: bool = False,
-    dtype: torch.dtype | None = None,
-) -> GCNGraph:
-    """Build the :class:`GCNGraph` of ``edge_index``: loop-free CSR, degrees and the loops to keep.
-
-    Self-loops follow PyG's ``add_remaining_self_loops``: every node ends with exactly one loop; a node that
-    already had one keeps that loop's weight (1 when ``edge_weight`` is None, so that omitting unit weights
-    changes nothing), every other node's loop weighs the layer's ``w``.
-    """
-    if num_nodes is None:
-        num_nodes = int(edge_index.max()) + 1 if edge_index.numel() else 0
-    check_graph_inputs(edge_index, edge_weight, num_nodes)
-    edge_index = edge_index.long()
-    dtype = dtype or (edge_weight.dtype if edge_weight is not None else torch.get_default_dtype())
-    if edge_weight is not None:
-        edge_weight = edge_weight.to(dtype)
-    has_loop = kept_loop = None
-    if add_self_loops:
-        is_loop = edge_index[0] == edge_index[1]
-        if bool(is_loop.any()):
-            loop_nodes = edge_index[0, is_loop]
-            has_loop = torch.zeros(num_nodes, dtype=torch.bool, device=edge_index.device)
-            has_loop[loop_nodes] = True
-            kept_loop = torch.zeros(num_nodes, dtype=dtype, device=edge_index.device)
-            # the last loop of a node wins, as in PyG's add_remaining_self_loops
-            kept_loop = kept_loop.index_put((loop_nodes,), edge_weight[is_loop].to(dtype)) if edge_weight is not None \
-                else kept_loop.index_fill(0, loop_nodes, 1.0)
-            keep = ~is_loop
-            edge_index = edge_index[:, keep]
-            edge_weight = edge_weight[keep] if edge_weight is not None else None
-        else:
-            has_loop = torch.zeros(num_nodes, dtype=torch.bool, device=edge_index.device)
-            kept_loop = torch.zeros(num_nodes, dtype=dtype, device=edge_index.device)
-    csr = CSR.from_edge_index(edge_index, edge_weight, num_nodes)
-    in_deg = _row_sums(csr, dtype)
-    out_deg = _row_sums(csr.t(), dtype) if out_degree else None
-    return GCNGraph(csr, in_deg, out_deg, has_loop, kept_loop)
+@_aggregate.register_fake
+def _(x: Tensor, anchor: Tensor, transpose: bool) -> Tensor:
+    return torch.empty_like(x)  # the adjacency is square, [N, N]
 
 
-def _row_sums(csr: CSR, dtype: torch.dtype) -> Tensor:
-    """Weighted row sums of a CSR, deterministic (rows in order) and differentiable in the values."""
-    if csr.values is None:
-        return csr.indptr.diff().to(dtype)
-    if csr.nnz == 0:
-        return csr.values.new_zeros(csr.shape[0]).to(dtype)
-    return torch.segment_reduce(csr.values.to(dtype), "sum", offsets=csr.indptr)
+def _aggregate_setup(ctx, inputs, output) -> None:
+    ctx.save_for_backward(inputs[1])  # the anchor keeps the graph alive until the backward has run
+    ctx.transpose = inputs[2]
 
 
-def _inv_sqrt(deg: Tensor) -> Tensor:
-    """``deg ** -0.5`` with 0 where ``deg == 0``, and a finite gradient there."""
-    positive = deg > 0
-    return torch.where(positive, torch.where(positive, deg, torch.ones_like(deg)).rsqrt(), torch.zeros_like(deg))
+def _aggregate_backward(ctx, grad: Tensor):
+    (anchor,) = ctx.saved_tensors
+    return _aggregate(grad, anchor, not ctx.transpose), None, None
 
 
-def _loop_vector(graph: GCNGraph, w: Tensor | float, dtype, device) -> Tensor:
-    """Per-node self-loop weight ``l``: the kept loop where there was one, ``w`` elsewhere."""
-    n = graph.num_nodes
-    w = torch.as_tensor(w, dtype=dtype, device=device)
-    if graph.has_loop is None:
-        return torch.zeros(n, dtype=dtype, device=device)
-    return torch.where(graph.has_loop, graph.kept_loop.to(dtype), w.expand(n))
+_aggregate.register_autograd(_aggregate_backward, setup_context=_aggregate_setup)
 
 
-def _scalings(graph: GCNGraph, w, normalize, dtype, device) -> tuple[Tensor, Tensor, Tensor]:
-    """``(s_target, s_source, l)`` such that the output is ``s_t*(A@(s_s*X')) + l*s_t*s_s*X'``."""
-    loop = _loop_vector(graph, w, dtype, device)
-    s_t = _inv_sqrt(graph.in_degree.to(dtype) + loop)
-    if normalize == "both":
-        s_s = _inv_sqrt(graph.out_degree.to(dtype) + loop)
-    else:  # PyG: both ends scaled by the in-degree of the node
-        s_s = s_t
-    return s_t, s_s, loop
+class _NormalizedSum(torch.autograd.Function):
+    """``s_t * (A @ (s_s * h)) + c * h`` as one autograd node, for a graph whose values need no gradient.
 
-
-def gcn_norm(
-    edge_index: Tensor,
-    edge_weight: Tensor | None = None,
-    num_nodes: int | None = None,
-    self_loop_weight: float | Tensor = 1.0,
-    normalize: bool | str = True,
-) -> tuple[Tensor, Tensor]:
-    r"""The normalised edge list of :math:`\hat D^{-1/2}(A + wI)\hat D^{-1/2}`, as PyG's ``gcn_norm`` returns it.
-
-    A reference and an explanation, not the layer's fast path: returns ``(edge_index, edge_weight)`` with
-    the loop-free edges first and one self-loop per node (``arange(N)``) last. Unlike PyG's
-    ``gcn_norm(improved=True)`` it applies ``self_loop_weight`` when ``edge_weight`` is None too.
-
-    Args:
-        edge_index: ``[2, E]`` edges, row 0 sources, row 1 targets.
-        edge_weight: ``[E]`` weights, or None for ones.
-        num_nodes: number of nodes. (default: ``edge_index.max() + 1``)
-        self_loop_weight: ``w``. (default: ``1.0``)
-        normalize: ``True`` (both ends by the target's in-degree, as PyG) or ``"both"`` (source by its
-            out-degree, target by its in-degree).
-    """
-    if num_nodes is None:
-        num_nodes = int(edge_index.max()) + 1 if edge_index.numel() else 0
-    graph = gcn_graph(edge_index, edge_weight, num_nodes, out_degree=normalize == "both")
-    dtype = graph.in_degree.dtype
-    s_t, s_s, loop = _scalings(graph, self_loop_weight, normalize, dtype, edge_index.device)
-    csr = graph.csr
-    rows = torch.repeat_interleave(torch.arange(num_nodes, device=edge_index.device), csr.indptr.diff())
-    cols = csr.indices
-    values = csr.values if csr.values is not None else torch.ones(csr.nnz, dtype=dtype, device=edge_index.device)
-    loops = torch.arange(num_nodes, device=edge_index.device)
-    out_index = torch.cat([torch.stack([cols, rows]), torch.stack([loops, loops])], dim=1)
-    out_weight = torch.cat([s_t[rows] * values.to(dtype) * s_s[cols], loop * s_t * s_s])
-    return out_index, out_weight
-
-
-class _NormalizedAggregate(torch.autograd.Function):
-    """``s_t * (A @ (s_s * h)) + c * h`` as one autograd node, for a CSR whose values need no gradient.
-
-    The same numbers as the composition of dense scalings around :func:`gseq.ops.spmm`, with fewer
-    passes over the ``[N, F]`` tensors: the forward scales in place, and the backward computes
-    ``s_s * (A^T (s_t * G)) + c * G`` through the transpose cached on the CSR, plus the row sums that
-    give the gradients of ``s_t``, ``s_s`` and ``c`` (and so of a learned self-loop weight) only when
-    they are needed.
+    The same numbers as the composition of dense scalings around the sparse product, with fewer passes
+    over the ``[N, F]`` tensors: the forward scales in place, and the backward computes
+    ``s_s * (A^T (s_t * G)) + c * G`` through the cached transpose, plus the row sums that give the
+    gradients of ``s_t``, ``s_s`` and ``c`` (and so of a learned self-loop weight) only when needed.
+    ``s_s=None`` means ``s_s = s_t`` (``torch.compile`` cannot take one tensor twice).
     """
 
     @staticmethod
-    def forward(ctx, h: Tensor, s_t: Tensor, s_s: Tensor, c: Tensor, csr: CSR, aggregate) -> Tensor:
-        agg = aggregate(csr, h * s_s.unsqueeze(-1))  # A @ (s_s * h), [N, F]
+    def forward(ctx, h: Tensor, s_t: Tensor, s_s: Tensor | None, c: Tensor, anchor: Tensor) -> Tensor:
         need_h, need_st, need_ss, need_c = ctx.needs_input_grad[:4]
+        ctx.same_s = s_s is None
+        if ctx.same_s:
+            s_s, need_ss = s_t, need_st
+        ctx.need = (need_h, need_st, need_ss, need_c)
+        agg = _aggregate(h * s_s.unsqueeze(-1), anchor, False)  # A @ (s_s * h), [N, F]
         out = agg * s_t.unsqueeze(-1) if need_st else agg.mul_(s_t.unsqueeze(-1))
         out.addcmul_(h, c.unsqueeze(-1))
-        ctx.csr = csr
-        ctx.save_for_backward(h if (need_ss or need_c) else None, s_t, s_s, c, agg if need_st else None)
+        ctx.save_for_backward(h if (need_ss or need_c) else None, s_t, s_s, c, agg if need_st else None, anchor)
         return out
 
     @staticmethod
     @once_differentiable
     def backward(ctx, grad: Tensor):
-        h, s_t, s_s, c, agg = ctx.saved_tensors
-        need_h, need_st, need_ss, need_c = ctx.needs_input_grad[:4]
+        h, s_t, s_s, c, agg, anchor = ctx.saved_tensors
+        need_h, need_st, need_ss, need_c = ctx.need
         grad_h = grad_st = grad_ss = grad_c = None
         if need_h or need_ss:
-            back = spmm(ctx.csr.t(), grad * s_t.unsqueeze(-1))  # A^T (s_t * G)
+            back = _aggregate(grad * s_t.unsqueeze(-1), anchor, True)  # A^T (s_t * G)
             if need_ss:
                 grad_ss = (back * h).sum(dim=1)
             if need_h:
@@ -237,7 +119,35 @@ class _NormalizedAggregate(torch.autograd.Function):
             grad_st = (grad * agg).sum(dim=1)
         if need_c:
             grad_c = (grad * h).sum(dim=1)
-        return grad_h, grad_st, grad_ss, grad_c, None, None
+        if ctx.same_s:  # s_t played both parts: its gradient is the sum of the two
+            grad_st, grad_ss = (grad_st + grad_ss if need_st else None), None
+        return grad_h, grad_st, grad_ss, grad_c, None
+
+
+def _values_need_grad(graph: GCNGraph) -> bool:
+    values = graph.csr.values
+    return values is not None and values.requires_grad and torch.is_grad_enabled()
+
+
+@torch.compiler.disable
+def _spmm_eager(graph: GCNGraph, x: Tensor, reduce: str) -> Tensor:
+    """``A x`` by plain autograd through :func:`gseq.ops.spmm`: differentiable in the edge weights, and
+    the max/min products (a graph break under ``torch.compile``)."""
+    csr = graph.csr
+    if csr.values is not None and csr.values.dtype != x.dtype:
+        csr = csr.with_values(csr.values.to(x.dtype))
+    return spmm(csr, x, reduce)
+
+
+def _product(graph: GCNGraph, x: Tensor, reduce: str) -> Tensor:
+    """``A x`` reduced over each row by ``reduce`` (``"mean"``: the sum over the row's entries)."""
+    if reduce in ("max", "min") or _values_need_grad(graph):
+        out = _spmm_eager(graph, x, "sum" if reduce == "mean" else reduce)
+    else:
+        out = _aggregate(x, graph.anchor, False)
+    if reduce == "mean":
+        out = out / graph.in_count.clamp(min=1).to(x.dtype).unsqueeze(-1)
+    return out
 
 
 class GCN(MessagePassing):
@@ -248,16 +158,39 @@ class GCN(MessagePassing):
         \mathbf{X} \mathbf{\Theta} + \mathbf{b},
         \qquad \hat{D}_{ii} = w + \textstyle\sum_j A_{ij}
 
-    A drop-in for :class:`torch_geometric.nn.GCNConv`: with ``w = 1`` it computes ``GCNConv(...)``, with
-    ``w = 2`` ``GCNConv(..., improved=True)`` (given explicit edge weights: PyG >= 2.3 ignores
-    ``improved`` when ``edge_weight`` is None; this layer does not, so leaving out unit weights changes
-    nothing here). Parameter names (``lin.weight``, ``bias``) match ``GCNConv``, so its ``state_dict``
-    loads. Self-loops follow PyG's ``add_remaining_self_loops``: each node ends with exactly one; a loop the
-    graph already had keeps its weight, every other node's loop weighs ``w``.
+    A drop-in for :class:`torch_geometric.nn.GCNConv`: given the same weights (parameter names
+    ``lin.weight``, ``bias`` match, so a ``state_dict`` loads) and the keyword arguments ``improved``,
+    ``cached``, ``add_self_loops``, ``normalize``, ``bias``, ``aggr`` (``"add"``/``"sum"``, ``"mean"``,
+    ``"max"``, ``"min"``), ``flow`` and ``node_dim``, it computes what ``GCNConv`` computes, on
+    ``edge_index`` with or without ``edge_weight``, on torch sparse adjacencies (PyG's ``adj_t``) and on
+    features with leading batch dimensions ``[*, N, F]``. Differences, each deliberate:
 
-    Aggregation runs :func:`gseq.ops.spmm` on a loop-free CSR adjacency (built once per graph, and kept
-    with ``cached=True``); normalisation and loops are dense row scalings (see the module docstring), so
-    no edges x features tensor is ever made. :meth:`message` is kept for PyG tooling that asks for it.
+    - ``improved=True`` with ``edge_weight=None``: PyG >= 2.3 ignores ``improved`` there (its unit
+      weights are made after the loops were filled); this layer treats a missing ``edge_weight`` as unit
+      weights, so the loop weighs 2 with and without them.
+    - float16/bfloat16 features: degrees, normalisation and the sparse sums are float32 (``GCNConv``
+      computes the degree in the feature dtype, which overflows at 65,504).
+    - other aggregations, PyG's ``Explainer`` edge masks and ``propagate``/``message`` hooks are refused
+      with an error (this layer never calls ``propagate``); ``decomposed_layers`` changes nothing.
+    - a sparse adjacency may also be CSC, and combine with batched features (``GCNConv`` raises).
+
+    Self-loops follow PyG: on ``edge_index``, ``add_remaining_self_loops`` (each node ends with exactly
+    one loop; a loop the graph had keeps its weight, the last one if several; every other loop weighs
+    ``w``); on a sparse adjacency, ``w`` is added to its diagonal. ``flow="target_to_source"``
+    aggregates over the reversed edges.
+
+    Aggregation runs :func:`gseq.ops.spmm` on a loop-free CSR adjacency built once per graph
+    (:class:`GCNGraph`, kept with ``cached=True``); normalisation and loops are dense row scalings, so no
+    edges x features tensor is ever made. **torch.compile**: build the graph once, then compile; the
+    forward makes no host synchronisation and compiles with ``fullgraph=True`` for ``"add"``/``"mean"``
+    (``"max"``/``"min"`` break the graph once, at their product)::
+
+        conv = GCN(16, 16, cached=True)
+        conv(x, edge_index)                         # builds and caches the graph (validated once)
+        fast = torch.compile(conv, fullgraph=True)
+        out = fast(x, edge_index)                   # or: g = conv.graph(edge_index); fast(x, g)
+
+    Without a cached or prebuilt graph each call builds one, which breaks the compiled graph there.
 
     Args:
         in_channels: size of each input sample, or -1 to infer it on the first call.
@@ -274,15 +207,19 @@ class GCN(MessagePassing):
             (transductive learning on one graph). With ``"learn"`` the learned weight still updates.
             (default: ``False``)
         bias: learn an additive bias. (default: ``True``)
-        improved: ``GCNConv``'s spelling of ``self_loop_weight=2.0``. (default: ``False``)
+        improved: ``GCNConv``'s spelling of ``self_loop_weight=2.0``; no effect without self-loops.
+            (default: ``False``)
         add_self_loops: add the self-loops; False uses :math:`\hat D^{-1/2} A \hat D^{-1/2}` with the
             graph's own loops as ordinary edges. (default: ``normalize`` is not False)
-        **kwargs: passed to :class:`~torch_geometric.nn.conv.MessagePassing`.
+        **kwargs: passed to :class:`~torch_geometric.nn.conv.MessagePassing`: ``aggr`` (default:
+            ``"add"``), ``flow``, ``node_dim`` (default: ``-2``), ``decomposed_layers``.
 
     Shapes:
-        - **input:** node features :math:`(|\mathcal{V}|, F_{in})`, edge indices :math:`(2, |\mathcal{E}|)`,
-          edge weights :math:`(|\mathcal{E}|)` *(optional)*
-        - **output:** node features :math:`(|\mathcal{V}|, F_{out})`
+        - **input:** node features :math:`(*, |\mathcal{V}|, F_{in})` (or a torch sparse
+          :math:`(|\mathcal{V}|, F_{in})`), edge indices :math:`(2, |\mathcal{E}|)`, a sparse adjacency
+          :math:`(|\mathcal{V}|, |\mathcal{V}|)` or a :class:`GCNGraph`, edge weights
+          :math:`(|\mathcal{E}|)` *(optional)*
+        - **output:** node features :math:`(*, |\mathcal{V}|, F_{out})`
     """
 
     def __init__(
@@ -299,6 +236,7 @@ class GCN(MessagePassing):
         **kwargs,
     ) -> None:
         kwargs.setdefault("aggr", "add")
+        _check_aggr(kwargs["aggr"])
         super().__init__(**kwargs)
         if normalize not in (True, False, "both"):
             raise ValueError(f"normalize: expected True, False or 'both', got {normalize!r}")
@@ -307,7 +245,7 @@ class GCN(MessagePassing):
         if add_self_loops and normalize is False:
             raise ValueError("add_self_loops: self-loops are only added with normalize=True or 'both' (as in "
                              "GCNConv); pass normalize=True, or add_self_loops=False")
-        if improved:
+        if improved and add_self_loops:  # without loops improved has no effect, as in GCNConv
             if self_loop_weight != 1.0:
                 raise ValueError("improved: give either improved=True or self_loop_weight, not both")
             self_loop_weight = 2.0
@@ -328,6 +266,7 @@ class GCN(MessagePassing):
         self.out_channels = out_channels
         self.normalize = normalize
         self.cached = cached
+        self.improved = improved
         self.add_self_loops = add_self_loops
         self.learn_self_loop = learn
         self.fixed_self_loop_weight = None if learn else float(self_loop_weight)
@@ -359,85 +298,149 @@ class GCN(MessagePassing):
             return F.softplus(self.raw_self_loop_weight)
         return torch.tensor(self.fixed_self_loop_weight if self.add_self_loops else 0.0)
 
-    def graph(self, edge_index: Tensor, edge_weight: Tensor | None, num_nodes: int, dtype) -> GCNGraph:
-        """The :class:`GCNGraph` for these edges (from the cache when ``cached=True``)."""
-        if self.cached and self._cached_graph is not None:
-            if self._cached_graph.num_nodes != num_nodes:
-                raise ValueError(f"x: the cached graph has {self._cached_graph.num_nodes} nodes but x has {num_nodes} "
-                                 "rows; use cached=False for more than one graph, or call reset_parameters()")
-            return self._cached_graph
-        graph = gcn_graph(edge_index, edge_weight, num_nodes, add_self_loops=self.add_self_loops,
-                          out_degree=self.normalize == "both", dtype=dtype)
+    def graph(self, edge_index: Tensor | GCNGraph, edge_weight: Tensor | None = None, num_nodes: int | None = None,
+              dtype: torch.dtype | None = None) -> GCNGraph:
+        """The :class:`GCNGraph` this layer aggregates over (from the cache when ``cached=True``).
+
+        Build it once and pass it to :meth:`forward` in place of ``edge_index`` (it may be shared by
+        layers with the same ``normalize``, ``add_self_loops`` and ``flow``): the edges are validated
+        here, not on every call.
+
+        Args:
+            edge_index: ``[2, E]`` edges, a torch sparse ``adj_t`` (see :meth:`forward`), or a graph.
+            edge_weight: ``[E]`` edge weights. (default: all ones)
+            num_nodes: the number of nodes. (default: ``edge_index.max() + 1``)
+            dtype: the feature dtype (degrees are float64 for float64, else float32). (default: float32)
+        """
+        cache = self._cached_graph
+        if self.cached and cache is not None:
+            if num_nodes is not None and cache.num_nodes != num_nodes:
+                raise ValueError(f"x: the cached graph has {cache.num_nodes} nodes but x has {num_nodes} rows; "
+                                 "use cached=False for more than one graph, or call reset_parameters()")
+            return cache
+        if isinstance(edge_index, GCNGraph):
+            graph = self._check_graph(edge_index, num_nodes)
+        else:
+            graph = self._build_graph(edge_index, edge_weight, num_nodes, dtype)
         if self.cached:
             self._cached_graph = graph
         return graph
 
-    def forward(self, x: Tensor, edge_index: Tensor, edge_weight: Tensor | None = None) -> Tensor:
+    @torch.compiler.disable
+    def _build_graph(self, edge_index, edge_weight, num_nodes, dtype) -> GCNGraph:
+        existing_loops = "keep"
+        if isinstance(edge_index, Tensor) and edge_index.layout != torch.strided:
+            if self.flow == "target_to_source":
+                raise ValueError("flow: 'target_to_source' cannot be used with a sparse adjacency (as in GCNConv); "
+                                 "pass the transposed adjacency adj_t.t() with the default flow instead")
+            edge_index, edge_weight = graph_from_adj_t(edge_index, edge_weight)
+            existing_loops = "add"  # PyG adds w to the diagonal of a sparse adjacency
+        if num_nodes is None:
+            num_nodes = int(edge_index.max()) + 1 if isinstance(edge_index, Tensor) and edge_index.numel() else 0
+        return gcn_graph(edge_index, edge_weight, num_nodes, add_self_loops=self.add_self_loops,
+                         out_degree=self.normalize == "both", flow=self.flow, dtype=dtype,
+                         existing_loops=existing_loops)
+
+    def _check_graph(self, graph: GCNGraph, num_nodes: int | None) -> GCNGraph:
+        if num_nodes is not None and graph.num_nodes != num_nodes:
+            raise ValueError(f"x: the graph has {graph.num_nodes} nodes but x has {num_nodes} rows")
+        if graph.add_self_loops != self.add_self_loops or graph.flow != self.flow or \
+                (self.normalize == "both" and graph.out_degree is None):
+            raise ValueError(f"edge_index: this GCNGraph was built with add_self_loops={graph.add_self_loops}, "
+                             f"flow={graph.flow!r}, out_degree={graph.out_degree is not None}, but the layer has "
+                             f"add_self_loops={self.add_self_loops}, flow={self.flow!r}, normalize="
+                             f"{self.normalize!r}; build it with this layer's graph() method")
+        return graph
+
+    def forward(self, x: Tensor, edge_index: Tensor | GCNGraph, edge_weight: Tensor | None = None) -> Tensor:
         """Apply the layer.
 
         Args:
-            x: node features ``[N, in_channels]``, dense or a torch sparse (COO/CSR) matrix.
-            edge_index: ``[2, E]`` edges (row 0 sources, row 1 targets), or a torch sparse adjacency
-                ``adj_t`` of shape ``[N, N]`` whose entry ``(i, j)`` is the edge ``j -> i`` (PyG's layout).
+            x: node features ``[*, N, in_channels]`` (nodes along ``node_dim``), dense, or a torch sparse
+                (COO/CSR) matrix ``[N, in_channels]``.
+            edge_index: ``[2, E]`` edges (row 0 sources, row 1 targets), a torch sparse adjacency
+                ``adj_t`` of shape ``[N, N]`` whose entry ``(i, j)`` is the edge ``j -> i`` (PyG's layout),
+                or a :class:`GCNGraph` from :meth:`graph`.
             edge_weight: ``[E]`` edge weights. (default: all ones)
         """
-        if isinstance(x, (tuple, list)) or not isinstance(x, Tensor):
-            raise TypeError("x: expected one tensor of node features [N, in_channels]; GCN does not do bipartite "
-                            "message passing")
-        if x.dim() != 2:
-            raise ValueError(f"x: expected shape [N, in_channels], got {list(x.shape)}")
-        if self.in_channels > 0 and x.size(1) != self.in_channels:
-            raise ValueError(f"x: expected {self.in_channels} features per node (in_channels), got {x.size(1)}")
-        if isinstance(edge_index, Tensor) and edge_index.layout != torch.strided:
-            edge_index, edge_weight = _from_adj_t(edge_index, edge_weight)
-        if not (self.cached and self._cached_graph is not None) and isinstance(edge_index, Tensor) \
-                and edge_index.device != x.device:
-            raise ValueError(f"edge_index: on {edge_index.device} but x is on {x.device}; move both to one device")
+        reduce, node_dim = self._check_call(x)
+        num_nodes = x.size(node_dim)
         if x.layout == torch.strided:
             h = self.lin(x)
         else:  # sparse features (e.g. bag-of-words): a sparse-dense product, no dense copy of x
-            if self.in_channels <= 0:
-                raise ValueError("x: sparse features need in_channels > 0 (no lazy initialisation)")
             h = torch.sparse.mm(x, self.lin.weight.t())
-        graph = self.graph(edge_index, edge_weight, x.size(0), h.dtype)
-        if self.normalize is False:
-            out = self.message_and_aggregate(graph.csr, h)
-        else:
-            w = self.self_loop_weight().to(h.device, h.dtype)
-            s_t, s_s, loop = _scalings(graph, w, self.normalize, h.dtype, h.device)
-            coef = loop * s_t * s_s
-            values = graph.csr.values
-            if values is not None and values.requires_grad and torch.is_grad_enabled():
-                # edge weights that need a gradient: plain autograd through spmm (its SDDMM backward)
-                out = self.message_and_aggregate(graph.csr, h * s_s.unsqueeze(-1))
-                out = out * s_t.unsqueeze(-1) + h * coef.unsqueeze(-1)
-            else:
-                out = _NormalizedAggregate.apply(h, s_t, s_s, coef, graph.csr, self.message_and_aggregate)
+        if isinstance(edge_index, Tensor) and not (self.cached and self._cached_graph is not None) \
+                and edge_index.device != x.device:
+            raise ValueError(f"edge_index: on {edge_index.device} but x is on {x.device}; move both to one device")
+        graph = self.graph(edge_index, edge_weight, num_nodes, h.dtype)
+        if graph.in_degree.device != x.device:
+            raise ValueError(f"x: on {x.device} but the graph is on {graph.in_degree.device}; move x, or call "
+                             "reset_parameters() to rebuild the cached graph on the new device")
+        # nodes first and every other dimension in the columns: [N, prod(*) * F_out], float32/64
+        moved = h.movedim(node_dim, 0)
+        flat = moved.reshape(num_nodes, -1).to(accumulation_dtype(h.dtype))
+        out = self._propagate(graph, flat, reduce)
+        out = out.to(h.dtype).reshape(moved.shape).movedim(0, node_dim)
         if self.bias is not None:
             out = out + self.bias
         return out
+
+    def _check_call(self, x: Tensor) -> tuple[str, int]:
+        """Validate ``x`` and the MessagePassing settings; returns ``(reduce, node_dim)`` (no host sync)."""
+        if isinstance(x, (tuple, list)) or not isinstance(x, Tensor):
+            raise TypeError("x: expected one tensor of node features [N, in_channels]; GCN does not do bipartite "
+                            "message passing")
+        if x.dim() < 2:
+            raise ValueError(f"x: expected shape [N, in_channels] (or [*, N, in_channels]), got {list(x.shape)}")
+        if self.in_channels > 0 and x.size(-1) != self.in_channels:
+            raise ValueError(f"x: expected {self.in_channels} features per node (in_channels), got {x.size(-1)}")
+        if x.layout != torch.strided and (x.dim() != 2 or self.in_channels <= 0):
+            raise ValueError("x: sparse features must be a matrix [N, in_channels] and need in_channels > 0 (no "
+                             "lazy initialisation)")
+        node_dim = self.node_dim
+        if not isinstance(node_dim, int) or not -x.dim() <= node_dim < x.dim() or node_dim % x.dim() == x.dim() - 1:
+            raise ValueError(f"node_dim: must index a dimension of x other than the last (features), got "
+                             f"{node_dim!r} for x of shape {list(x.shape)}")
+        if self.flow not in FLOWS:
+            raise ValueError(f"flow: expected one of {FLOWS}, got {self.flow!r}")
+        if self._explain or any(getattr(self, name) for name in _PROPAGATE_HOOKS):
+            raise ValueError("explain: GCN never calls propagate(), so PyG explainer edge masks and propagate/"
+                             "message hooks would be ignored; use torch_geometric.nn.GCNConv for them")
+        return _check_aggr(self.aggr), node_dim % x.dim()
+
+    def _propagate(self, graph: GCNGraph, h: Tensor, reduce: str) -> Tensor:
+        """The ``reduce`` of the normalised messages into each node, ``h`` [N, C] (float32/64)."""
+        if self.normalize is False:
+            return _product(graph, h, reduce)
+        w = F.softplus(self.raw_self_loop_weight) if self.learn_self_loop else self.fixed_self_loop_weight
+        s_t, s_s, loop = normalization(graph, w, self.normalize)
+        s_t, s_s = s_t.to(h.dtype), s_s.to(h.dtype)
+        loop = None if loop is None else loop.to(h.dtype)
+        if reduce in ("max", "min"):  # s_t >= 0 scales a row, so it commutes with the extreme
+            y = h * s_s.unsqueeze(-1)
+            out = _product(graph, y, reduce)
+            if loop is not None:
+                own = y * loop.unsqueeze(-1)
+                extreme = torch.maximum(out, own) if reduce == "max" else torch.minimum(out, own)
+                out = torch.where((graph.in_count > 0).unsqueeze(-1), extreme, own)  # no edges: the loop alone
+            return out * s_t.unsqueeze(-1)
+        c = torch.zeros_like(s_t) if loop is None else loop * s_t * s_s
+        if reduce == "mean":  # messages into a node: its edges and its loop
+            count = (graph.in_count + int(loop is not None)).clamp(min=1).to(h.dtype)
+            s_t, c = s_t / count, c / count
+        if _values_need_grad(graph):
+            return _spmm_eager(graph, h * s_s.unsqueeze(-1), "sum") * s_t.unsqueeze(-1) + h * c.unsqueeze(-1)
+        return _NormalizedSum.apply(h, s_t, None if s_s is s_t else s_s, c, graph.anchor)
 
     def message(self, x_j: Tensor, edge_weight: Tensor | None) -> Tensor:
         """The per-edge message ``w_ji * x_j`` (kept for PyG tooling; ``forward`` never builds it)."""
         return x_j if edge_weight is None else edge_weight.view(-1, 1) * x_j
 
     def message_and_aggregate(self, adj_t: CSR, x: Tensor) -> Tensor:
-        """``adj_t @ x`` through :func:`gseq.ops.spmm` (sum aggregation, deterministic)."""
-        return spmm(adj_t, x, reduce="sum")
+        """``adj_t @ x`` through :func:`gseq.ops.spmm`, reduced by ``aggr`` (deterministic)."""
+        return spmm(adj_t, x, reduce=_check_aggr(self.aggr))
 
     def __repr__(self) -> str:
         w = "learn" if self.learn_self_loop else self.fixed_self_loop_weight
         return (f"{self.__class__.__name__}({self.in_channels}, {self.out_channels}, self_loop_weight={w}, "
                 f"normalize={self.normalize})")
-
-
-def _from_adj_t(adj_t: Tensor, edge_weight: Tensor | None) -> tuple[Tensor, Tensor | None]:
-    """PyG's ``adj_t`` (entry ``(i, j)`` = edge ``j -> i``) as ``edge_index`` and weights."""
-    if edge_weight is not None:
-        raise ValueError("edge_weight: must be None when the adjacency is given as a sparse tensor (its values "
-                         "are the weights)")
-    if adj_t.dim() != 2 or adj_t.size(0) != adj_t.size(1):
-        raise ValueError(f"edge_index: a sparse adjacency must be square [N, N], got {list(adj_t.shape)}")
-    coo = adj_t.to_sparse_coo().coalesce()
-    target, source = coo.indices()
-    return torch.stack([source, target]), coo.values()

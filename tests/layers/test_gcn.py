@@ -128,8 +128,25 @@ def test_gcn_norm_matches_pyg_dense():
         torch.testing.assert_close(dense, pdense)
 
 
-def test_sparse_adjacency_input_matches_edge_index():
-    x, edge_index, weight = random_graph(2)
+@pytest.mark.parametrize("layout", ["coo", "csr", "csc_t"])
+@pytest.mark.parametrize("aggr", ["add", "mean", "max"])
+def test_sparse_adjacency_input_matches_gcnconv(layout, aggr):
+    """A sparse adj_t: PyG adds w to its diagonal (add_self_loops, not add_remaining_self_loops)."""
+    x, edge_index, weight = random_graph(2)  # has self-loops
+    n = x.size(0)
+    adj_t = torch.sparse_coo_tensor(edge_index.flip(0), weight, (n, n)).coalesce()
+    if layout == "csr":
+        adj_t = adj_t.to_sparse_csr()
+    elif layout == "csc_t":  # PyG's own tests pass to_torch_csc_tensor(edge_index).t(), a CSR
+        adj_t = torch.sparse_coo_tensor(edge_index, weight, (n, n)).coalesce().to_sparse_csc().t()
+    pyg = GCNConv(5, 3, aggr=aggr)
+    ours = copy_from(pyg, GCN(5, 3, aggr=aggr))
+    torch.testing.assert_close(ours(x, adj_t), pyg(x, adj_t), atol=1e-5, rtol=1e-5)
+
+
+def test_sparse_adjacency_without_loops_matches_edge_index():
+    x, edge_index, weight = random_graph(2, loops=0)
+    edge_index, weight = edge_index[:, edge_index[0] != edge_index[1]], weight[edge_index[0] != edge_index[1]]
     n = x.size(0)
     # a sparse tensor holds each (target, source) once: compare with the coalesced edge list
     adj_t = torch.sparse_coo_tensor(edge_index.flip(0), weight, (n, n), check_invariants=True).coalesce()
