@@ -7,7 +7,7 @@ from hypothesis import strategies as st
 from torch_geometric.nn import GCNConv
 from torch_geometric.nn.conv.gcn_conv import gcn_norm as pyg_gcn_norm
 
-from gseq.layers import GCN, gcn_norm
+from gseq.layers import GCN, gcn_graph, gcn_norm
 
 
 def random_graph(seed, n=12, e=40, loops=3, isolated=2, weighted=True, dtype=torch.float32):
@@ -260,3 +260,217 @@ def test_bad_edge_weight_and_settings():
         GCN(5, 3, normalize="sym")
     with pytest.raises(ValueError, match="self_loop_weight"):
         GCN(5, 3, normalize=False, self_loop_weight=2.0)
+
+
+# --- every accepted MessagePassing/GCNConv argument against GCNConv -----------------------------------
+
+VARIANTS = {  # GCNConv keyword arguments, and whether the graph has edge weights
+    "default": ({}, True),
+    "unweighted": ({}, False),
+    "improved": ({"improved": True}, True),
+    "no-normalize": ({"normalize": False}, True),
+    "no-loops": ({"add_self_loops": False}, True),
+    "improved-no-loops": ({"improved": True, "add_self_loops": False}, True),
+    "improved-no-normalize": ({"improved": True, "normalize": False}, False),
+}
+
+
+def assert_same_as_gcnconv(kwargs, x, edge_index, weight, out_channels=3):
+    """Output, and gradients w.r.t. x and the weights, of GCN(**kwargs) and GCNConv(**kwargs)."""
+    pyg = GCNConv(x.size(-1), out_channels, **kwargs)
+    torch.nn.init.normal_(pyg.bias)
+    ours = copy_from(pyg, GCN(x.size(-1), out_channels, **kwargs))
+    outs, grads = [], []
+    for layer in (pyg, ours):
+        xi = x.clone().requires_grad_(True)
+        out = layer(xi, edge_index, weight)
+        out.pow(2).sum().backward()
+        outs.append(out.detach())
+        grads.append((xi.grad, layer.lin.weight.grad))
+    torch.testing.assert_close(outs[1], outs[0], atol=1e-5, rtol=1e-5)
+    for a, b in zip(grads[1], grads[0]):
+        torch.testing.assert_close(a, b, atol=1e-4, rtol=1e-4)
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+@pytest.mark.parametrize("aggr", ["add", "sum", "mean", "max", "min"])
+@pytest.mark.parametrize("flow", ["source_to_target", "target_to_source"])
+def test_aggr_flow_and_variants_match_gcnconv(flow, aggr, variant):
+    kwargs, weighted = VARIANTS[variant]
+    for seed in range(2):
+        x, edge_index, weight = random_graph(seed, weighted=weighted)
+        assert_same_as_gcnconv(dict(kwargs, flow=flow, aggr=aggr), x, edge_index, weight)
+
+
+def test_flow_reverses_the_edges():
+    x, edge_index, weight = random_graph(3)
+    reverse = GCN(5, 3, flow="target_to_source")
+    forward = copy_from(reverse, GCN(5, 3))
+    torch.testing.assert_close(reverse(x, edge_index, weight), forward(x, edge_index.flip(0), weight))
+    assert not torch.allclose(reverse(x, edge_index, weight), forward(x, edge_index, weight))
+
+
+@pytest.mark.parametrize("aggr", ["mean", "max", "min"])
+@pytest.mark.parametrize("weight_grad", [True, False], ids=["edge-weight-grad", "fused-path"])
+def test_gradcheck_float64_aggregations(aggr, weight_grad):
+    x, edge_index, weight = random_graph(4, n=7, e=14, loops=2, isolated=1, dtype=torch.float64)
+    layer = GCN(5, 2, self_loop_weight="learn", normalize="both", aggr=aggr, flow="target_to_source").double()
+    x.requires_grad_(True)
+    weight.requires_grad_(weight_grad)
+
+    def g(x, weight, raw_value):
+        return torch.func.functional_call(layer, {"raw_self_loop_weight": raw_value}, (x, edge_index, weight))
+
+    raw_value = torch.tensor(0.3, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(g, (x, weight, raw_value))
+
+
+@pytest.mark.parametrize(
+    "aggr",
+    ["mul", "std", "var", "softmax", None, ["sum", "max"], "SoftmaxAggregation()"],
+)
+def test_other_aggregations_are_refused(aggr):
+    with pytest.raises(ValueError, match="aggr: GCN aggregates with 'add'"):
+        GCN(5, 3, aggr=aggr)
+
+
+def test_settings_changed_after_construction_are_honoured_or_refused():
+    x, edge_index, weight = random_graph(0)
+    layer = GCN(5, 3)
+    layer.aggr = "max"  # PyG reads self.aggr when it aggregates: so does GCN
+    pyg = GCNConv(5, 3, aggr="max")
+    pyg.load_state_dict(layer.state_dict())
+    torch.testing.assert_close(layer(x, edge_index, weight), pyg(x, edge_index, weight), atol=1e-5, rtol=1e-5)
+    layer.aggr = "mul"
+    with pytest.raises(ValueError, match="aggr"):
+        layer(x, edge_index, weight)
+    layer.aggr = "add"
+    layer.flow = "sideways"
+    with pytest.raises(ValueError, match="flow"):
+        layer(x, edge_index, weight)
+
+
+def test_flow_target_to_source_refuses_a_sparse_adjacency():
+    x, edge_index, weight = random_graph(0)
+    adj_t = torch.sparse_coo_tensor(edge_index.flip(0), weight, (12, 12)).coalesce()
+    with pytest.raises(ValueError, match="flow: 'target_to_source' cannot be used with a sparse adjacency"):
+        GCN(5, 3, flow="target_to_source")(x, adj_t)
+    with pytest.raises(ValueError, match="flow"):  # PyG refuses it too
+        GCNConv(5, 3, flow="target_to_source")(x, adj_t)
+
+
+def test_explainer_masks_and_propagate_hooks_are_refused():
+    """GCN never calls propagate(): what PyG applies there is refused rather than ignored."""
+    x, edge_index, weight = random_graph(0)
+    layer = GCN(5, 3)
+    layer.explain = True
+    with pytest.raises(ValueError, match="explain"):
+        layer(x, edge_index, weight)
+    layer.explain = False
+    handle = layer.register_propagate_forward_hook(lambda module, inputs, out: out * 0)
+    with pytest.raises(ValueError, match="hooks"):
+        layer(x, edge_index, weight)
+    handle.remove()
+    layer(x, edge_index, weight)
+
+
+@pytest.mark.parametrize("kwargs", [{"improved": True, "add_self_loops": False},
+                                    {"improved": True, "normalize": False}])
+def test_improved_without_loops_is_accepted_and_has_no_effect(kwargs):
+    x, edge_index, weight = random_graph(1)
+    assert_same_as_gcnconv(kwargs, x, edge_index, weight)
+    plain = dict(kwargs, improved=False)
+    a, b = GCN(5, 3, **kwargs), GCN(5, 3, **plain)
+    b.load_state_dict(a.state_dict())
+    torch.testing.assert_close(a(x, edge_index, weight), b(x, edge_index, weight))
+
+
+# --- features with leading batch dimensions ------------------------------------------------------------
+
+@pytest.mark.parametrize("aggr", ["add", "mean", "max"])
+@pytest.mark.parametrize("cached", [False, True])
+def test_batched_features_match_gcnconv(aggr, cached):
+    _, edge_index, weight = random_graph(5)
+    x = torch.randn(2, 3, 12, 5)  # [B1, B2, N, F]: one static graph, six feature sets
+    pyg = GCNConv(5, 4, aggr=aggr)
+    ours = copy_from(pyg, GCN(5, 4, aggr=aggr, cached=cached))
+    out = ours(x, edge_index, weight)
+    assert out.shape == (2, 3, 12, 4)
+    torch.testing.assert_close(out, pyg(x, edge_index, weight), atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(ours(x, edge_index, weight)[1, 2], ours(x[1, 2], edge_index, weight))
+
+
+# GCNConv's message() scales dimension -2 by the edge weights: with nodes elsewhere it runs only unweighted
+# and unnormalised (GCN takes weights and normalises there too: each feature set is its own graph signal)
+@pytest.mark.parametrize("node_dim, shape, normalize", [(0, (12, 5), True), (1, (3, 12, 5), True),
+                                                        (0, (12, 3, 5), False), (-3, (12, 2, 5), False)])
+def test_node_dim_matches_gcnconv(node_dim, shape, normalize):
+    _, edge_index, weight = random_graph(6, weighted=normalize)
+    x = torch.randn(*shape)
+    assert_same_as_gcnconv({"node_dim": node_dim, "normalize": normalize}, x, edge_index, weight)
+    weight = torch.rand(edge_index.size(1)) + 0.1
+    layer = GCN(5, 3, node_dim=node_dim)
+    default = copy_from(layer, GCN(5, 3))  # nodes at -2
+    expected = default(x.movedim(node_dim, -2), edge_index, weight).movedim(-2, node_dim)
+    torch.testing.assert_close(layer(x, edge_index, weight), expected)
+
+
+def test_node_dim_must_not_be_the_feature_dimension():
+    x, edge_index, _ = random_graph(0)
+    with pytest.raises(ValueError, match="node_dim"):
+        GCN(5, 3, node_dim=-1)(x, edge_index)
+
+
+def test_batched_features_with_a_sparse_adjacency():
+    """GCNConv raises here (torch.sparse.mm takes matrices); GCN gives each feature set's answer."""
+    x1, edge_index, weight = random_graph(7)
+    adj_t = torch.sparse_coo_tensor(edge_index.flip(0), weight, (12, 12)).coalesce()
+    x = torch.stack([x1, 2 * x1 + 1])
+    layer = GCN(5, 3, aggr="mean")
+    out = layer(x, adj_t)
+    torch.testing.assert_close(out[0], layer(x[0], adj_t))
+    torch.testing.assert_close(out[1], layer(x[1], adj_t))
+
+
+# --- self-loops: several on one node, deterministically ----------------------------------------------
+
+@pytest.mark.parametrize("weighted", [True, False])
+def test_several_loops_on_one_node_last_one_wins_as_in_gcnconv(weighted):
+    edge_index = torch.tensor([[0, 1, 2, 2, 0, 3, 2, 1, 2, 4],
+                               [1, 2, 2, 3, 0, 2, 2, 0, 2, 4]])  # node 2: three loops; 0 and 4 one each
+    weight = torch.tensor([0.5, 1.5, 0.7, 2.0, 3.0, 0.25, 1.25, 0.75, 4.0, 0.1]) if weighted else None
+    x = torch.randn(6, 5)
+    # (improved=True without weights: PyG ignores improved, see test_improved_without_weights_...)
+    for kwargs in ({}, {"improved": True} if weighted else {}, {"aggr": "mean"}, {"aggr": "max"}):
+        assert_same_as_gcnconv(kwargs, x, edge_index, weight)
+    graph = gcn_graph(edge_index, weight, 6)
+    assert graph.has_loop.tolist() == [True, False, True, False, True, False]
+    expected = [3.0, 0.0, 4.0, 0.0, 0.1, 0.0] if weighted else [1.0, 0.0, 1.0, 0.0, 1.0, 0.0]
+    torch.testing.assert_close(graph.kept_loop, torch.tensor(expected))
+    # the same loops in another order: the last by position still wins, whatever the write order
+    perm = torch.tensor([9, 8, 7, 6, 5, 4, 3, 2, 1, 0])
+    flipped = gcn_graph(edge_index[:, perm], None if weight is None else weight[perm], 6)
+    first = [3.0, 0.0, 0.7, 0.0, 0.1, 0.0] if weighted else expected
+    torch.testing.assert_close(flipped.kept_loop, torch.tensor(first))
+
+
+# --- half precision: degrees and sums in float32 ------------------------------------------------------
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_half_precision_hub_keeps_its_neighbours(dtype):
+    """A hub of in-degree 70,000 has degree inf in float16 (GCNConv's output there is 0): GCN keeps
+    degrees, normalisation and sums in float32, so the hub matches the float32 answer."""
+    leaves = torch.arange(1, 70_001)
+    edge_index = torch.stack([leaves, torch.zeros_like(leaves)])  # every leaf -> the hub, node 0
+    x = torch.rand(70_001, 2) + 0.5  # positive: the unscaled sum into the hub (~70,000) overflows too
+    layer = GCN(2, 2, bias=False)
+    with torch.no_grad():
+        layer.lin.weight.abs_()
+        reference = layer(x, edge_index)
+        low = layer.to(dtype)(x.to(dtype), edge_index)
+    assert low.dtype == dtype and torch.isfinite(low).all()
+    assert reference[0].min() > 100  # the hub's aggregate is large, far from 0
+    tol = 1e-2 if dtype == torch.float16 else 2e-2
+    torch.testing.assert_close(low.float(), reference, rtol=tol, atol=tol)
+    graph = layer.graph(edge_index, num_nodes=70_001, dtype=dtype)
+    assert graph.in_degree.dtype == torch.float32 and graph.in_degree[0] == 70_000
