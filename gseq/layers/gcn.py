@@ -180,7 +180,11 @@ class GCN(MessagePassing):
       computes the degree in the feature dtype, which overflows at 65,504).
     - other aggregations, PyG's ``Explainer`` edge masks and ``propagate``/``message`` hooks are refused
       with an error (this layer never calls ``propagate``); ``decomposed_layers`` changes nothing.
-    - a sparse adjacency may also be CSC, and combine with batched features (``GCNConv`` raises).
+    - the arguments after ``out_channels`` are keyword-only.
+    - where ``GCNConv`` raises, this layer computes: a CSC adjacency, a sparse adjacency with batched
+      features, edge weights with nodes at a ``node_dim`` other than -2.
+    - a node whose weighted degree (with its loop) is negative gets :math:`s = 0` (``GCNConv``: NaN); at
+      ties, ``"max"``/``"min"`` may share the gradient among the tied messages differently.
 
     Self-loops follow PyG: on ``edge_index``, ``add_remaining_self_loops`` (each node ends with exactly
     one loop; a loop the graph had keeps its weight, the last one if several; every other loop weighs
@@ -191,7 +195,7 @@ class GCN(MessagePassing):
     (:class:`GCNGraph`, kept with ``cached=True``); normalisation and loops are dense row scalings, so no
     edges x features tensor is ever made. **torch.compile**: build the graph once, then compile; the
     forward makes no host synchronisation and compiles with ``fullgraph=True`` for ``"add"``/``"mean"``
-    (``"max"``/``"min"`` break the graph once, at their product)::
+    (``"max"``/``"min"`` break the graph at their sparse product, which runs eagerly)::
 
         conv = GCN(16, 16, cached=True)
         conv(x, edge_index)                         # builds and caches the graph (validated once)
