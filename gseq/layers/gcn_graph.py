@@ -3,7 +3,7 @@ r"""The structure a :class:`~gseq.layers.GCN` aggregates over, built (and valida
 :func:`gcn_graph` turns ``edge_index`` into a :class:`GCNGraph`: a CSR adjacency without self-loops, the
 degrees, and the self-loops to keep. The layer then needs no host synchronisation and no validation per
 call: with :math:`l` the per-node self-loop weight, :math:`d = A\mathbf{1} + l` and :math:`s = d^{-1/2}`
-(:func:`normalization`), :math:`\hat D^{-1/2} (A + \mathrm{diag}(l)) \hat D^{-1/2} X = s \odot (A (s \odot X)
+(``normalization``), :math:`\hat D^{-1/2} (A + \mathrm{diag}(l)) \hat D^{-1/2} X = s \odot (A (s \odot X)
 + l \odot s \odot X)`.
 
 Degrees and normalisation vectors are float32 (float64 for float64 features) whatever the feature
@@ -23,6 +23,7 @@ __all__ = ["GCNGraph", "gcn_graph", "gcn_norm", "check_graph_inputs"]
 
 #: PyG's message-passing directions: ``"target_to_source"`` aggregates over the reversed edges
 FLOWS = ("source_to_target", "target_to_source")
+
 
 def accumulation_dtype(dtype: torch.dtype) -> torch.dtype:
     """The dtype of degrees, normalisation and aggregation for features of ``dtype``: float64 or float32."""
