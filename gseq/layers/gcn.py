@@ -322,7 +322,8 @@ class GCN(MessagePassing):
             edge_index: ``[2, E]`` edges, a torch sparse ``adj_t`` (see :meth:`forward`), or a graph.
             edge_weight: ``[E]`` edge weights. (default: all ones)
             num_nodes: the number of nodes. (default: ``edge_index.max() + 1``)
-            dtype: the feature dtype (degrees are float64 for float64, else float32). (default: float32)
+            dtype: the feature dtype: degrees and weights are float64 for float64, else float32.
+                (default: the dtype of ``edge_weight``, else float32)
         """
         cache = self._cached_graph
         if self.cached and cache is not None:

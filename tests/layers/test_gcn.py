@@ -474,3 +474,19 @@ def test_half_precision_hub_keeps_its_neighbours(dtype):
     torch.testing.assert_close(low.float(), reference, rtol=tol, atol=tol)
     graph = layer.graph(edge_index, num_nodes=70_001, dtype=dtype)
     assert graph.in_degree.dtype == torch.float32 and graph.in_degree[0] == 70_000
+
+
+def test_prebuilt_graph_is_shared_and_checked_against_the_layer():
+    x, edge_index, weight = random_graph(8)
+    graph = gcn_graph(edge_index, weight, x.size(0))
+    first, second = GCN(5, 3), GCN(5, 3, self_loop_weight="learn")
+    torch.testing.assert_close(first(x, graph), first(x, edge_index, weight))
+    torch.testing.assert_close(second(x, graph), second(x, edge_index, weight))
+    with pytest.raises(ValueError, match="edge_index: this GCNGraph was built with"):
+        GCN(5, 3, normalize="both")(x, graph)
+    with pytest.raises(ValueError, match="edge_index: this GCNGraph was built with"):
+        GCN(5, 3, add_self_loops=False)(x, graph)
+    with pytest.raises(ValueError, match="edge_index: this GCNGraph was built with"):
+        GCN(5, 3, flow="target_to_source")(x, graph)
+    with pytest.raises(ValueError, match="x: the graph has 12 nodes but x has 4 rows"):
+        first(x[:4], graph)
