@@ -13,17 +13,20 @@ device-to-device copy, and the peak memory of one call.
 
 Variants (unweighted adjacency, ``A[i, j] = 1`` for an edge ``j -> i``):
 
-- ``torch.sparse.mm``: ``torch.sparse.mm(A, x)`` on a ``torch.sparse_csr_tensor`` built once (cuSPARSE
-  on CUDA, MKL on the CPU); its backward transposes ``A`` on the fly. The baseline of every ratio.
+- ``torch.sparse.mm``: ``torch.sparse.mm(A, x)`` on a ``torch.sparse_csr_tensor`` with int32 indices
+  built once (cuSPARSE on CUDA, MKL on the CPU); its backward transposes ``A`` on the fly. The baseline
+  of every ratio.
 - ``gseq torch`` / ``gseq triton``: ``gseq.ops.spmm(csr, x, backend=...)``; backward through the
   transpose cached on the CSR. The Triton backend is timed on CUDA only (on the CPU it runs in
   Triton's interpreter, which is a correctness tool).
-- ``torch_scatter``: gather + ``torch_scatter.segment_csr`` in chunks (when installed).
+- ``torch_scatter``: gather + ``torch_scatter.segment_csr`` in chunks of rows (when installed); the chunk
+  bounds are computed once, so the timed calls make no host synchronisation.
 - GCN layer (``F`` in = out, at the ``--gcn-features`` widths): PyG ``GCNConv`` on ``edge_index`` and
   on a sparse ``adj_t``; ``gseq.layers.GCN`` (``cached=False`` and ``True``).
 
-Bandwidth: one SpMM must read ``nnz`` gathered rows of ``x`` (no reuse), the indices and the row
-pointers and write the output: ``bytes = nnz*(F*s + 8) + M*F*s + 8*(M+1)`` with ``s`` the element size;
+Bandwidth: one SpMM must read ``nnz`` gathered rows of ``x`` (no reuse) and 8 bytes per entry (index
+and value, or one 64-bit index) and write the output: ``bytes = nnz*8 + nnz*F*s + M*F*s`` with ``s``
+the element size;
 ``GB/s = bytes / time``; ``copy%`` compares it with ``dst.copy_(src)`` of a large buffer (2 bytes
 moved per byte copied). Peak memory: ``torch.cuda.max_memory_allocated`` on CUDA; on the CPU the
 growth of the process's resident-set high-water mark (``VmHWM``, reset through
@@ -57,27 +60,47 @@ SIZES = {
 }
 
 
-def power_law_graph(n: int, e: int, seed: int, device: torch.device) -> torch.Tensor:
+def power_law_graph(n: int, e: int, seed: int, device: torch.device | str = "cpu") -> torch.Tensor:
     """``edge_index`` [2, e] of distinct non-loop edges, sources and targets drawn with Zipf-like weights.
 
     Node ``k`` of a random order gets weight ``rank^-0.8`` (separately for sources and targets), so a
     few rows and columns hold tens of thousands of entries. Duplicates and self-loops are dropped
     (every variant then sees the same graph: GCNConv treats duplicate loops differently from a
     coalesced sparse ``adj_t``) and pairs are redrawn until there are ``e``.
+
+    Built on ``device`` with a generator of that device, in vectorised chunks of up to 2^24 draws (the
+    60M-edge graph takes seconds on a GPU instead of minutes on the CPU). The same seed gives the same
+    graph on the same kind of device; the CPU and CUDA generators draw different graphs.
     """
-    g = torch.Generator().manual_seed(seed)
-    weights = torch.arange(1, n + 1, dtype=torch.float64) ** -0.8
-    src_w = weights[torch.randperm(n, generator=g)]
-    dst_w = weights[torch.randperm(n, generator=g)]
-    keys = torch.zeros(0, dtype=torch.long)
+    device = torch.device(device)
+    g = torch.Generator(device=device).manual_seed(seed)
+    weights = torch.arange(1, n + 1, dtype=torch.float64, device=device) ** -0.8
+    src_w = weights[torch.randperm(n, generator=g, device=device)]
+    dst_w = weights[torch.randperm(n, generator=g, device=device)]
+    keys = torch.zeros(0, dtype=torch.long, device=device)
     while keys.numel() < e:
         k = min(1 << 24, int((e - keys.numel()) * 1.25) + 1000)
         src = torch.multinomial(src_w, k, True, generator=g)
         dst = torch.multinomial(dst_w, k, True, generator=g)
         keep = src != dst
         keys = torch.unique(torch.cat([keys, dst[keep] * n + src[keep]]))
-    keys = keys[torch.randperm(keys.numel(), generator=g)[:e]]
-    return torch.stack([keys % n, keys // n]).to(device)
+    keys = keys[torch.randperm(keys.numel(), generator=g, device=device)[:e]]
+    return torch.stack([keys % n, keys // n])
+
+
+def torch_csr(csr: CSR, dtype: torch.dtype, index_dtype: torch.dtype = torch.int32) -> torch.Tensor:
+    """The baseline's ``torch.sparse_csr_tensor`` of ``csr`` (all-ones values), with int32 indices when
+    they fit: cuSPARSE's fast path, so the baseline is not slowed by 64-bit indices."""
+    if csr.nnz >= 2**31 or max(csr.shape) >= 2**31:
+        index_dtype = torch.int64
+    return torch.sparse_csr_tensor(csr.indptr.to(index_dtype), csr.indices.to(index_dtype),
+                                   torch.ones(csr.nnz, device=csr.device, dtype=dtype), csr.shape)
+
+
+def spmm_bytes(nnz: int, rows: int, f: int, element_size: int) -> int:
+    """Bytes one SpMM must move at least: 8 per entry (an index and a value, or one 64-bit index), the
+    ``nnz`` gathered rows of ``x`` (no reuse assumed) and the output: ``nnz*8 + nnz*F*s + M*F*s``."""
+    return nnz * 8 + nnz * f * element_size + rows * f * element_size
 
 
 def copy_bandwidth(device: torch.device, threads: int) -> float:
@@ -134,8 +157,12 @@ def time_interleaved(fns: dict, rounds: int, number: int | None, threads: int,
     return {k: statistics.median(v) for k, v in samples.items()}
 
 
-def spmm_variants(csr: CSR, a_torch: torch.Tensor, x: torch.Tensor, device: torch.device):
-    """name -> (forward fn, forward+backward fn, output fn for the check)."""
+def spmm_variants(csr: CSR, a_torch: torch.Tensor, x: torch.Tensor, device: torch.device,
+                  triton: bool | None = None):
+    """name -> (forward fn, forward+backward fn, output fn for the check, backward-only fn).
+
+    ``triton``: include the Triton backend (default: on CUDA only; on the CPU it runs in Triton's
+    interpreter, a correctness tool)."""
     g = torch.randn(csr.num_rows, x.size(1), device=device, dtype=x.dtype)
     xg = x.detach().requires_grad_()
 
@@ -151,29 +178,30 @@ def spmm_variants(csr: CSR, a_torch: torch.Tensor, x: torch.Tensor, device: torc
 
     out = {"torch.sparse.mm": pair(lambda z: torch.sparse.mm(a_torch, z)),
            "gseq torch": pair(lambda z: ops.spmm(csr, z, backend="torch"))}
-    if device.type == "cuda" and ops.TRITON_AVAILABLE:
+    if (device.type == "cuda" if triton is None else triton) and ops.TRITON_AVAILABLE:
         out["gseq triton"] = pair(lambda z: ops.spmm(csr, z, backend="triton"))
     try:
         import torch_scatter
-
-        row, col = csr.row(), csr.indices
-        step = max(1, (1 << 22) // max(x.size(1), 1))
-
-        def scatter_spmm(z):  # chunks of rows: never an [nnz, F] tensor for the whole graph
-            parts, r0 = [], 0
-            bounds = torch.searchsorted(csr.indptr, torch.arange(0, csr.nnz + step, step, device=device)).tolist()
-            for r1 in bounds[1:] + [csr.num_rows]:
-                r1 = min(max(r1, r0), csr.num_rows)
-                if r1 == r0:
-                    continue
-                s, e = int(csr.indptr[r0]), int(csr.indptr[r1])
-                parts.append(torch_scatter.segment_csr(z[col[s:e]], csr.indptr[r0:r1 + 1] - s, reduce="sum"))
-                r0 = r1
-            return torch.cat(parts) if parts else z.new_zeros(csr.num_rows, z.size(1))
-        del row
-        out["torch_scatter segment_csr"] = pair(scatter_spmm)
     except ImportError:
-        pass
+        return out, g
+    col = csr.indices
+    # chunks of rows holding about 2^22 / F entries each: never an [nnz, F] tensor for the whole graph.
+    # The bounds are read to the host once here, so the timed function makes no host synchronisation.
+    step = max(1, (1 << 22) // max(x.size(1), 1))
+    cuts = torch.searchsorted(csr.indptr, torch.arange(0, csr.nnz + step, step, device=device)).tolist()
+    indptr = csr.indptr.tolist()
+    chunks, r0 = [], 0
+    for r1 in cuts[1:] + [csr.num_rows]:
+        r1 = min(max(r1, r0), csr.num_rows)
+        if r1 > r0:
+            s, e = indptr[r0], indptr[r1]
+            chunks.append((col[s:e], csr.indptr[r0:r1 + 1] - s))
+            r0 = r1
+
+    def scatter_spmm(z):
+        parts = [torch_scatter.segment_csr(z[c], ptr, reduce="sum") for c, ptr in chunks]
+        return torch.cat(parts) if parts else z.new_zeros(csr.num_rows, z.size(1))
+    out["torch_scatter segment_csr"] = pair(scatter_spmm)
     return out, g
 
 
@@ -237,8 +265,7 @@ def main(argv=None) -> None:
         edge_index = power_law_graph(n, e, args.seed, device)
         csr = CSR.from_edge_index(edge_index, num_nodes=n)
         counts = csr.row_counts()
-        a_torch = torch.sparse_csr_tensor(csr.indptr, csr.indices, torch.ones(csr.nnz, device=device, dtype=dtype),
-                                          csr.shape)
+        a_torch = torch_csr(csr, dtype)
         print(f"\ngraph {size}: {n:,} nodes, {csr.nnz:,} edges, largest row {int(counts.max()):,} entries, "
               f"largest column {int(torch.bincount(csr.indices, minlength=n).max()):,}")
         print(header)
@@ -248,8 +275,7 @@ def main(argv=None) -> None:
             fwd = time_interleaved({k: v[0] for k, v in variants.items()}, args.rounds, number, args.threads)
             fb = time_interleaved({k: v[1] for k, v in variants.items()}, args.rounds, number, args.threads)
             bwd = time_interleaved({k: v[3] for k, v in variants.items()}, args.rounds, number, args.threads)
-            size_b = x.element_size()
-            moved = csr.nnz * (f * size_b + 8) + n * f * size_b + 8 * (n + 1)
+            moved = spmm_bytes(csr.nnz, n, f, x.element_size())
             nan = float("nan")
             for k in variants:
                 gbs = moved / fwd[k] / 1e9

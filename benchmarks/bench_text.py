@@ -66,13 +66,15 @@ class StepTimer:
         self.last = now
 
 
-def training(ids: torch.Tensor, vocab_size: int, device: torch.device, rounds: int, steps: int) -> dict[str, float]:
+def training(ids: torch.Tensor, vocab_size: int, device: torch.device, rounds: int, steps: int, *,
+             hidden_size: int = 128, seq_length: int = 30, batch_size: int = 64) -> dict[str, float]:
+    """Median seconds per training step of both loops (a 2-layer model of ``hidden_size``)."""
     torch.manual_seed(0)
-    model = CharLSTM(vocab_size)
+    model = CharLSTM(vocab_size, hidden_size=hidden_size)
     timer = StepTimer()
     trainer = Trainer(model, lr=2e-3, clip_grad_norm=5.0, max_steps=1, seed=0, device=device, progress=False,
                       callbacks=[timer])
-    sampler = window_sampler(ids, 30, 64)
+    sampler = window_sampler(ids, seq_length, batch_size)
 
     def run_gseq() -> list[float]:
         timer.times = []
@@ -81,8 +83,8 @@ def training(ids: torch.Tensor, vocab_size: int, device: torch.device, rounds: i
         return timer.times
 
     torch.manual_seed(0)
-    lstm = nn.LSTM(vocab_size, 128, 2, batch_first=True).to(device)
-    fc = nn.Linear(128, vocab_size).to(device)
+    lstm = nn.LSTM(vocab_size, hidden_size, 2, batch_first=True).to(device)
+    fc = nn.Linear(hidden_size, vocab_size).to(device)
     params = list(lstm.parameters()) + list(fc.parameters())
     opt = torch.optim.Adam(params, lr=2e-3)
     data = ids.tolist()
@@ -91,8 +93,8 @@ def training(ids: torch.Tensor, vocab_size: int, device: torch.device, rounds: i
         times = []
         for _ in range(steps):
             t0 = time.perf_counter()
-            starts = torch.randint(len(data) - 31, (64,)).tolist()
-            batch = torch.tensor([data[s:s + 31] for s in starts], device=device)
+            starts = torch.randint(len(data) - seq_length - 1, (batch_size,)).tolist()
+            batch = torch.tensor([data[s:s + seq_length + 1] for s in starts], device=device)
             x = F.one_hot(batch[:, :-1], vocab_size).float()
             out, _ = lstm(x)
             logits = fc(out)

@@ -41,3 +41,14 @@ def _seed_and_one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(1)
+
+
+#: the devices of device-parametrised tests: the CPU always, CUDA when present. Built at collection
+#: time, so a machine without a GPU runs the CPU cases and shows nothing skipped.
+DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+
+
+@pytest.fixture(scope="session", params=DEVICES)
+def device(request) -> torch.device:
+    """Each entry of :data:`DEVICES` in turn (session-scoped, so hypothesis tests may use it too)."""
+    return torch.device(request.param)

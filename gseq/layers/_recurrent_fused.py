@@ -16,6 +16,13 @@ without recording, and the backward pass through time is written out by hand:
   into the buffer that then receives dL/dz), so the sequential part is one ``addmm`` for dL/dh, four
   element-wise kernels and two ``addmm_`` accumulating the weight gradients per step.
 
+Under autocast (``torch.autocast("cuda", torch.float16)``, ``torch.autocast("cpu", torch.bfloat16)``)
+the whole sequence runs in the autocast dtype, as cuDNN's and oneDNN's LSTMs do: the in-place
+``addmm_`` cannot mix a low-precision product with float32 states, so the inputs, states and weights are
+cast once on entry and autocast is switched off inside. The weight gradients of half-precision runs are
+one matrix product over all ``T * B`` columns, so the sum over time is accumulated in float32 inside
+the product and rounded once; float32 and float64 keep the cheaper per-step ``addmm_``.
+
 Only first derivatives are supported (``once_differentiable``): use the reference path
 (``fused=False``) for double backward.
 """
@@ -47,9 +54,38 @@ def _input_projection(x_tm: Tensor, weight_ih: Tensor, bias: Tensor) -> Tensor:
     return z.add_(bias.unsqueeze(1))
 
 
+_HALF = (torch.float16, torch.bfloat16)
+
+
+def _autocast_dtype(x: Tensor) -> torch.dtype | None:
+    """The dtype autocast runs matrix products of ``x`` in, or None outside autocast (and for float64,
+    which autocast leaves alone)."""
+    kind = x.device.type
+    if x.dtype == torch.float64 or kind not in ("cpu", "cuda") or not torch.is_autocast_enabled(kind):
+        return None
+    return torch.get_autocast_dtype(kind)
+
+
+def _apply(fn: type[torch.autograd.Function], x_tm: Tensor, *tensors: Tensor):
+    """``fn.apply(x_tm, *tensors)``; under autocast with every tensor cast to the autocast dtype and
+    autocast off inside (see the module docstring)."""
+    dtype = _autocast_dtype(x_tm)
+    if dtype is None:
+        return fn.apply(x_tm, *tensors)
+    with torch.autocast(x_tm.device.type, enabled=False):
+        return fn.apply(*(t.to(dtype) for t in (x_tm, *tensors)))
+
+
 def _weight_grads(dz: Tensor, x_tm: Tensor, hs: Tensor, h0_fm: Tensor, need_wih: bool, need_whh: bool):
     """``sum_t dz_t x_t^T`` and ``sum_t dz_t h_{t-1}^T`` for feature-major ``dz`` [T, G, B]."""
     T, G, B = dz.shape
+    if dz.dtype in _HALF:  # one product over all steps: float32 accumulation, one rounding
+        d = dz.transpose(0, 1).reshape(G, T * B)  # [T, G, B] -> [G, T*B]
+        gw_ih = d.mm(x_tm.reshape(T * B, -1)) if need_wih else None
+        if not need_whh:
+            return gw_ih, None
+        prev = torch.cat((h0_fm.unsqueeze(0), hs[:-1])).transpose(1, 2).reshape(T * B, -1)  # h_{t-1}: [T*B, H]
+        return gw_ih, d.mm(prev)
     gw_ih = dz.new_zeros(G, x_tm.shape[2]) if need_wih else None
     gw_hh = dz.new_zeros(G, hs.shape[1]) if need_whh else None
     for t in range(T):
@@ -75,6 +111,11 @@ class _RNNSequence(torch.autograd.Function):
     @staticmethod
     @once_differentiable
     def backward(ctx, grad_hs: Tensor):
+        with torch.autocast(grad_hs.device.type, enabled=False):  # in case backward() runs under autocast
+            return _RNNSequence._backward(ctx, grad_hs)
+
+    @staticmethod
+    def _backward(ctx, grad_hs: Tensor):
         x_tm, h0, weight_ih, weight_hh, hs = ctx.saved_tensors
         T = x_tm.shape[0]
         # d tanh = 1 - h_t^2 for every step at once; overwritten in place by dL/da_t step by step
@@ -122,6 +163,11 @@ class _LSTMSequence(torch.autograd.Function):
     @staticmethod
     @once_differentiable
     def backward(ctx, grad_hs, grad_cT):
+        with torch.autocast(grad_hs.device.type, enabled=False):  # in case backward() runs under autocast
+            return _LSTMSequence._backward(ctx, grad_hs, grad_cT)
+
+    @staticmethod
+    def _backward(ctx, grad_hs: Tensor, grad_cT: Tensor):
         x_tm, h0, c0_fm, w_ih, w_hh, hs = ctx.saved_tensors
         gates, cs, tcs = ctx.buffers
         T, H = hs.shape[:2]
@@ -167,11 +213,11 @@ class _LSTMSequence(torch.autograd.Function):
 def rnn_sequence(x_tm: Tensor, h0: Tensor, weight_ih: Tensor, weight_hh: Tensor, bias: Tensor) -> Tensor:
     """All hidden states of a tanh RNN, feature-major ``[T, H, B]``, for a time-major input ``[T, B, I]``
     and an initial state ``h0`` ``[B, H]``."""
-    return _RNNSequence.apply(x_tm, h0, weight_ih, weight_hh, bias)
+    return _apply(_RNNSequence, x_tm, h0, weight_ih, weight_hh, bias)
 
 
 def lstm_sequence(x_tm: Tensor, h0: Tensor, c0: Tensor, weight_ih: Tensor, weight_hh: Tensor,
                   bias: Tensor) -> tuple[Tensor, Tensor]:
     """All hidden states of an LSTM (torch gate order ``i, f, g, o``), feature-major ``[T, H, B]``, and
     the last cell state ``[B, H]``, for a time-major input ``[T, B, I]`` and ``h0``, ``c0`` ``[B, H]``."""
-    return _LSTMSequence.apply(x_tm, h0, c0, weight_ih, weight_hh, bias)
+    return _apply(_LSTMSequence, x_tm, h0, c0, weight_ih, weight_hh, bias)

@@ -13,7 +13,9 @@ is the parameter count of the equations, :func:`lstm_num_parameters`.
 (:mod:`gseq.layers._recurrent_fused`: one matrix product for the input projections of all steps, one
 ``addmm`` per step for the recurrent part, gate math in a few kernels, a hand-written backward through
 time); ``fused=False`` steps through :meth:`RNNCell.forward` / :meth:`LSTMCell.forward`, the readable
-reference. The two agree to rounding (tested).
+reference. The two agree to rounding (tested). Both run under ``torch.autocast``: the fast path then
+computes the whole sequence in the autocast dtype (as cuDNN does), and inputs or states already in that
+dtype are accepted.
 """
 
 from __future__ import annotations
@@ -69,15 +71,23 @@ def _init_blocks(weight: Tensor, blocks: int, init: str) -> None:
             block.copy_(tmp)
 
 
+def _dtype_ok(cell: nn.Module, t: Tensor) -> bool:
+    """``t`` has the parameters' dtype, or the autocast dtype inside an autocast region."""
+    if t.dtype == cell.weight_ih.dtype:
+        return True
+    kind = t.device.type
+    return kind in ("cpu", "cuda") and torch.is_autocast_enabled(kind) and t.dtype == torch.get_autocast_dtype(kind)
+
+
 def _check_step_input(cell: nn.Module, x: Tensor, name: str = "x") -> None:
     if not isinstance(x, Tensor):
         raise TypeError(f"{name}: expected a tensor, got {type(x).__name__}")
     if not x.is_floating_point():
         raise ValueError(f"{name}: expected a floating-point tensor, got dtype {x.dtype}; "
                          "encode integer tokens first (e.g. x.float() or one-hot)")
-    if x.dtype != cell.weight_ih.dtype:
+    if not _dtype_ok(cell, x):
         raise ValueError(f"{name}: dtype {x.dtype} differs from the parameters' {cell.weight_ih.dtype}; "
-                         f"convert with .to({cell.weight_ih.dtype})")
+                         f"convert with .to({cell.weight_ih.dtype}) (or run under torch.autocast)")
     if x.dim() != 2 or x.shape[1] != cell.input_size:
         raise ValueError(f"{name}: expected shape [batch, input_size={cell.input_size}], got {list(x.shape)}")
 
@@ -88,7 +98,7 @@ def _check_state(cell: nn.Module, s: Tensor, batch: int, name: str) -> None:
     if s.shape != (batch, cell.hidden_size):
         raise ValueError(f"{name}: expected shape [batch={batch}, hidden_size={cell.hidden_size}], "
                          f"got {list(s.shape)}")
-    if s.dtype != cell.weight_ih.dtype:
+    if not _dtype_ok(cell, s):
         raise ValueError(f"{name}: dtype {s.dtype} differs from the parameters' {cell.weight_ih.dtype}")
 
 

@@ -18,8 +18,12 @@ graph needs.
 from __future__ import annotations
 
 import contextlib
+import functools
+import itertools
 import math
 import warnings
+import weakref
+from collections import OrderedDict
 from numbers import Real
 
 import torch
@@ -170,12 +174,109 @@ def _sample_ids(model, prompt_ids: Tensor, length: int, temperature: float, top_
     return out.t()
 
 
+def _signature(model: nn.Module) -> tuple:
+    """What a captured step depends on beyond the values held in the model's tensors: the training flag
+    and the device, dtype, shape, strides and storage address of every parameter and buffer.
+
+    A CUDA graph replays its kernels on fixed addresses. Updates in place (an optimiser step,
+    ``p.copy_()``, ``load_state_dict`` without ``assign``) keep the addresses, so a cached graph replays
+    with the new values: they must not (and do not) invalidate it, or the sample logger of a training
+    loop would recapture at every call. Replacing a tensor (``.to()``, ``.half()``,
+    ``load_state_dict(assign=True)``, a new ``nn.Parameter``, ``p.data = ...``, cuDNN's
+    ``flatten_parameters`` into a new buffer) changes an address, dtype or layout, and with it the
+    signature. A new tensor that lands on the freed address with the same layout leaves the signature
+    unchanged, and rightly so: the graph then reads exactly that tensor.
+    """
+    tensors = itertools.chain(model.named_parameters(), model.named_buffers())
+    return (model.training,) + tuple((name, t.device, t.dtype, tuple(t.shape), t.stride(), t.data_ptr())
+                                     for name, t in tensors)
+
+
+class _StepCache:
+    """A small LRU of sampling steps (static buffers and, on CUDA, the captured graph), ``size`` entries
+    for all models together, each keyed by the model's identity and ``key`` and checked against
+    :func:`_signature` on every hit.
+
+    An entry holds the model only through a weak reference (the step calls ``model.step`` through it),
+    so a cached graph never keeps a model alive, and the entries of a model are dropped when it is
+    collected.
+    """
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self.builds = 0  # entries built so far (CUDA graphs captured, on CUDA)
+        self._entries: OrderedDict[tuple, tuple[weakref.ref, tuple, object]] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def get(self, model: nn.Module, key: tuple, build):
+        """The entry for ``(model, key)``; ``build()`` makes a new one when there is none or the model's
+        signature changed since (the stale one is dropped first, freeing its graph's memory)."""
+        slot = (id(model),) + tuple(key)
+        signature = _signature(model)
+        found = self._entries.pop(slot, None)
+        if found is not None and found[0]() is model and found[1] == signature:
+            self._entries[slot] = found  # most recently used last
+            return found[2]
+        del found
+        value = build()
+        self.builds += 1
+        ref = weakref.ref(model, functools.partial(_StepCache._forget, weakref.ref(self), id(model)))
+        self._entries[slot] = (ref, signature, value)
+        while len(self._entries) > self.size:
+            self._entries.popitem(last=False)
+        return value
+
+    def clear(self) -> None:
+        self._entries.clear()
+
+    @staticmethod
+    def _forget(cache_ref: weakref.ref, model_id: int, _dead: weakref.ref) -> None:
+        cache = cache_ref()
+        if cache is not None:
+            for slot in [s for s in cache._entries if s[0] == model_id]:
+                del cache._entries[slot]
+
+
+#: steps kept for all models together (each holds its static buffers and, on CUDA, a captured graph)
+STEP_CACHE_SIZE = 8
+_STEPS = _StepCache(STEP_CACHE_SIZE)
+
+
+class _StaticStep:
+    """One sampling step over static buffers: it reads its noise row and writes its output at a position
+    held in a device tensor that it advances itself, so on CUDA it is captured once in a CUDA graph and
+    replayed with no host work in between (``capture=False`` runs it eagerly: how it is tested on the
+    CPU). The graph does not depend on the sample length, the prompt or the generator: the buffers are
+    refilled by every call."""
+
+    def __init__(self, model, state, batch: int, greedy: bool, dtype: torch.dtype, capture: bool) -> None:
+        h, c = state
+        device = h.device
+        self.ids = torch.zeros(batch, dtype=torch.long, device=device)
+        self.h, self.c = torch.zeros_like(h), torch.zeros_like(c)
+        self.noise = None if greedy else torch.zeros(NOISE_CHUNK, batch, model.vocab_size, device=device,
+                                                     dtype=dtype)
+        self.out = torch.zeros(NOISE_CHUNK, batch, dtype=torch.long, device=device)
+        self.ptr = torch.zeros(1, dtype=torch.long, device=device)
+        self._model = weakref.ref(model)
+        self.run = _cuda_graph(self._step, device) if capture else self._step
+
+    def _step(self) -> None:
+        bias = None if self.noise is None else self.noise.index_select(0, self.ptr)[0]
+        logits, (h, c) = self._model().step(self.ids, (self.h, self.c), bias)
+        nxt = logits.argmax(-1)
+        self.out.index_copy_(0, self.ptr, nxt.unsqueeze(0))
+        self.ids.copy_(nxt)
+        self.h.copy_(h)
+        self.c.copy_(c)
+        self.ptr.add_(1)
+
+
 def _sample_ids_static(model, prompt_ids: Tensor, length: int, temperature: float, generator, batch: int,
                        capture: bool) -> Tensor:
-    """The same draws as :func:`_sample_ids` (no top-k/top-p) with one fixed step function over static
-    buffers: the step reads its noise row and writes its output at a position held in a device tensor
-    that it advances itself, so on CUDA the step is captured once in a CUDA graph and replayed with no
-    host work in between. ``capture=False`` runs the same step eagerly (how it is tested on the CPU)."""
+    """The same draws as :func:`_sample_ids` (no top-k/top-p) through a cached :class:`_StaticStep`."""
     out, start, logits, state = _prime(model, prompt_ids, length, batch, generator)
     if start >= length:
         return out.t()
@@ -185,64 +286,59 @@ def _sample_ids_static(model, prompt_ids: Tensor, length: int, temperature: floa
     out[start] = ids
     if start + 1 == length:
         return out.t()
-    device = ids.device
-    h, c = state
-    s_ids, s_h, s_c = ids.clone(), h.clone(), c.clone()
-    s_noise = torch.zeros(NOISE_CHUNK, batch, model.vocab_size, device=device, dtype=logits.dtype)
-    s_out = torch.zeros(NOISE_CHUNK, batch, dtype=torch.long, device=device)
-    ptr = torch.zeros(1, dtype=torch.long, device=device)
-
-    def one_step() -> None:
-        bias = None if greedy else s_noise.index_select(0, ptr)[0]
-        logits, (h, c) = model.step(s_ids, (s_h, s_c), bias)
-        nxt = logits.argmax(-1)
-        s_out.index_copy_(0, ptr, nxt.unsqueeze(0))
-        s_ids.copy_(nxt)
-        s_h.copy_(h)
-        s_c.copy_(c)
-        ptr.add_(1)
-
-    run = _cuda_graph(one_step, [s_ids, s_h, s_c, s_out, ptr]) if capture else one_step
+    step = _STEPS.get(model, (batch, greedy, capture),
+                      lambda: _StaticStep(model, state, batch, greedy, logits.dtype, capture))
+    step.ids.copy_(ids)
+    step.h.copy_(state[0])
+    step.c.copy_(state[1])
     if noise is not None:
-        s_noise[: noise.size(0)].copy_(noise)
+        step.noise[: noise.size(0)].copy_(noise)
     t, row = start + 1, 1
     while t < length:
         if row == NOISE_CHUNK:
             if not greedy:
                 noise = _noisy_bias(model, t, length, batch, generator, temperature)
-                s_noise[: noise.size(0)].copy_(noise)
+                step.noise[: noise.size(0)].copy_(noise)
             row = 0
         n = min(NOISE_CHUNK - row, length - t)
-        ptr.fill_(row)
+        step.ptr.fill_(row)
         for _ in range(n):
-            run()
-        out[t:t + n] = s_out[row:row + n]
+            step.run()
+        out[t:t + n] = step.out[row:row + n]
         t, row = t + n, row + n
     return out.t()
 
 
-def _cuda_graph(fn, buffers: list[Tensor]):
-    """Capture ``fn`` (which updates ``buffers`` in place) in a CUDA graph; return its ``replay``."""
-    saved = [b.clone() for b in buffers]
-    side = torch.cuda.Stream()
-    side.wait_stream(torch.cuda.current_stream())
-    with torch.cuda.stream(side):  # warm-up outside the graph, as torch.cuda.graph requires
-        for _ in range(2):
-            fn()
-    torch.cuda.current_stream().wait_stream(side)
+def _cuda_graph(fn, device: torch.device):
+    """Capture ``fn`` (which updates its static buffers in place) in a CUDA graph on ``device``; return
+    its ``replay``. Warm-up and capture run on a side stream made on ``device``. Captured with
+    ``capture_begin``/``capture_end`` rather than ``torch.cuda.graph``, whose entry empties the caching
+    allocator (``torch.cuda.empty_cache()``): that would throw away a training loop's cached memory."""
+    side = torch.cuda.Stream(device=device)
+    side.wait_stream(torch.cuda.current_stream(device))
     graph = torch.cuda.CUDAGraph()
-    with torch.cuda.graph(graph):
-        fn()
-    for b, v in zip(buffers, saved):
-        b.copy_(v)
+    with torch.cuda.stream(side):
+        for _ in range(2):  # warm-up outside the graph (lazy initialisation, cuDNN plans), as capture requires
+            fn()
+        graph.capture_begin()
+        try:
+            fn()
+        except BaseException:
+            with contextlib.suppress(RuntimeError):
+                graph.capture_end()
+            raise
+        graph.capture_end()
+    torch.cuda.current_stream(device).wait_stream(side)
     return graph.replay
 
 
 def _try_graph(model, prompt_ids, length, temperature, generator, batch, device):
-    """The CUDA-graph loop, or None (after a warning, with the RNG state restored) if capture fails."""
+    """The CUDA-graph loop on the model's device, or None (after a warning, with the RNG state restored)
+    if capture fails."""
     rng = generator.get_state() if generator is not None else torch.cuda.get_rng_state(device)
     try:
-        return _sample_ids_static(model, prompt_ids, length, temperature, generator, batch, capture=True)
+        with torch.cuda.device(device):  # streams, capture and replay on the model's GPU, not the current one
+            return _sample_ids_static(model, prompt_ids, length, temperature, generator, batch, capture=True)
     except RuntimeError as err:  # pragma: no cover - needs a GPU
         warnings.warn(f"generate: CUDA graph capture failed ({err}); using the eager loop", RuntimeWarning)
         if generator is not None:
@@ -317,8 +413,10 @@ def generate(
             them, ``"skip"`` drops them. (default: ``"error"``)
         cuda_graph: on CUDA, without top-k/top-p, capture the per-character step of a
             :class:`~gseq.models.CharLSTM` in a CUDA graph and replay it (same draws as the eager loop;
-            falls back to the eager loop with a warning if capture fails). Unmeasured so far: no GPU
-            was available when it was written. (default: True)
+            falls back to the eager loop with a warning if capture fails). The graph is captured once
+            per model and batch size (and greedy or not) and reused by later calls, until a parameter
+            or buffer of the model is replaced (``.to()``, ``load_state_dict(assign=True)``); updates
+            in place, as an optimiser makes them, keep it. (default: True)
 
     Returns:
         a list of ``batch`` strings of ``length`` characters each, without the prompt (always a list,

@@ -1,3 +1,4 @@
+import contextlib
 import math
 
 import pytest
@@ -9,6 +10,17 @@ from torch import nn
 from gseq.layers import LSTM, RNN, LSTMCell, RNNCell, lstm_num_parameters
 
 F64 = torch.float64
+
+
+@contextlib.contextmanager
+def no_tf32():
+    """Full float32 matrix products on CUDA (cuDNN and cuBLAS default to TF32 on Ampere and later)."""
+    before = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
+    try:
+        yield
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = before
 
 
 def _grads(module, *tensors):
@@ -61,25 +73,26 @@ def test_cells_default_to_zero_state_like_torch():
 @settings(max_examples=15, deadline=None)
 @given(batch=st.integers(1, 4), time=st.integers(1, 7), inp=st.integers(1, 5), hidden=st.integers(1, 6),
        use_state=st.booleans(), lstm=st.booleans())
-def test_fused_path_equals_reference_path(batch, time, inp, hidden, use_state, lstm):
+def test_fused_path_equals_reference_path(device, batch, time, inp, hidden, use_state, lstm):
     """The fast path and the per-step cell equations give the same outputs and gradients."""
     torch.manual_seed(batch * 100 + time)
     cls = LSTM if lstm else RNN
-    fused = cls(inp, hidden, dtype=F64)
-    ref = cls(inp, hidden, dtype=F64, fused=False)
+    kw = dict(dtype=F64, device=device)
+    fused = cls(inp, hidden, **kw)
+    ref = cls(inp, hidden, fused=False, **kw)
     with torch.no_grad():
         for p in fused.parameters():
             p.add_(0.3 * torch.randn_like(p))
     ref.load_state_dict(fused.state_dict())
-    x = torch.randn(batch, time, inp, dtype=F64, requires_grad=True)
+    x = torch.randn(batch, time, inp, **kw, requires_grad=True)
     state = None
     leaves = [x]
     if use_state:
-        h0 = torch.randn(batch, hidden, dtype=F64, requires_grad=True)
-        c0 = torch.randn(batch, hidden, dtype=F64, requires_grad=True)
+        h0 = torch.randn(batch, hidden, **kw, requires_grad=True)
+        c0 = torch.randn(batch, hidden, **kw, requires_grad=True)
         state = (h0, c0) if lstm else h0
         leaves += [h0, c0] if lstm else [h0]
-    weights = torch.randn(time, hidden, dtype=F64)
+    weights = torch.randn(time, hidden, **kw)
     results = []
     for module in (fused, ref):
         for t in leaves:
@@ -96,13 +109,14 @@ def test_fused_path_equals_reference_path(batch, time, inp, hidden, use_state, l
 
 
 @pytest.mark.parametrize("lstm", [False, True])
-def test_fused_path_gradcheck(lstm):
+def test_fused_path_gradcheck(device, lstm):
     torch.manual_seed(3)
-    module = (LSTM if lstm else RNN)(3, 4, dtype=F64, forget_bias=1.0) if lstm else RNN(3, 4, dtype=F64)
-    x = torch.randn(2, 5, 3, dtype=F64, requires_grad=True)
-    h0 = torch.randn(2, 4, dtype=F64, requires_grad=True)
+    kw = dict(dtype=F64, device=device)
+    module = LSTM(3, 4, forget_bias=1.0, **kw) if lstm else RNN(3, 4, **kw)
+    x = torch.randn(2, 5, 3, **kw, requires_grad=True)
+    h0 = torch.randn(2, 4, **kw, requires_grad=True)
     if lstm:
-        c0 = torch.randn(2, 4, dtype=F64, requires_grad=True)
+        c0 = torch.randn(2, 4, **kw, requires_grad=True)
 
         def fn(x, h0, c0, *params):
             out, (h, c) = torch.func.functional_call(module, dict(zip(names, params)), (x, (h0, c0)))
@@ -119,21 +133,81 @@ def test_fused_path_gradcheck(lstm):
     assert torch.autograd.gradcheck(fn, inputs + params)
 
 
+@pytest.mark.parametrize("dtype", [F64, torch.float32])
 @pytest.mark.parametrize("lstm", [False, True])
-def test_sequence_wrapper_matches_torch_module(lstm):
+def test_sequence_wrapper_matches_torch_module(device, lstm, dtype):
+    """Outputs and gradients equal ``nn.LSTM`` / ``nn.RNN`` (cuDNN on CUDA, with TF32 off in float32)."""
     torch.manual_seed(4)
-    ref = (nn.LSTM if lstm else nn.RNN)(3, 5, batch_first=True, dtype=F64)
-    ours = (LSTM if lstm else RNN)(3, 5, dtype=F64)
+    kw = dict(dtype=dtype, device=device)
+    ref = (nn.LSTM if lstm else nn.RNN)(3, 5, batch_first=True, **kw)
+    ours = (LSTM if lstm else RNN)(3, 5, **kw)
     ours.cell.load_state_dict({k[: -len("_l0")]: v for k, v in ref.state_dict().items()})
-    x = torch.randn(4, 6, 3, dtype=F64)
-    out_ref, last_ref = ref(x)
-    out, last = ours(x)
+    x = torch.randn(4, 6, 3, **kw)
+    with no_tf32():
+        out_ref, last_ref = ref(x)
+        out, last = ours(x)
+        out_ref.sum().backward()
+        out.sum().backward()
     torch.testing.assert_close(out, out_ref)
     if lstm:
         torch.testing.assert_close(last[0], last_ref[0][0])
         torch.testing.assert_close(last[1], last_ref[1][0])
     else:
         torch.testing.assert_close(last, last_ref[0])
+    for name, p in ours.cell.named_parameters():
+        torch.testing.assert_close(p.grad, getattr(ref, name + "_l0").grad, msg=lambda m: f"{name}: {m}")
+
+
+#: (autocast dtype, largest error relative to the largest float32 value: outputs, gradients)
+AUTOCAST_TOL = {torch.bfloat16: (3e-2, 5e-2), torch.float16: (4e-3, 1e-2)}
+
+
+def _relative_error(a: torch.Tensor, b: torch.Tensor) -> float:
+    a, b = a.detach().float(), b.detach().float()
+    return float((a - b).abs().max() / b.abs().max())
+
+
+@pytest.mark.parametrize("half", [torch.bfloat16, torch.float16])
+@pytest.mark.parametrize("lstm", [False, True])
+def test_fused_path_runs_under_autocast(device, lstm, half):
+    """Under ``torch.autocast`` the fast path runs in the autocast dtype (it used to fail: the low-precision
+    input projection met the float32 recurrent weights in the in-place ``addmm_``); outputs and the
+    loss's gradients stay within that dtype's rounding of the float32 run, and the returned state can be
+    fed back in."""
+    torch.manual_seed(7)
+    module = (LSTM if lstm else RNN)(3, 16, device=device)
+    x = torch.randn(4, 20, 3, device=device)
+    target = torch.randn(4, 20, 16, device=device)
+    results = []
+    for autocast in (False, True):
+        module.zero_grad()
+        with torch.autocast(device.type, dtype=half, enabled=autocast):
+            out, last = module(x)
+            again, _ = module(x[:, :2], last)  # the state in the autocast dtype is accepted back
+            loss = ((out.float() - target) ** 2).mean() + again.float().sum()
+        loss.backward()
+        results.append((out, [p.grad.clone() for p in module.parameters()]))
+    (out32, grads32), (out_half, grads_half) = results
+    assert out_half.dtype == half and all(g.dtype == torch.float32 for g in grads_half)
+    out_tol, grad_tol = AUTOCAST_TOL[half]
+    assert _relative_error(out_half, out32) < out_tol
+    for g, g32 in zip(grads_half, grads32):
+        assert _relative_error(g, g32) < grad_tol
+    # the reference path under autocast agrees too (its states stay float32: only the products are cast)
+    ref = (LSTM if lstm else RNN)(3, 16, device=device, fused=False)
+    ref.load_state_dict(module.state_dict())
+    with torch.autocast(device.type, dtype=half):
+        assert _relative_error(ref(x)[0], out32) < out_tol
+
+
+def test_float64_ignores_autocast():
+    """Autocast leaves float64 alone, and so does the fast path."""
+    module = LSTM(3, 4, dtype=F64)
+    x = torch.randn(2, 5, 3, dtype=F64)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out, _ = module(x)
+    assert out.dtype == F64
+    torch.testing.assert_close(out, module(x)[0], rtol=0, atol=0)
 
 
 @settings(max_examples=20, deadline=None)

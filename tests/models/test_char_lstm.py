@@ -30,9 +30,9 @@ def tiny_run(path, out, steps, resume=False, **kw):
 
 
 # ---------------------------------------------------------------------- the model
-def test_forward_shapes_and_state_carry():
-    model = CharLSTM(11, hidden_size=8, num_layers=2)
-    x = torch.randint(11, (3, 10))
+def test_forward_shapes_and_state_carry(device):
+    model = CharLSTM(11, hidden_size=8, num_layers=2).to(device)
+    x = torch.randint(11, (3, 10), device=device)
     logits, (h, c) = model(x)
     assert logits.shape == (3, 10, 11) and h.shape == c.shape == (2, 3, 8)
     first, state = model(x[:, :4])
@@ -81,10 +81,10 @@ def test_config_round_trip_and_bad_arguments():
         model(torch.full((1, 3), 9))
 
 
-def test_loss_is_the_mean_cross_entropy_over_all_steps():
+def test_loss_is_the_mean_cross_entropy_over_all_steps(device):
     torch.manual_seed(0)
-    model = CharLSTM(6, hidden_size=4, num_layers=1)
-    w = torch.randint(6, (3, 8))
+    model = CharLSTM(6, hidden_size=4, num_layers=1).to(device)
+    w = torch.randint(6, (3, 8), device=device)
     out = char_lm_loss(model, w)
     logits, _ = model(w[:, :-1])
     ref = sum(F.cross_entropy(logits[:, t], w[:, t + 1]) for t in range(7)) / 7
@@ -92,10 +92,10 @@ def test_loss_is_the_mean_cross_entropy_over_all_steps():
     assert 0 <= float(out["acc"]) <= 1
 
 
-def test_evaluator_stream_and_windows_match_references():
+def test_evaluator_stream_and_windows_match_references(device):
     torch.manual_seed(0)
-    model = CharLSTM(6, hidden_size=5, num_layers=2).double().eval()
-    ids = torch.randint(6, (201,))
+    model = CharLSTM(6, hidden_size=5, num_layers=2).double().eval().to(device)
+    ids = torch.randint(6, (201,), device=device)
     with torch.no_grad():
         logits, _ = model(ids[:-1].unsqueeze(0))  # the whole stream in one call
         stream = F.cross_entropy(logits[0], ids[1:]).item()
@@ -140,10 +140,10 @@ def test_run_folder_checkpoint_holds_vocab_and_config_as_plain_data(text_file, t
         generate(run["model"].cpu(), run["vocab"], "the ", 40, 0.8, generator=g2)
 
 
-def test_resume_equals_one_uninterrupted_run(text_file, tmp_path):
-    whole = tiny_run(text_file, tmp_path / "whole", 14)["model"].state_dict()
-    tiny_run(text_file, tmp_path / "split", 6)
-    resumed = tiny_run(text_file, tmp_path / "split", 14, resume=True)
+def test_resume_equals_one_uninterrupted_run(text_file, tmp_path, device):
+    whole = tiny_run(text_file, tmp_path / "whole", 14, device=device)["model"].state_dict()
+    tiny_run(text_file, tmp_path / "split", 6, device=device)
+    resumed = tiny_run(text_file, tmp_path / "split", 14, resume=True, device=device)
     assert resumed["result"]["step"] == 14
     for key, value in whole.items():
         assert torch.equal(value, resumed["model"].state_dict()[key]), key

@@ -1,4 +1,7 @@
+import copy
+import gc
 import math
+import weakref
 
 import pytest
 import torch
@@ -6,7 +9,7 @@ from torch import nn
 
 from gseq.data import CharVocab, window_sampler
 from gseq.models import CharLSTM, char_lm_loss, generate
-from gseq.models.generate import NOISE_CHUNK, _filter, _sample_ids, _sample_ids_static
+from gseq.models.generate import _STEPS, NOISE_CHUNK, _filter, _sample_ids, _sample_ids_static, _StepCache
 
 VOCAB = CharVocab.from_text("abcdefgh .")
 PERIOD = "abcdefgh. "
@@ -48,20 +51,28 @@ class ConstantLogits(nn.Module):
         return self.z.expand(x.size(0), x.size(1), -1), state
 
 
+def on(model: nn.Module, device: torch.device) -> nn.Module:
+    """A copy of ``model`` on ``device`` (the fixtures live on the CPU)."""
+    return copy.deepcopy(model).to(device)
+
+
 def reference_greedy(model, prompt, length):
     """Greedy continuation recomputed from the whole prefix at every step (no state carried)."""
     ids = VOCAB.encode(prompt).tolist()
+    device = next(model.parameters()).device
     for _ in range(length):
         with torch.no_grad():
-            logits, _ = model(torch.tensor([ids]))
+            logits, _ = model(torch.tensor([ids], device=device))
         ids.append(int(logits[0, -1].argmax()))
     return VOCAB.decode(ids[len(VOCAB.encode(prompt)):])
 
 
-def test_greedy_is_deterministic_and_carries_the_state(random_model):
-    out = generate(random_model, VOCAB, "abc", 45, temperature=0)
-    assert out == generate(random_model, VOCAB, "abc", 45, temperature=0, generator=torch.Generator().manual_seed(9))
-    assert out == [reference_greedy(random_model, "abc", 45)]
+def test_greedy_is_deterministic_and_carries_the_state(random_model, device):
+    model = on(random_model, device)
+    out = generate(model, VOCAB, "abc", 45, temperature=0)
+    g = torch.Generator(device=device).manual_seed(9)
+    assert out == generate(model, VOCAB, "abc", 45, temperature=0, generator=g)
+    assert out == [reference_greedy(model, "abc", 45)]
 
 
 def test_greedy_is_the_limit_of_small_temperature(random_model):
@@ -78,18 +89,22 @@ def test_top_k_one_equals_greedy(random_model):
         assert generate(random_model, VOCAB, "a", 50, temperature=t, top_k=1, generator=g)[0] == greedy
 
 
-def test_seed_reproducibility_and_batch(random_model):
-    a = generate(random_model, VOCAB, "", 300, 1.0, generator=torch.Generator().manual_seed(7), batch=4)
-    b = generate(random_model, VOCAB, "", 300, 1.0, generator=torch.Generator().manual_seed(7), batch=4)
-    c = generate(random_model, VOCAB, "", 300, 1.0, generator=torch.Generator().manual_seed(8), batch=4)
+def test_seed_reproducibility_and_batch(random_model, device):
+    model = on(random_model, device)
+
+    def gen(seed):
+        return torch.Generator(device=device).manual_seed(seed)
+    a = generate(model, VOCAB, "", 300, 1.0, generator=gen(7), batch=4)
+    b = generate(model, VOCAB, "", 300, 1.0, generator=gen(7), batch=4)
+    c = generate(model, VOCAB, "", 300, 1.0, generator=gen(8), batch=4)
     assert a == b and a != c
     assert len(a) == 4 and all(len(s) == 300 and set(s) <= set(VOCAB.chars) for s in a)
     assert len(set(a)) == 4  # independent samples
-    assert len(set(s[0] for s in generate(random_model, VOCAB, "", 1, 1.0, batch=200))) > 5  # random first character
+    assert len(set(s[0] for s in generate(model, VOCAB, "", 1, 1.0, batch=200))) > 5  # random first character
     torch.manual_seed(3)
-    d = generate(random_model, VOCAB, "", 20, 1.0)
+    d = generate(model, VOCAB, "", 20, 1.0)
     torch.manual_seed(3)
-    assert d == generate(random_model, VOCAB, "", 20, 1.0)  # generator=None uses torch's global generator
+    assert d == generate(model, VOCAB, "", 20, 1.0)  # generator=None uses torch's global generator
 
 
 def test_prompt_continuation_beyond_the_training_length(periodic_model):
@@ -151,11 +166,12 @@ def test_top_k_and_top_p_keep_only_the_head():
     assert (_filter(scaled, 4, None).isfinite().sum(-1) == 4).all()
 
 
-def test_long_output_spans_several_noise_chunks(random_model):
-    g1, g2 = torch.Generator().manual_seed(2), torch.Generator().manual_seed(2)
-    long = generate(random_model, VOCAB, "ab", NOISE_CHUNK * 2 + 17, 0.9, generator=g1)[0]
+def test_long_output_spans_several_noise_chunks(random_model, device):
+    model = on(random_model, device)
+    g1, g2 = (torch.Generator(device=device).manual_seed(2) for _ in range(2))
+    long = generate(model, VOCAB, "ab", NOISE_CHUNK * 2 + 17, 0.9, generator=g1)[0]
     assert len(long) == NOISE_CHUNK * 2 + 17
-    assert long[:100] == generate(random_model, VOCAB, "ab", 100, 0.9, generator=g2)[0]
+    assert long[:100] == generate(model, VOCAB, "ab", 100, 0.9, generator=g2)[0]
 
 
 def test_no_gradients_and_mode_restored(random_model):
@@ -206,15 +222,130 @@ def test_wrong_vocabulary_or_model(random_model):
 @pytest.mark.parametrize("prompt, length", [("", 1), ("", 2), ("ab", 1), ("", NOISE_CHUNK + 3),
                                             ("abc", 2 * NOISE_CHUNK + 1), ("h", 40)])
 @pytest.mark.parametrize("temperature", [0.0, 0.7])
-def test_cuda_graph_step_logic_matches_the_eager_loop(random_model, prompt, length, temperature):
-    """The CUDA-graph path's static-buffer step, run eagerly here (capture needs a GPU), draws the same
-    characters as the eager loop from the same generator state."""
+def test_cuda_graph_step_logic_matches_the_eager_loop(random_model, device, prompt, length, temperature):
+    """The CUDA-graph path's static-buffer step (captured on CUDA, run eagerly on the CPU) draws the same
+    characters as the eager loop from the same generator state; its cached step is reused by the later
+    cases with fresh buffers."""
+    model = on(random_model, device)
     ids = VOCAB.encode(prompt)
     with torch.inference_mode():
-        eager = _sample_ids(random_model, ids, length, temperature, None, None, torch.Generator().manual_seed(5), 3)
-        static = _sample_ids_static(random_model, ids, length, temperature, torch.Generator().manual_seed(5), 3,
-                                    capture=False)
+        eager = _sample_ids(model, ids, length, temperature, None, None,
+                            torch.Generator(device=device).manual_seed(5), 3)
+        static = _sample_ids_static(model, ids, length, temperature, torch.Generator(device=device).manual_seed(5), 3,
+                                    capture=device.type == "cuda")
     assert eager.shape == (3, length) and torch.equal(eager, static)
+
+
+def test_generate_with_cuda_graph_equals_eager(random_model, device):
+    """The public switch: the same text with and without the CUDA graph (on the CPU both run eagerly)."""
+    model = on(random_model, device)
+    for temperature in (0.0, 0.8):
+        texts = [generate(model, VOCAB, "ab", NOISE_CHUNK + 40, temperature, batch=2, cuda_graph=graph,
+                          generator=torch.Generator(device=device).manual_seed(11)) for graph in (True, False)]
+        assert texts[0] == texts[1]
+
+
+def test_cached_step_is_reused_across_calls_and_follows_weight_updates(random_model):
+    """One step is built per (model, batch, greedy) and reused by later calls with other prompts, lengths
+    and seeds; after an in-place weight update (an optimiser step) it samples the updated model."""
+    model = copy.deepcopy(random_model)
+    builds = _STEPS.builds
+
+    def both(prompt, length, seed):
+        with torch.inference_mode():
+            eager = _sample_ids(model, VOCAB.encode(prompt), length, 0.9, None, None,
+                                torch.Generator().manual_seed(seed), 2)
+            static = _sample_ids_static(model, VOCAB.encode(prompt), length, 0.9, torch.Generator().manual_seed(seed), 2,
+                                        capture=False)
+        return eager, static
+
+    first = both("ab", 30, 1)
+    assert torch.equal(*first) and _STEPS.builds == builds + 1
+    second = both("hgf", 12, 2)
+    assert torch.equal(*second) and _STEPS.builds == builds + 1
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(0.5 * torch.randn_like(p))
+    third = both("ab", 30, 1)
+    assert torch.equal(*third) and _STEPS.builds == builds + 1
+    assert not torch.equal(third[1], first[1])  # it did sample the changed model
+
+
+def test_step_cache_keys_on_replaced_tensors_not_on_values():
+    torch.manual_seed(0)
+    cache = _StepCache(3)
+    model = CharLSTM(len(VOCAB), hidden_size=6, num_layers=1)
+    built = []
+
+    def get(key=(1,)):
+        return cache.get(model, key, lambda: built.append(object()) or built[-1])
+
+    first = get()
+    assert get() is first and len(built) == 1
+    with torch.no_grad():  # in place: the same addresses, a graph reads the new values
+        model.lstm.weight_hh_l0.mul_(2)
+    model.load_state_dict({k: v + 1 for k, v in model.state_dict().items()})
+    assert get() is first and len(built) == 1
+    changes = [
+        lambda: model.load_state_dict({k: v.clone() for k, v in model.state_dict().items()}, assign=True),
+        lambda: model.double(),
+        lambda: model.float(),
+        lambda: setattr(model.head, "bias", nn.Parameter(model.head.bias.detach().clone())),
+        lambda: model.train(not model.training),
+    ]
+    for change in changes:
+        before = len(built)
+        change()
+        assert get() is built[-1] and len(built) == before + 1, change
+        assert get() is built[-1] and len(built) == before + 1  # and cached again
+    # other keys are other entries; the cache keeps the `size` most recently used
+    for k in range(2, 6):
+        get((k,))
+    assert len(cache) == 3
+    get((5,))
+    assert len(built) == len(changes) + 1 + 4
+    get((1,))  # evicted: built again
+    assert len(built) == len(changes) + 1 + 5
+
+
+def test_step_cache_does_not_keep_models_alive():
+    cache = _StepCache(4)
+    model = CharLSTM(len(VOCAB), hidden_size=4, num_layers=1)
+    cache.get(model, (1,), lambda: "step")
+    alive = weakref.ref(model)
+    del model
+    gc.collect()
+    assert alive() is None and len(cache) == 0
+
+
+def test_sampling_loop_makes_no_per_step_host_sync(random_model, monkeypatch):
+    """Every Python-level way of reading a tensor on the host (item, bool, int, float, index, tolist,
+    nonzero, numpy) is counted: 300 characters cost as many as 20, so no step synchronises (on CUDA
+    the steps queue up without waiting for the GPU)."""
+    calls = []
+    for name in ("item", "__bool__", "__int__", "__float__", "__index__", "tolist", "nonzero", "numpy"):
+        original = getattr(torch.Tensor, name)
+
+        def counted(self, *args, _original=original, _name=name, **kwargs):
+            calls.append(_name)
+            return _original(self, *args, **kwargs)
+        monkeypatch.setattr(torch.Tensor, name, counted)
+
+    def syncs(length, **kw):
+        calls.clear()
+        generate(random_model, VOCAB, "ab", length, generator=torch.Generator().manual_seed(0), **kw)
+        return len(calls)
+
+    for kw in ({"temperature": 1.0}, {"temperature": 0.0}, {"temperature": 0.8, "top_k": 3, "top_p": 0.9}):
+        assert syncs(300, **kw) == syncs(20, **kw), kw
+    counts = []
+    with torch.inference_mode():
+        for length in (20, 300):
+            calls.clear()
+            _sample_ids_static(random_model, VOCAB.encode("ab"), length, 0.9, torch.Generator().manual_seed(0), 1,
+                               capture=False)
+            counts.append(len(calls))
+    assert counts[0] == counts[1] <= 2, counts  # the prompt's id check on the CPU, none per step
 
 
 def test_cpu_flags_are_restored(random_model):

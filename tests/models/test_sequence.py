@@ -11,9 +11,9 @@ from gseq.models import SequenceClassifier, fit_palindrome, train_palindrome
 
 @pytest.mark.parametrize("cell", ["rnn", "lstm"])
 @pytest.mark.parametrize("input", ["scalar", "onehot"])
-def test_forward_shapes_and_explicit_parameters(cell, input):
-    model = SequenceClassifier(cell, 16, input=input)
-    x, _ = palindromes(3, 6)
+def test_forward_shapes_and_explicit_parameters(cell, input, device):
+    model = SequenceClassifier(cell, 16, input=input).to(device)
+    x, _ = palindromes(3, 6, device=device)
     assert model(x).shape == (3, 10)
     assert model.encode(x).shape == (3, 5, 1 if input == "scalar" else 10)
     banned = (nn.Linear, nn.RNNBase, nn.RNNCellBase)
@@ -30,10 +30,10 @@ def test_scalar_input_is_the_digit_and_onehot_has_ten_channels():
     assert torch.equal(onehot.argmax(-1), x) and torch.equal(onehot.sum(-1), torch.ones(1, 3))
 
 
-def test_readout_uses_the_last_hidden_state():
+def test_readout_uses_the_last_hidden_state(device):
     torch.manual_seed(0)
-    model = SequenceClassifier("lstm", 8, input="onehot")
-    x, _ = palindromes(4, 7)
+    model = SequenceClassifier("lstm", 8, input="onehot").to(device)
+    x, _ = palindromes(4, 7, device=device)
     out, _ = model.rnn(model.encode(x))
     expected = out[:, -1] @ model.weight_ph.t() + model.bias_p
     torch.testing.assert_close(model(x), expected)
@@ -71,18 +71,18 @@ def test_course_setup_learns_length_5(cell):
     assert result["steps"] < 1500 and result["seconds"] > 0
 
 
-def test_evaluation_does_not_change_the_training_stream():
+def test_evaluation_does_not_change_the_training_stream(device):
     def run(eval_every):
         torch.manual_seed(0)
         model = SequenceClassifier("rnn", 16, input="onehot")
-        fit_palindrome(model, 9, max_steps=6, eval_every=eval_every, device="cpu", seed=3)
+        fit_palindrome(model, 9, max_steps=6, eval_every=eval_every, device=device, seed=3)
         return torch.cat([p.detach().flatten() for p in model.parameters()])
 
     assert torch.equal(run(1), run(6))
 
 
-def test_resumed_training_equals_uninterrupted(tmp_path):
-    common = dict(cell="rnn", length=12, input="onehot", hidden_size=16, device="cpu", eval_every=5, seed=1)
+def test_resumed_training_equals_uninterrupted(tmp_path, device):
+    common = dict(cell="rnn", length=12, input="onehot", hidden_size=16, device=device, eval_every=5, seed=1)
     straight = train_palindrome(max_steps=40, out_dir=tmp_path / "a", **common)
     train_palindrome(max_steps=20, out_dir=tmp_path / "b", **common)
     resumed = train_palindrome(max_steps=40, out_dir=tmp_path / "b", resume=True, **common)
