@@ -47,36 +47,51 @@ def _sparse_csr(csr: CSR, values: Tensor | None, dtype: torch.dtype) -> Tensor:
     return build(values)
 
 
-def spmm_sum(csr: CSR, values: Tensor | None, x: Tensor) -> Tensor:
-    r""":math:`Y_i = \sum_{e \in \mathrm{row}(i)} v_e X_{\mathrm{col}(e)}` (empty rows give 0)."""
+def _compute_dtype(*dtypes: torch.dtype) -> torch.dtype:
+    """float64 if any input is float64, else float32: half types accumulate in float32."""
+    return torch.float64 if torch.float64 in dtypes else torch.float32
+
+
+def spmm_sum(csr: CSR, values: Tensor | None, x: Tensor, dtype: torch.dtype | None = None) -> Tensor:
+    r""":math:`Y_i = \sum_{e \in \mathrm{row}(i)} v_e X_{\mathrm{col}(e)}` (empty rows give 0), as ``dtype``.
+
+    Accumulates in float32 (float64 for float64 inputs) and casts the result once to ``dtype``
+    (default: ``x.dtype``); ``values`` may have another floating dtype than ``x``.
+    """
     m, f = csr.num_rows, x.size(1)
+    dtype = dtype or x.dtype
     if csr.nnz == 0 or f == 0 or m == 0:
-        return x.new_zeros(m, f)
-    if x.dtype not in (torch.float32, torch.float64):  # half types: accumulate in float32
-        v = None if values is None else values.float()
-        return spmm_sum(csr, v, x.float()).to(x.dtype)
+        return x.new_zeros(m, f, dtype=dtype)
+    c = _compute_dtype(x.dtype, *(() if values is None else (values.dtype,)))
+    if x.dtype != c or (values is not None and values.dtype != c):
+        return spmm_sum(csr, None if values is None else values.to(c), x.to(c)).to(dtype)
     a = _sparse_csr(csr, values, x.dtype)
     if x.device.type != "cpu":
-        return torch.sparse.mm(a, x)
+        return torch.sparse.mm(a, x).to(dtype)
     out = x.new_empty(m, f)
     # addmm with beta=0 into a given out: the same MKL kernel as torch.sparse.mm, without its zero-fill
     # and copy of the result (up to 2x faster on the CPU: benchmarks/bench_spmm.py); `out` is ignored
-    return torch.addmm(out, a, x, beta=0.0, out=out)
+    return torch.addmm(out, a, x, beta=0.0, out=out).to(dtype)
 
 
-def sddmm(csr: CSR, a: Tensor, b: Tensor) -> Tensor:
-    r"""Sampled dense-dense product, ``[nnz]``: :math:`g_e = \langle a_{\mathrm{row}(e)}, b_{\mathrm{col}(e)} \rangle`."""
-    f = a.size(1)
+def sddmm(csr: CSR, a: Tensor, b: Tensor, dtype: torch.dtype | None = None) -> Tensor:
+    r"""Sampled dense-dense product, ``[nnz]``: :math:`g_e = \langle a_{\mathrm{row}(e)}, b_{\mathrm{col}(e)} \rangle`.
+
+    Accumulates in float32 (float64 when an input is float64); the result has ``dtype`` (default:
+    ``a.dtype``).
+    """
+    f, dtype = a.size(1), dtype or a.dtype
     if csr.nnz == 0 or f == 0:
-        return a.new_zeros(csr.nnz)
-    if a.dtype not in (torch.float32, torch.float64):
-        return sddmm(csr, a.float(), b.float()).to(a.dtype)
+        return a.new_zeros(csr.nnz, dtype=dtype)
+    c = _compute_dtype(a.dtype, b.dtype)
+    if a.dtype != c or b.dtype != c:
+        return sddmm(csr, a.to(c), b.to(c)).to(dtype)
     if csr.nnz > csr.num_rows * csr.num_cols:
         # torch.sparse.sampled_addmm rejects more entries than the dense matrix has cells (duplicates)
-        return _sddmm_chunked(csr, a, b)
+        return _sddmm_chunked(csr, a, b).to(dtype)
     mask = _sparse_csr(csr, None, a.dtype)
     if a.device.type != "cpu":
-        return torch.sparse.sampled_addmm(mask, a.contiguous(), b.t(), beta=0.0, alpha=1.0).values()
+        return torch.sparse.sampled_addmm(mask, a.contiguous(), b.t(), beta=0.0, alpha=1.0).values().to(dtype)
     values = a.new_empty(csr.nnz)
     crow, col = csr.cached("torch_index", None)  # built with the mask above
     with warnings.catch_warnings():
@@ -84,7 +99,7 @@ def sddmm(csr: CSR, a: Tensor, b: Tensor) -> Tensor:
         out = torch.sparse_csr_tensor(crow, col, values, csr.shape, check_invariants=False)
     # beta=0 ignores the input's values; writing into `out` skips a copy of the result
     torch.sparse.sampled_addmm(mask, a.contiguous(), b.t(), beta=0.0, alpha=1.0, out=out)
-    return out.values()
+    return out.values().to(dtype)
 
 
 def _sddmm_chunked(csr: CSR, a: Tensor, b: Tensor) -> Tensor:
@@ -101,7 +116,8 @@ def spmm_arg(csr: CSR, values: Tensor | None, x: Tensor, reduce: str) -> tuple[T
     r"""Max (``reduce="max"``) or min over each row of :math:`v_e X_{\mathrm{col}(e)}`, and the arg entry.
 
     Returns ``(out [M, F], arg [M, F])``: ``arg[i, f]`` is the first entry (in CSR order) that attains
-    the extreme, ``nnz`` for an empty row (whose output is 0, as in torch_scatter).
+    the extreme, ``nnz`` for an empty row (whose output is 0, as in torch_scatter). NaN propagates as
+    in ``torch.amax``: a row with a NaN gives NaN, and ``arg`` is its first NaN entry.
     """
     m, f, nnz = csr.num_rows, x.size(1), csr.nnz
     big = torch.iinfo(torch.int64).max
@@ -124,7 +140,8 @@ def spmm_arg(csr: CSR, values: Tensor | None, x: Tensor, reduce: str) -> tuple[T
     for s in range(0, nnz, step):
         e = min(s + step, nnz)
         r = row[s:e]
-        hit = gathered(s, e) == out.index_select(0, r)
+        g, o = gathered(s, e), out.index_select(0, r)
+        hit = (g == o) | (g.isnan() & o.isnan())  # NaN attains a NaN extreme
         ids = torch.where(hit, torch.arange(s, e, device=x.device)[:, None], big)
         arg.scatter_reduce_(0, r[:, None].expand(-1, f), ids, "amin", include_self=True)
     empty = arg == big

@@ -13,10 +13,17 @@ order: no atomics, bitwise-reproducible results. Gradients are pulls too: ``A^T 
 kernel on the transpose cached on the CSR, the edge-value gradient is an SDDMM with one program per
 block of entries, and the gradient of max/min pulls over the transpose, keeping the entries that
 attained the extreme.
+
+No host synchronisation: the chunk table is built on the device, padded to sizes known from the
+shape (:func:`_work`), so a CSR built per call (scatter, segment) launches without waiting for the GPU.
+Addresses are computed in int64 (``f * stride`` passes 2**31 for a transposed ``[2.45M, 1000]`` input).
+Launches enter the inputs' device (``torch.cuda.device``), so tensors on ``cuda:1`` work whichever GPU
+is current. Max/min propagate NaN as ``torch.amax`` does; half types accumulate in float32.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 
 import torch
@@ -49,7 +56,7 @@ if AVAILABLE:
                            HAS_VAL: tl.constexpr, REDUCE: tl.constexpr, MASKED: tl.constexpr,
                            ACC: tl.constexpr, BLOCK_E: tl.constexpr, BLOCK_F: tl.constexpr):
         c = tl.program_id(0)
-        f = tl.program_id(1) * BLOCK_F + tl.arange(0, BLOCK_F)
+        f = (tl.program_id(1) * BLOCK_F + tl.arange(0, BLOCK_F)).to(tl.int64)  # int64: f * sx1 may pass 2**31
         fm = f < F
         row = tl.load(crow_ptr + c)
         start = tl.load(cstart_ptr + c)
@@ -78,15 +85,20 @@ if AVAILABLE:
             else:
                 if REDUCE == 2:
                     xv = -xv  # min(x) = -max(-x)
-                xv = tl.where(m2, xv, float("-inf"))
+                num = m2 & (xv == xv)  # valid and not NaN
+                tnan = tl.min(tl.where(m2 & (xv != xv), e[:, None], NNZ), axis=0)  # the tile's first NaN
+                xv = tl.where(num, xv, float("-inf"))
                 tmax = tl.max(xv, axis=0)
-                cand = tl.where(m2 & (xv == tmax[None, :]), e[:, None], NNZ)
-                targ = tl.min(cand, axis=0)  # first entry attaining the tile's extreme
-                upd = tmax > acc  # strict: an earlier tile keeps ties
+                targ = tl.min(tl.where(num & (xv == tmax[None, :]), e[:, None], NNZ), axis=0)  # first attaining
+                # strict: an earlier tile keeps ties; the first number always counts (a row of -inf is -inf)
+                upd = (targ < NNZ) & ((tmax > acc) | (arg == NNZ))
                 arg = tl.where(upd, targ, arg)
                 acc = tl.where(upd, tmax, acc)
+                nan = (tnan < NNZ) & (acc == acc)  # NaN propagates as in torch.amax: the first NaN wins
+                arg = tl.where(nan, tnan, arg)
+                acc = tl.where(nan, float("nan"), acc)
         slots = slot + tl.zeros([BLOCK_F], dtype=tl.int64)  # as a vector: masks stay plain bool tensors
-        direct = fm & (slots < 0)
+        direct = fm & (slots == -1)  # -2: a padding chunk of the work table, which writes nothing
         split = fm & (slots >= 0)
         pslot = tl.maximum(slots, 0)
         tl.store(part_ptr + pslot * F + f, acc, mask=split)
@@ -103,9 +115,10 @@ if AVAILABLE:
     def _combine_kernel(part_ptr, parg_ptr, srow_ptr, sptr_ptr, out_ptr, oarg_ptr, F, NNZ, so0,
                         REDUCE: tl.constexpr, ACC: tl.constexpr, BLOCK_F: tl.constexpr):
         r = tl.program_id(0)
-        f = tl.program_id(1) * BLOCK_F + tl.arange(0, BLOCK_F)
-        fm = f < F
-        row = tl.load(srow_ptr + r)
+        f = (tl.program_id(1) * BLOCK_F + tl.arange(0, BLOCK_F)).to(tl.int64)
+        row = tl.load(srow_ptr + r)  # -1: a padding entry of the work table
+        rows = row + tl.zeros([BLOCK_F], dtype=tl.int64)  # as a vector: masks stay plain bool tensors
+        fm = (f < F) & (rows >= 0)
         p0 = tl.load(sptr_ptr + r)
         p1 = tl.load(sptr_ptr + r + 1)
         if REDUCE == 0:
@@ -118,8 +131,8 @@ if AVAILABLE:
             if REDUCE == 0:
                 acc += v
             else:
-                a = tl.load(parg_ptr + p * F + f, mask=fm, other=0)
-                upd = v > acc
+                a = tl.load(parg_ptr + p * F + f, mask=fm, other=NNZ)
+                upd = (a < NNZ) & (acc == acc) & ((v != v) | (v > acc) | (arg == NNZ))  # NaN wins, then >
                 arg = tl.where(upd, a, arg)
                 acc = tl.where(upd, v, acc)
         if REDUCE != 0:
@@ -138,7 +151,7 @@ if AVAILABLE:
         c = tl.load(col_ptr + e, mask=em, other=0)
         acc = tl.zeros([BLOCK_E], dtype=ACC)
         for f0 in range(0, F, BLOCK_F):
-            f = f0 + tl.arange(0, BLOCK_F)
+            f = (f0 + tl.arange(0, BLOCK_F)).to(tl.int64)  # int64: f * sa1 may pass 2**31
             m2 = em[:, None] & (f < F)[None, :]
             g = tl.load(a_ptr + r[:, None] * sa0 + f[None, :] * sa1, mask=m2, other=0.0).to(ACC)
             xv = tl.load(b_ptr + c[:, None] * sb0 + f[None, :] * sb1, mask=m2, other=0.0).to(ACC)
@@ -164,31 +177,51 @@ def _blocks(f: int) -> tuple[int, int]:
 
 
 def _work(csr, chunk: int):
-    """The chunk table of ``csr`` (cached on its structure): see the module docstring."""
+    """The chunk table of ``csr`` (cached on its structure), built without a host sync.
+
+    Chunk ``k`` reduces entries ``cstart[k]:cend[k]`` of row ``crow[k]`` and writes the row (``cslot``
+    -1) or partial slot ``cslot[k]`` of a split row. Split row ``s`` is ``srow[s]``; its partials are
+    slots ``sptr[s]:sptr[s+1]``. The number of chunks and of split rows depends on the data, so the
+    tables are padded to bounds known from the shape alone (padding: ``cslot`` -2, ``srow`` -1, empty
+    ranges): ``M + nnz // chunk`` chunks, ``nnz // (chunk + 1)`` split rows and ``2 nnz // chunk``
+    partial slots (a split row of ``c > chunk`` entries has ``ceil(c / chunk) < 2 c / chunk`` chunks).
+    """
     def build():
+        m, nnz = csr.num_rows, csr.nnz
         counts = csr.row_counts()
         dev = counts.device
-        nch = torch.clamp((counts + chunk - 1) // chunk, min=1)
-        total = int(nch.sum()) if csr.num_rows else 0
-        crow = torch.repeat_interleave(torch.arange(csr.num_rows, device=dev), nch, output_size=total)
-        first = torch.cumsum(nch, 0) - nch
-        k = torch.arange(total, device=dev) - first[crow]
-        cstart = csr.indptr[crow] + k * chunk
+        nch = torch.clamp((counts + chunk - 1) // chunk, min=1)  # chunks per row; an empty row is one
+        ends = torch.cumsum(nch, 0)
+        k = torch.arange(m + nnz // chunk, device=dev)
+        crow = torch.searchsorted(ends, k, right=True)  # m for a padding chunk
+        pad = crow >= m
+        crow = crow.clamp(max=m - 1)
+        cstart = csr.indptr[crow] + (k - (ends[crow] - nch[crow])) * chunk
         cend = torch.minimum(cstart + chunk, csr.indptr[crow + 1])
-        split_chunk = (nch > 1)[crow]
-        cslot = torch.where(split_chunk, torch.cumsum(split_chunk, 0) - 1, -1)
+        cstart, cend = cstart.masked_fill(pad, 0), cend.masked_fill(pad, 0)
         split = nch > 1
-        srow = torch.nonzero(split).flatten()
+        split_chunk = split[crow] & ~pad
+        cslot = torch.where(split_chunk, torch.cumsum(split_chunk, 0) - 1, -1).masked_fill(pad, -2)
+        nsplit = torch.cumsum(split, 0)
+        srow = torch.searchsorted(nsplit, torch.arange(1, nnz // (chunk + 1) + 1, device=dev))  # s-th split row
+        slot_end = torch.cumsum(torch.where(split, nch, 0), 0)
         sptr = torch.zeros(srow.numel() + 1, dtype=torch.long, device=dev)
-        torch.cumsum(nch[split], 0, out=sptr[1:])
-        return crow, cstart, cend, cslot, srow, sptr, int(sptr[-1])
+        sptr[1:] = torch.where(srow < m, slot_end[srow.clamp(max=m - 1)], slot_end[-1])
+        srow = srow.masked_fill(srow >= m, -1)
+        return crow, cstart, cend, cslot, srow, sptr, 2 * nnz // chunk
     return csr.cached(f"triton_work:{chunk}", build)
 
 
-def _run_rows(csr, values, x: Tensor, reduce: int, *, masked=None) -> tuple[Tensor, Tensor | None]:
+def _on_device(t: Tensor):
+    """Launch on ``t``'s GPU, whichever is current (no-op on the CPU)."""
+    return torch.cuda.device(t.device) if t.is_cuda else contextlib.nullcontext()
+
+
+def _run_rows(csr, values, x: Tensor, reduce: int, *, masked=None, dtype: torch.dtype | None = None
+              ) -> tuple[Tensor, Tensor | None]:
     """One pass of the chunk kernel (+ the combine kernel for split rows) over the rows of ``csr``."""
     m, f, nnz = csr.num_rows, x.size(1), csr.nnz
-    out = torch.empty(m, f, dtype=x.dtype, device=x.device)
+    out = torch.empty(m, f, dtype=dtype or x.dtype, device=x.device)
     arg = torch.empty(m, f, dtype=torch.long, device=x.device) if reduce else None
     crow, cstart, cend, cslot, srow, sptr, nslots = _work(csr, CHUNK)
     acc_t = _acc_torch(x.dtype)
@@ -197,29 +230,34 @@ def _run_rows(csr, values, x: Tensor, reduce: int, *, masked=None) -> tuple[Tens
     block_e, block_f = _blocks(f)
     eid, marg = masked if masked is not None else (csr.indices, csr.indices)
     grid = (crow.numel(), triton.cdiv(f, block_f))
-    _spmm_chunk_kernel[grid](
-        x, values if values is not None else x, csr.indices, eid, marg,
-        crow, cstart, cend, cslot, out, arg if reduce else out, part, parg,
-        f, nnz, x.stride(0), x.stride(1), out.stride(0),
-        marg.stride(0) if masked is not None else 0,
-        HAS_VAL=values is not None, REDUCE=reduce, MASKED=masked is not None, ACC=_acc(x.dtype),
-        BLOCK_E=block_e, BLOCK_F=block_f)
-    if srow.numel():
-        _combine_kernel[(srow.numel(), triton.cdiv(f, block_f))](
-            part, parg, srow, sptr, out, arg if reduce else out, f, nnz, out.stride(0),
-            REDUCE=reduce, ACC=_acc(x.dtype), BLOCK_F=block_f)
+    with _on_device(x):
+        _spmm_chunk_kernel[grid](
+            x, values if values is not None else x, csr.indices, eid, marg,
+            crow, cstart, cend, cslot, out, arg if reduce else out, part, parg,
+            f, nnz, x.stride(0), x.stride(1), out.stride(0),
+            marg.stride(0) if masked is not None else 0,
+            HAS_VAL=values is not None, REDUCE=reduce, MASKED=masked is not None, ACC=_acc(x.dtype),
+            BLOCK_E=block_e, BLOCK_F=block_f)
+        if srow.numel():
+            _combine_kernel[(srow.numel(), triton.cdiv(f, block_f))](
+                part, parg, srow, sptr, out, arg if reduce else out, f, nnz, out.stride(0),
+                REDUCE=reduce, ACC=_acc(x.dtype), BLOCK_F=block_f)
     return out, arg
 
 
-def spmm_sum(csr, values: Tensor | None, x: Tensor) -> Tensor:
-    r""":math:`Y_i = \sum_{e \in \mathrm{row}(i)} v_e X_{\mathrm{col}(e)}`."""
+def spmm_sum(csr, values: Tensor | None, x: Tensor, dtype: torch.dtype | None = None) -> Tensor:
+    r""":math:`Y_i = \sum_{e \in \mathrm{row}(i)} v_e X_{\mathrm{col}(e)}`, accumulated in float32 (float64
+    for float64 ``x``) and written as ``dtype`` (default: ``x.dtype``)."""
     if csr.num_rows == 0 or x.size(1) == 0 or csr.nnz == 0:
-        return x.new_zeros(csr.num_rows, x.size(1))
-    return _run_rows(csr, values, x, _SUM)[0]
+        return x.new_zeros(csr.num_rows, x.size(1), dtype=dtype or x.dtype)
+    return _run_rows(csr, values, x, _SUM, dtype=dtype)[0]
 
 
 def spmm_arg(csr, values: Tensor | None, x: Tensor, reduce: str) -> tuple[Tensor, Tensor]:
-    """Max/min over each row and the first entry attaining it (``nnz`` for an empty row, whose output is 0)."""
+    """Max/min over each row and the first entry attaining it (``nnz`` for an empty row, whose output is 0).
+
+    NaN propagates as in ``torch.amax``: a row with a NaN gives NaN, and the arg is its first NaN entry.
+    """
     m, f = csr.num_rows, x.size(1)
     if m == 0 or f == 0 or csr.nnz == 0:
         return x.new_zeros(m, f), torch.full((m, f), csr.nnz, dtype=torch.long, device=x.device)
@@ -241,9 +279,9 @@ def spmm_arg_backward_x(csr, values: Tensor | None, grad: Tensor, arg: Tensor, n
     return _run_rows(t, values_t, grad, _SUM, masked=(perm, arg))[0]
 
 
-def _sddmm(csr, a: Tensor, b: Tensor, arg: Tensor | None) -> Tensor:
+def _sddmm(csr, a: Tensor, b: Tensor, arg: Tensor | None, dtype: torch.dtype | None = None) -> Tensor:
     nnz, f = csr.nnz, a.size(1)
-    out = torch.empty(nnz, dtype=a.dtype, device=a.device)
+    out = torch.empty(nnz, dtype=dtype or a.dtype, device=a.device)
     if nnz == 0:
         return out
     if f == 0:
@@ -252,16 +290,21 @@ def _sddmm(csr, a: Tensor, b: Tensor, arg: Tensor | None) -> Tensor:
     block_e = 64 if block_f <= 32 else 32
     if arg is not None:
         arg = arg.contiguous()
-    _sddmm_kernel[(triton.cdiv(nnz, block_e),)](
-        a, b, csr.row(), csr.indices, arg if arg is not None else csr.indices, out, f, nnz,
-        a.stride(0), a.stride(1), b.stride(0), b.stride(1), arg.stride(0) if arg is not None else 0,
-        MASKED=arg is not None, ACC=_acc(a.dtype), BLOCK_E=block_e, BLOCK_F=block_f)
+    acc = tl.float64 if torch.float64 in (a.dtype, b.dtype) else tl.float32
+    with _on_device(a):
+        _sddmm_kernel[(triton.cdiv(nnz, block_e),)](
+            a, b, csr.row(), csr.indices, arg if arg is not None else csr.indices, out, f, nnz,
+            a.stride(0), a.stride(1), b.stride(0), b.stride(1), arg.stride(0) if arg is not None else 0,
+            MASKED=arg is not None, ACC=acc, BLOCK_E=block_e, BLOCK_F=block_f)
     return out
 
 
-def sddmm(csr, a: Tensor, b: Tensor) -> Tensor:
-    r""":math:`g_e = \langle a_{\mathrm{row}(e)}, b_{\mathrm{col}(e)} \rangle`, one program per block of entries."""
-    return _sddmm(csr, a, b, None)
+def sddmm(csr, a: Tensor, b: Tensor, dtype: torch.dtype | None = None) -> Tensor:
+    r""":math:`g_e = \langle a_{\mathrm{row}(e)}, b_{\mathrm{col}(e)} \rangle`, one program per block of entries.
+
+    ``a`` and ``b`` may have different floating dtypes; the result has ``dtype`` (default: ``a.dtype``).
+    """
+    return _sddmm(csr, a, b, None, dtype)
 
 
 def sddmm_arg(csr, grad: Tensor, x: Tensor, arg: Tensor) -> Tensor:

@@ -34,7 +34,8 @@ class CSR:
 
     Row :math:`i` holds the entries ``indptr[i]:indptr[i+1]``; entry :math:`e` sits in column
     ``indices[e]`` with value ``values[e]`` (1 when ``values`` is ``None``: an unweighted matrix).
-    Duplicate (row, column) pairs are allowed and add up in every product.
+    Duplicate (row, column) pairs are allowed and add up in every product. The arrays are stored
+    contiguous (a strided view such as ``edge_index[1]`` or ``W[:, 0]`` is copied once).
 
     Args:
         indptr (Tensor): row pointers, integer ``[M + 1]``, non-decreasing, ``indptr[0] == 0`` and
@@ -58,6 +59,9 @@ class CSR:
         if check:
             indptr = _as_index(indptr, "indptr")
             indices = _as_index(indices, "indices")
+        # the kernels address the arrays as contiguous: a strided view (E[:, 1]) is copied once here
+        indptr, indices = indptr.contiguous(), indices.contiguous()
+        values = values.contiguous() if isinstance(values, Tensor) else values
         self.indptr = indptr
         self.indices = indices
         if shape is None:
@@ -115,7 +119,8 @@ class CSR:
 
     def validate(self) -> "CSR":
         """Run the constructor's checks again (for a CSR built with ``check=False``); returns ``self``."""
-        self.indptr, self.indices = _as_index(self.indptr, "indptr"), _as_index(self.indices, "indices")
+        self.indptr = _as_index(self.indptr, "indptr").contiguous()
+        self.indices = _as_index(self.indices, "indices").contiguous()
         self._check_structure(self.indptr, self.indices, self.shape)
         self._check_values(self.values, self.nnz, self.device)
         return self
@@ -243,6 +248,12 @@ class CSR:
                 indptr_t, indices_t = self.indptr, self.indices  # symmetric pattern: share memory
             return indptr_t, indices_t, perm
         return self.cached("t", build)
+
+    def _prime_transpose(self, build) -> "CSR":
+        """Let :meth:`transpose_structure` call ``build()`` (returning what it returns) instead of sorting:
+        for builders that know the transpose (the scatter and segment CSRs: one entry per column)."""
+        self._scache["t_lazy"] = build
+        return self
 
     def is_symmetric_pattern(self) -> bool:
         """Whether the sparsity pattern (with multiplicities, ignoring values) equals its transpose."""

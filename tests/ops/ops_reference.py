@@ -2,36 +2,13 @@
 
 from __future__ import annotations
 
-import os
-
-import pytest
 import torch
 from hypothesis import strategies as st
 
 from gseq.ops import CSR
 
-#: the backends every table-driven test runs on; the triton ones only in the marked pass
-BACKENDS = ["torch", pytest.param("triton", marks=pytest.mark.triton)]
 REDUCES = ["sum", "mean", "max", "min"]
 DTYPES = [torch.float32, torch.float64]
-
-
-def require_triton_runtime() -> None:
-    """Fail loudly (never skip) when the triton pass runs where the kernels cannot run."""
-    import gseq.ops as ops
-    from gseq.ops import _triton
-
-    if not ops.TRITON_AVAILABLE:
-        pytest.fail(f"the triton tests need Triton installed ({_triton.IMPORT_ERROR})")
-    if not (os.environ.get("TRITON_INTERPRET") == "1" or torch.cuda.is_available()):
-        pytest.fail("the triton tests run on CUDA or under the interpreter: start the pass with "
-                    "TRITON_INTERPRET=1 python -m pytest -m triton")
-    if not torch.cuda.is_available() and not _triton.INTERPRET:
-        pytest.fail("TRITON_INTERPRET=1 was set after gseq was imported; set it in the environment of pytest")
-
-
-def device() -> torch.device:
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
 def reference(indptr, indices, values, x, reduce: str) -> torch.Tensor:
@@ -48,7 +25,7 @@ def reference(indptr, indices, values, x, reduce: str) -> torch.Tensor:
         if values is not None:
             rows = rows * values[s:e].detach().double().cpu()[:, None]
         out[i] = {"sum": rows.sum(0), "mean": rows.mean(0), "max": rows.amax(0), "min": rows.amin(0)}[reduce]
-    return out.to(x.dtype)
+    return out.to(device=x.device, dtype=x.dtype)
 
 
 def csr_from_pairs(rows, cols, m: int, n: int, values=None) -> CSR:

@@ -104,3 +104,22 @@ def test_validate_rechecks():
     csr = CSR(torch.tensor([0, 1]), torch.tensor([5]), None, (1, 2), check=False)
     with pytest.raises(ValueError, match="indices must be < N"):
         csr.validate()
+
+
+def test_strided_arrays_are_stored_contiguous(backend, device):
+    """CSR(indptr, E[:, 1], W[:, 0]): strided views are copied once, so both backends sum them right."""
+    edges = torch.tensor([[9, 0], [9, 2], [9, 1], [9, 2], [9, 0]], device=device)
+    w = torch.tensor([[1.0, 10.0], [2.0, 20.0], [3.0, 30.0], [4.0, 40.0], [5.0, 50.0]], device=device,
+                     dtype=torch.float64, requires_grad=True)
+    indices, values = edges[:, 1], w[:, 0]
+    assert not indices.is_contiguous() and not values.is_contiguous()
+    csr = CSR(torch.tensor([0, 2, 5], device=device), indices, values, (2, 3))
+    assert csr.indptr.is_contiguous() and csr.indices.is_contiguous() and csr.values.is_contiguous()
+    x = torch.randn(3, 4, dtype=torch.float64, device=device)
+    want = torch.zeros(2, 3, dtype=torch.float64, device=device)
+    want.index_put_((torch.tensor([0, 0, 1, 1, 1], device=device), indices), values.detach(), accumulate=True)
+    out = spmm(csr, x, backend=backend)
+    torch.testing.assert_close(out, want @ x)
+    out.sum().backward()  # the gradient reaches the strided parent
+    torch.testing.assert_close(w.grad[:, 0], x[indices].sum(1))
+    assert not bool(w.grad[:, 1].any())

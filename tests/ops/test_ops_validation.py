@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import pytest
 import torch
-from ops_reference import BACKENDS
 
-from gseq.ops import CSR, scatter, segment, spmm
+from gseq.ops import CSR, scatter, scatter_max, segment_coo, segment_csr, spmm
 
 L = torch.long
 
@@ -72,12 +71,8 @@ SPMM_CASES = [
 ]
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("make,kwargs,error,match", SPMM_CASES)
-def test_spmm_rejects(backend, make, kwargs, error, match, request):
-    if request.node.get_closest_marker("triton"):
-        from ops_reference import require_triton_runtime
-        require_triton_runtime()
+def test_spmm_rejects(backend, device, make, kwargs, error, match):
     csr, x = make()
     kwargs = {"backend": backend, **kwargs}
     with pytest.raises(error, match=match):
@@ -85,29 +80,65 @@ def test_spmm_rejects(backend, make, kwargs, error, match, request):
 
 
 @pytest.mark.parametrize("args,kwargs,error,match", [
-    ((torch.ones(3, 2), torch.tensor([0, 1])), {}, ValueError, "entries"),
-    ((torch.ones(3, 2), torch.tensor([0, -1, 1])), {}, ValueError, "non-negative"),
-    ((torch.ones(3, 2), torch.tensor([0, 4, 1])), {"dim_size": 3}, ValueError, "< dim_size"),
-    ((torch.ones(3, 2), torch.tensor([0.0, 1.0, 1.0])), {}, TypeError, "integer dtype"),
-    ((torch.ones(3, 2, dtype=L), torch.tensor([0, 1, 1])), {}, TypeError, "float32"),
-    ((torch.ones(3, 2), torch.tensor([0, 1, 1])), {"reduce": "mul"}, ValueError, "reduce"),
+    ((torch.ones(3, 2), torch.tensor([0, 1, 1])), {}, ValueError, "cannot broadcast"),  # dim=-1 has size 2
+    ((torch.ones(3, 2), torch.tensor([0, 1]), 0), {}, ValueError, "cannot broadcast"),
+    ((torch.ones(3, 2), torch.tensor([0, -1, 1]), 0), {}, ValueError, "non-negative, found -1"),
+    ((torch.ones(3, 2), torch.tensor([0, -1, 1]), 0), {"dim_size": 3}, ValueError, "non-negative, found -1"),
+    ((torch.ones(3, 2), torch.tensor([0, 4, 1]), 0), {"dim_size": 3}, ValueError, "< dim_size = 3, found 4"),
+    ((torch.ones(3, 2), torch.tensor([0.0, 1.0, 1.0]), 0), {}, TypeError, "integer dtype"),
+    ((torch.ones(3, 2, dtype=L), torch.tensor([0, 1, 1]), 0), {}, TypeError, "float32"),
+    ((torch.ones(3, 2), torch.tensor([0, 1, 1]), 0), {"reduce": "mul"}, ValueError, "reduce"),
     ((torch.ones(3, 2), torch.tensor([0, 1, 1])), {"dim": 2}, ValueError, "dim must be"),
-    ((torch.ones(3, 2), torch.tensor([0, 1, 1])), {"dim_size": 2.5}, TypeError, "dim_size"),
-    ((torch.ones(3, 2), torch.tensor([[0, 1, 1]])), {}, ValueError, "broadcast"),
-    ((torch.ones(3, 2), torch.tensor([0, 1, 1], device="meta")), {}, ValueError, "device"),
+    ((torch.ones(3, 2), torch.tensor([0, 1, 1]), 0), {"dim_size": 2.5}, TypeError, "dim_size"),
+    ((torch.ones(3, 2), torch.tensor([[[0, 1, 1]]]), 0), {}, ValueError, "more dimensions"),
+    ((torch.ones(3, 2), torch.tensor([0, 1, 1], device="meta"), 0), {}, ValueError, "device"),
+    ((torch.ones(()), torch.tensor(0)), {}, ValueError, "at least one dimension"),
+    # torch_scatter's order (src, index, dim, out, dim_size, reduce): the old positional dim_size lands in out
+    ((torch.ones(3, 2), torch.tensor([0, 1, 1]), 0, 4), {}, TypeError, "pass dim_size= and reduce= by keyword"),
+    ((torch.ones(3, 2), torch.tensor([0, 1, 1]), 0), {"out": torch.zeros(2, 2, dtype=torch.float64)}, TypeError,
+     "dtype and device"),
+    ((torch.ones(3, 2), torch.tensor([0, 1, 1]), 0), {"out": torch.zeros(2, 3)}, ValueError, "out must have shape"),
+    ((torch.ones(3, 2), torch.tensor([0, 1, 1]), 0), {"out": torch.zeros(2, 2), "dim_size": 3}, ValueError,
+     "dim_size = 3 but out.size"),
+    ((torch.ones(3, 2), torch.tensor([0, 1, 2]), 0), {"out": torch.zeros(2, 2)}, ValueError, "< dim_size = 2"),
 ])
 def test_scatter_rejects(args, kwargs, error, match):
     with pytest.raises(error, match=match):
         scatter(*args, **kwargs)
+    if "reduce" not in kwargs:  # the named variants share the checks
+        with pytest.raises(error, match=match):
+            scatter_max(*args, **kwargs)
 
 
 @pytest.mark.parametrize("indptr,error,match", [
     (torch.tensor([0, 2, 1]), ValueError, "non-decreasing"),
-    (torch.tensor([0, 2, 5]), ValueError, "exceeds"),
+    (torch.tensor([[0, 1, 2], [0, 2, 1], [0, 0, 0], [0, 2, 2]]), ValueError, "non-decreasing"),
+    (torch.tensor([0, 2, 5]), ValueError, "<= src.size\\(0\\) = 4, found 5"),
     (torch.tensor([-1, 2]), ValueError, "non-negative"),
-    (torch.tensor([[0, 2]]), ValueError, "one-dimensional"),
+    (torch.tensor([[[0, 2]]]), ValueError, "dimensions"),
+    (torch.tensor([[0, 1], [0, 1], [0, 1]]), ValueError, "leading dimensions"),
     (torch.tensor([0.0, 2.0]), TypeError, "integer dtype"),
+    (torch.tensor(0), ValueError, "dimensions"),
 ])
-def test_segment_rejects(indptr, error, match):
+def test_segment_csr_rejects(indptr, error, match):
     with pytest.raises(error, match=match):
-        segment(torch.ones(4, 2), indptr)
+        segment_csr(torch.ones(4, 2), indptr)
+
+
+def test_segment_csr_old_positional_reduce_is_refused():
+    """segment(src, indptr, "max") of the old signature: reduce is now the 4th argument (torch_scatter's)."""
+    with pytest.raises(TypeError, match="pass dim_size= and reduce= by keyword"):
+        segment_csr(torch.ones(4, 2), torch.tensor([0, 4]), "max")
+    with pytest.raises(ValueError, match="out must have shape"):
+        segment_csr(torch.ones(4, 2), torch.tensor([0, 1, 4]), torch.zeros(3, 2))
+
+
+@pytest.mark.parametrize("index,kwargs,error,match", [
+    (torch.tensor([[[0, 0, 1, 1]]]), {}, ValueError, "dimensions"),
+    (torch.tensor([0, 0, 1, 5]), {"dim_size": 3}, ValueError, "< dim_size = 3, found 5"),
+    (torch.tensor([0, 0, 1]), {}, ValueError, "cannot broadcast"),
+    ("index", {}, TypeError, "torch.Tensor"),
+])
+def test_segment_coo_rejects(index, kwargs, error, match):
+    with pytest.raises(error, match=match):
+        segment_coo(torch.ones(4, 2), index, **kwargs)

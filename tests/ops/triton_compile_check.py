@@ -1,9 +1,12 @@
 """Compile every gseq.ops Triton kernel variant for sm_90 (H100) without a GPU: Triton's frontend + ptxas.
 
 The interpreter pass (TRITON_INTERPRET=1) checks what the kernels compute but not that they compile;
-this script checks the latter. Run it without TRITON_INTERPRET (tests/ops/test_ops_triton.py does, in a
-subprocess). Prints one line per variant and ``ALL OK`` at the end; exits 1 on any failure.
+this script checks the latter, and that no tensor of offsets is multiplied in int32 in the Triton IR
+(``f * stride`` in int32 wraps past 2**31: a transposed [2.45M, 1000] input). Run it without
+TRITON_INTERPRET (tests/ops/test_ops_triton.py does, in a subprocess). Prints one line per variant and
+``ALL OK`` at the end; exits 1 on any failure.
 """
+import re
 import sys
 import traceback
 
@@ -22,6 +25,8 @@ def compile_one(fn, sig, consts, name):
         src = ASTSource(fn=fn, signature=sig, constexprs=consts)
         cc = triton.compile(src, target=target)
         assert "cubin" in cc.asm, name
+        i32 = [line.strip() for line in cc.asm["ttir"].splitlines() if re.search(r"arith\.muli .*tensor<[^>]*xi32>", line)]
+        assert not i32, f"{name}: int32 offset arithmetic in the TTIR: {i32}"
         print("OK  ", name)
     except Exception:
         ok = False
