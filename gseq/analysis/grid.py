@@ -29,12 +29,30 @@ def default_jobs() -> int:
 
 
 def read_rows_typed(path: str | os.PathLike, types: dict[str, Callable[[str], Any]]) -> list[dict[str, Any]]:
-    """Rows of a CSV with the columns in ``types`` converted (others kept as text); [] when there is no file."""
+    """Rows of a CSV with the columns in ``types`` converted (others kept as text); [] when there is no file.
+
+    Raises:
+        ValueError: a row is incomplete or holds a value that does not convert (a truncated or edited
+            file); the message names the file, the line and the column.
+    """
     path = Path(path)
     if not path.is_file():
         return []
+    rows = []
     with open(path, newline="") as f:
-        return [{k: (types[k](v) if k in types and v != "" else v) for k, v in row.items()} for row in csv.DictReader(f)]
+        reader = csv.DictReader(f)
+        for row in reader:
+            missing = [k for k, v in row.items() if v is None or k is None]
+            if missing:
+                raise ValueError(f"{path}: line {reader.line_num} is incomplete (no value for "
+                                 f"{', '.join(str(k) for k in missing)}); the file was cut short or edited: delete "
+                                 "that line to run it again")
+            try:
+                rows.append({k: (types[k](v) if k in types and v != "" else v) for k, v in row.items()})
+            except ValueError as err:
+                raise ValueError(f"{path}: line {reader.line_num} holds a value that is not a number ({err}); the "
+                                 "file was cut short or edited: delete that line to run it again") from None
+    return rows
 
 
 def _check_settings(meta: Path, settings: dict[str, Any]) -> None:
