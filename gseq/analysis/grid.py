@@ -4,7 +4,8 @@
 arrives and rewrites the CSV atomically, so an interrupted grid loses no finished run and a second call
 on the same file picks up where the first stopped. With ``jobs > 1`` tasks go to a
 ``ProcessPoolExecutor`` (spawned processes, one torch thread each); ``fn`` must then be importable (a
-module-level function).
+module-level function). Ctrl-C is handled by the calling process alone: the rows already finished are in
+the CSV, the workers are stopped, and the ``KeyboardInterrupt`` goes on to the caller.
 """
 
 from __future__ import annotations
@@ -75,9 +76,12 @@ def start_method(device: str = "cpu") -> str:
 
 
 def _init_worker() -> None:
+    import signal
+
     import torch
 
     torch.set_num_threads(1)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's: it records what finished and stops us
 
 
 def run_grid(
@@ -147,7 +151,9 @@ def run_grid(
             try:
                 for fut in cf.as_completed(futures):
                     record(fut.result())
-            except BaseException:
+            except BaseException:  # Ctrl-C or a failed run: finished rows are in the CSV, stop the rest now
+                for process in list(getattr(pool, "_processes", {}).values()):
+                    process.terminate()
                 pool.shutdown(wait=False, cancel_futures=True)
                 raise
     rows.sort(key=key)
