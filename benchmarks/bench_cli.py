@@ -3,8 +3,9 @@
     python benchmarks/bench_cli.py                    # 5 rounds, one torch thread per process
     python benchmarks/bench_cli.py --repeats 9 --src /tmp/gseq-old   # another source tree, e.g. an old commit
 
-Every command runs as a fresh process (``python -m gseq ...`` with ``PYTHONPATH`` at the source tree), all
-of them once per round, interleaved, so a busy machine slows them alike; the script prints the median
+Every command runs as a fresh process, as the installed ``gseq`` script runs it (``python -c "from
+gseq.cli import main; main()" ARGS`` with ``PYTHONPATH`` at the source tree and an empty working folder, so
+no other copy of gseq is picked up), all of them once per round, interleaved, so a busy machine slows them alike; the script prints the median
 and the fastest wall time of each and the ratio of medians to ``python -c "import torch"``.
 
 Targets (issue 14): ``gseq --help`` under 0.5 s; ``gseq gcn --dataset karate`` no slower than importing
@@ -24,6 +25,7 @@ import os
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -36,19 +38,24 @@ WORK = ("import time, contextlib, io, torch, torch_geometric\n"
         "    main(['gcn', '--dataset', 'karate'])\n"
         "print(time.perf_counter() - t)\n")
 
+GSEQ = ["-c", "import sys; from gseq.cli import main; sys.exit(main())"]  # what the console script does
 COMMANDS = [
     ("python -c pass", ["-c", "pass"]),
     ('python -c "import torch"', ["-c", "import torch"]),
     ('python -c "import torch, torch_geometric"', ["-c", "import torch, torch_geometric"]),
-    ("gseq --help", ["-m", "gseq", "--help"]),
-    ("gseq gcn --help", ["-m", "gseq", "gcn", "--help"]),
-    ("gseq gcn --dataset karate", ["-m", "gseq", "gcn", "--dataset", "karate"]),
+    ("gseq --help", [*GSEQ, "--help"]),
+    ("gseq gcn --help", [*GSEQ, "gcn", "--help"]),
+    ("gseq gcn --dataset karate", [*GSEQ, "gcn", "--dataset", "karate"]),
 ]
+
+
+#: the working folder of every process: empty, so that no gseq beside it is imported instead of --src
+CWD = tempfile.mkdtemp(prefix="gseq-bench-cli-")
 
 
 def run(args: list[str], env: dict[str, str]) -> tuple[float, str]:
     start = time.perf_counter()
-    proc = subprocess.run([sys.executable, *args], capture_output=True, text=True, env=env)
+    proc = subprocess.run([sys.executable, *args], capture_output=True, text=True, env=env, cwd=CWD)
     seconds = time.perf_counter() - start
     if proc.returncode != 0:
         raise SystemExit(f"{args} failed ({proc.returncode}):\n{proc.stderr[-2000:]}")
@@ -63,17 +70,20 @@ def main() -> None:
     args = p.parse_args()
     env = {**os.environ, "PYTHONPATH": args.src, "MPLBACKEND": "Agg", "OMP_NUM_THREADS": str(args.threads)}
     env.pop("GSEQ_DATA", None)
+    where = run(["-c", "import gseq; print(gseq.__file__)"], env)[1].strip()
+    if not Path(where).is_relative_to(Path(args.src).resolve()):
+        raise SystemExit(f"gseq is imported from {where}, not from {args.src}")
 
     times: dict[str, list[float]] = {name: [] for name, _ in COMMANDS}
     work: list[float] = []
-    run(["-m", "gseq", "gcn", "--dataset", "karate"], env)  # warm the file cache once
+    run([*GSEQ, "gcn", "--dataset", "karate"], env)  # warm the file cache once
     for _ in range(args.repeats):
         for name, argv in COMMANDS:
             times[name].append(run(argv, env)[0])
         work.append(float(run(["-c", WORK], env)[1].strip().splitlines()[-1]))
 
     base = statistics.median(times['python -c "import torch"'])
-    print(f"source: {args.src}; {args.repeats} rounds; python {sys.version.split()[0]}; OMP_NUM_THREADS="
+    print(f"gseq from {where}; {args.repeats} rounds; python {sys.version.split()[0]}; OMP_NUM_THREADS="
           f"{args.threads}; wall seconds per process\n")
     print(f"{'command':44s} {'median':>8s} {'fastest':>8s} {'vs import torch':>16s}")
     for name, _ in COMMANDS:
