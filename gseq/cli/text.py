@@ -48,7 +48,7 @@ def register(sub) -> None:
     t.add_argument("--preprocess", action="store_true",
                    help="the report's preprocessing: keep letters, digits and spaces, lower-case")
     t.add_argument("--keep-gutenberg", action="store_true",
-                   help="keep the Project Gutenberg header and licence (stripped by default)")
+                   help="keep the Project Gutenberg header and licence, which are stripped otherwise")
     t.add_argument("--seq-length", type=positive_int, default=30, help="training window length")
     t.add_argument("--batch-size", type=positive_int, default=64, help="windows per step")
     t.add_argument("--lr", type=learning_rate, default=2e-3, help="Adam learning rate")
