@@ -1,8 +1,9 @@
 """Matplotlib figures from metrics histories and CSV files.
 
 Every function takes plain data (a list of dict rows, or the path of a CSV that gseq wrote), draws one
-figure, saves it atomically when ``path`` is given, and returns the ``Figure``. Matplotlib runs with
-the non-interactive Agg backend unless one was chosen before.
+figure, saves it atomically when ``path`` is given, and returns the ``Figure``. Matplotlib is imported
+by the first figure, not by ``import gseq.plots``, and gseq never chooses its backend: it keeps the one
+you set (``MPLBACKEND``, ``matplotlib.use``), and without a display matplotlib picks Agg on its own.
 """
 
 from __future__ import annotations
@@ -14,13 +15,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import matplotlib
-
-if "MPLBACKEND" not in os.environ:
-    matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-
-from .train.io import atomic_write_bytes  # noqa: E402
+from .train.io import atomic_write_bytes
 
 __all__ = ["read_rows", "save_figure", "plot_history"]
 
@@ -38,6 +33,12 @@ def _number(text: str) -> Any:
         return float(text)
     except (TypeError, ValueError):
         return text
+
+
+def _pyplot():
+    import matplotlib.pyplot as plt
+
+    return plt
 
 
 def save_figure(fig, path: str | os.PathLike, dpi: int = 120) -> Path:
@@ -81,7 +82,7 @@ def plot_history(
     columns = list(rows[0])
     loss_keys = list(loss_keys) if loss_keys is not None else [c for c in columns if "loss" in c]
     metric_keys = list(metric_keys) if metric_keys is not None else [c for c in columns if "acc" in c]
-    fig, axes = plt.subplots(1, 2 if metric_keys else 1, figsize=(10 if metric_keys else 5.5, 3.8), squeeze=False)
+    fig, axes = _pyplot().subplots(1, 2 if metric_keys else 1, figsize=(10 if metric_keys else 5.5, 3.8), squeeze=False)
     xs = [float(r[x]) for r in rows]
     for ax, keys, label in ((axes[0, 0], loss_keys, "loss"), (axes[0, -1], metric_keys, "accuracy")):
         if ax is axes[0, -1] and not metric_keys:
@@ -130,7 +131,7 @@ def plot_palindrome_sweep(
     rows = read_rows(rows)
     if not rows:
         raise ValueError("rows: no runs to plot")
-    fig, ax = plt.subplots(figsize=(6.4, 4.0))
+    fig, ax = _pyplot().subplots(figsize=(6.4, 4.0))
     cells = sorted({str(r["cell"]) for r in rows}, key=_cell_order)
     for k, cell in enumerate(cells):
         colour = _CELL_COLOURS.get(cell, f"C{k + 2}")
@@ -175,7 +176,7 @@ def plot_grad_norms(
     rows = read_rows(rows)
     if not rows:
         raise ValueError("rows: no gradient norms to plot")
-    fig, ax = plt.subplots(figsize=(6.4, 4.0))
+    fig, ax = _pyplot().subplots(figsize=(6.4, 4.0))
     styles = {"init": "--", "trained": "-"}
     cells = sorted({str(r["cell"]) for r in rows}, key=_cell_order)
     for k, cell in enumerate(cells):
@@ -213,10 +214,10 @@ def plot_hop_graph(data, source, ks: Sequence[int] = (0, 1, 2, 3), *, path: str 
     g.add_nodes_from(range(data.num_nodes))
     g.add_edges_from(data.edge_index.t().tolist())
     pos = nx.spring_layout(g.to_undirected(), seed=seed)
-    cmap = plt.get_cmap("viridis")
+    cmap = _pyplot().get_cmap("viridis")
     finite = dist[dist.isfinite()]
     top = max(1.0, float(finite.max())) if finite.numel() else 1.0
-    fig, axes = plt.subplots(1, len(ks), figsize=(2.8 * len(ks), 3.0), squeeze=False)
+    fig, axes = _pyplot().subplots(1, len(ks), figsize=(2.8 * len(ks), 3.0), squeeze=False)
     for ax, k in zip(axes[0], ks):
         colors = [cmap(0.35 + 0.65 * float(d) / top) if d <= k else (0.85, 0.85, 0.85, 1.0) for d in dist.tolist()]
         nx.draw_networkx_edges(g.to_undirected(), pos, ax=ax, alpha=0.4)
@@ -234,7 +235,7 @@ def plot_depth_study(summary: Iterable[Mapping[str, Any]], *, title: str | None 
     """Test accuracy against GCN depth (mean and std band, one line per self-loop setting), with the mean
     receptive-field size as a fraction of the graph on a second axis."""
     rows = read_rows(summary)
-    fig, ax = plt.subplots(figsize=(7, 4.2))
+    fig, ax = _pyplot().subplots(figsize=(7, 4.2))
     settings = sorted({str(r["self_loop_weight"]) for r in rows}, key=lambda w: (w == "learn", w))
     for w in settings:
         rs = sorted((r for r in rows if str(r["self_loop_weight"]) == w), key=lambda r: float(r["depth"]))
@@ -289,7 +290,7 @@ def plot_next_char(
     if any(len(probs[k]) != len(chars) for k in labels):
         raise ValueError("probs: every distribution needs one probability per character of chars")
     order = sorted(range(len(chars)), key=lambda i: -first[i])[:top]
-    fig, ax = plt.subplots(figsize=(7.5, 3.4))
+    fig, ax = _pyplot().subplots(figsize=(7.5, 3.4))
     width = 0.8 / len(labels)
     for j, label in enumerate(labels):
         ax.bar([i + (j - (len(labels) - 1) / 2) * width for i in range(len(order))],

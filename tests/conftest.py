@@ -1,8 +1,11 @@
-"""Shared test set-up: the data folder, a writable cache, a quiet matplotlib."""
+"""Shared test set-up: the data shipped with gseq, a writable cache, a quiet matplotlib.
+
+The tests need no data folder: Cora and the book they read ship inside the package, so they pass in a
+clone with no ../shared beside it (CI runs them with GSEQ_DATA unset).
+"""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import matplotlib
@@ -10,8 +13,6 @@ import matplotlib
 matplotlib.use("Agg")
 
 REPO = Path(__file__).resolve().parents[1]
-# tests find datasets through GSEQ_DATA; default: ../shared/data beside the repository
-os.environ.setdefault("GSEQ_DATA", str((REPO.parent / "shared" / "data").resolve()))
 
 import pytest  # noqa: E402
 import torch  # noqa: E402
@@ -26,9 +27,11 @@ def _cache_in_tmp(tmp_path_factory, monkeypatch):
 
 @pytest.fixture
 def data_root() -> Path:
-    root = Path(os.environ["GSEQ_DATA"])
-    if not (root / "planetoid" / "Cora" / "raw").is_dir():
-        pytest.fail(f"GSEQ_DATA={root} does not hold planetoid/Cora/raw; set GSEQ_DATA to the shared data folder")
+    """A data folder laid out as $GSEQ_DATA is (``planetoid/Cora/raw/``): the copy shipped with gseq."""
+    from importlib import resources
+
+    root = Path(str(resources.files("gseq.data").joinpath("_bundled")))
+    assert (root / "planetoid" / "Cora" / "raw").is_dir(), "the Cora files shipped with gseq are missing"
     return root
 
 

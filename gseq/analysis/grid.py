@@ -4,7 +4,8 @@
 arrives and rewrites the CSV atomically, so an interrupted grid loses no finished run and a second call
 on the same file picks up where the first stopped. With ``jobs > 1`` tasks go to a
 ``ProcessPoolExecutor`` (spawned processes, one torch thread each); ``fn`` must then be importable (a
-module-level function).
+module-level function). Ctrl-C is handled by the calling process alone: the rows already finished are in
+the CSV, the workers are stopped, and the ``KeyboardInterrupt`` goes on to the caller.
 """
 
 from __future__ import annotations
@@ -29,12 +30,30 @@ def default_jobs() -> int:
 
 
 def read_rows_typed(path: str | os.PathLike, types: dict[str, Callable[[str], Any]]) -> list[dict[str, Any]]:
-    """Rows of a CSV with the columns in ``types`` converted (others kept as text); [] when there is no file."""
+    """Rows of a CSV with the columns in ``types`` converted (others kept as text); [] when there is no file.
+
+    Raises:
+        ValueError: a row is incomplete or holds a value that does not convert (a truncated or edited
+            file); the message names the file, the line and the column.
+    """
     path = Path(path)
     if not path.is_file():
         return []
+    rows = []
     with open(path, newline="") as f:
-        return [{k: (types[k](v) if k in types and v != "" else v) for k, v in row.items()} for row in csv.DictReader(f)]
+        reader = csv.DictReader(f)
+        for row in reader:
+            missing = [k for k, v in row.items() if v is None or k is None]
+            if missing:
+                raise ValueError(f"{path}: line {reader.line_num} is incomplete (no value for "
+                                 f"{', '.join(str(k) for k in missing)}); the file was cut short or edited: delete "
+                                 "that line to run it again")
+            try:
+                rows.append({k: (types[k](v) if k in types and v != "" else v) for k, v in row.items()})
+            except ValueError as err:
+                raise ValueError(f"{path}: line {reader.line_num} holds a value that is not a number ({err}); the "
+                                 "file was cut short or edited: delete that line to run it again") from None
+    return rows
 
 
 def _check_settings(meta: Path, settings: dict[str, Any]) -> None:
@@ -57,9 +76,12 @@ def start_method(device: str = "cpu") -> str:
 
 
 def _init_worker() -> None:
+    import signal
+
     import torch
 
     torch.set_num_threads(1)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's: it records what finished and stops us
 
 
 def run_grid(
@@ -129,7 +151,9 @@ def run_grid(
             try:
                 for fut in cf.as_completed(futures):
                     record(fut.result())
-            except BaseException:
+            except BaseException:  # Ctrl-C or a failed run: finished rows are in the CSV, stop the rest now
+                for process in list(getattr(pool, "_processes", {}).values()):
+                    process.terminate()
                 pool.shutdown(wait=False, cancel_futures=True)
                 raise
     rows.sort(key=key)

@@ -1,7 +1,12 @@
 """The ``gseq`` command: one sub-command per module of this package.
 
-Each module named in :data:`COMMANDS` defines ``register(subparsers)``, which adds its parser and sets
-``func`` (called with the parsed arguments, returning an exit status).
+Each module named in :data:`COMMANDS` defines ``register(subparsers)``, which adds its parser with
+argparse alone (no torch, so ``gseq --help`` and argument errors are immediate) and sets ``func``
+(called with the parsed arguments, returning an exit status), which imports what it needs.
+
+Exit status: 0 done; 1 training failed (a loss that became NaN, out of memory); 2 a refused argument,
+file or folder (one line ``gseq X: error: ...``); 130 interrupted (Ctrl-C; a training run with ``--out``
+saves its checkpoint first).
 """
 
 from __future__ import annotations
@@ -10,10 +15,20 @@ import argparse
 import importlib
 import sys
 
+from ._args import HelpFormatter, RawHelpFormatter
+
 __all__ = ["main", "build_parser", "COMMANDS"]
 
 #: sub-command modules, in the order ``gseq --help`` lists them
 COMMANDS = ["gcn", "hops", "palindrome", "text", "env"]
+
+
+def _parsers(parser: argparse.ArgumentParser):
+    yield parser
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in action.choices.values():
+                yield from _parsers(sub)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -22,17 +37,55 @@ def build_parser() -> argparse.ArgumentParser:
     sub.required = True
     for name in COMMANDS:
         importlib.import_module(f"{__name__}.{name}").register(sub)
+    for p in _parsers(parser):  # every option's help shows its default
+        raw = issubclass(p.formatter_class, argparse.RawDescriptionHelpFormatter)
+        p.formatter_class = RawHelpFormatter if raw else HelpFormatter
     return parser
+
+
+def _check_device(args: argparse.Namespace) -> None:
+    """Refuse a ``--device`` this machine or this torch build lacks before any work starts."""
+    device = getattr(args, "device", None)
+    if device is not None:
+        from ..train.trainer import resolve_device
+
+        try:
+            resolve_device(device)
+        except ValueError as err:
+            raise ValueError(f"--{err}") from None
+
+
+def _out_of_memory(err: BaseException) -> bool:
+    return isinstance(err, MemoryError) or type(err).__name__ == "OutOfMemoryError" or \
+        "can't allocate memory" in str(err) or "out of memory" in str(err).lower()
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    command = f"gseq {args.command}"
     try:
+        _check_device(args)
         return int(args.func(args) or 0)
-    except (ValueError, TypeError, FileNotFoundError) as err:
-        print(f"gseq {args.command}: error: {err}", file=sys.stderr)
+    except KeyboardInterrupt as err:  # Trainer.fit raises TrainingInterrupted, after saving with --out
+        detail = str(err).strip()
+        if getattr(err, "checkpoint", None) is not None and hasattr(args, "resume"):
+            detail += " (continue with --resume)"
+        print(f"{command}: interrupted{': ' + detail if detail else ''}", file=sys.stderr)
+        return 130
+    except (ValueError, TypeError, OSError) as err:
+        print(f"{command}: error: {err}", file=sys.stderr)
         return 2
+    except FloatingPointError as err:
+        print(f"{command}: error: {err}", file=sys.stderr)
+        return 1
+    except (MemoryError, RuntimeError) as err:
+        if not _out_of_memory(err):
+            raise
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        print(f"{command}: error: out of memory ({first}); use smaller sizes (batch, hidden size, length)",
+              file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":  # pragma: no cover

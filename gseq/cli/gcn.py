@@ -5,10 +5,17 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
+import sys
 import time
-from pathlib import Path
+
+from ._args import (add_device, add_out_flags, announce, check_out, dropout, learning_rate, non_negative_float,
+                    positive_int)
 
 DATASETS = ("Cora", "CiteSeer", "PubMed", "example", "karate")
+TRUST_WARNING = ("warning: --trust unpickles raw files whose SHA-256 gseq does not know or that fail it; unpickling "
+                 "runs code, so use it only on files you trust")
+
+__all__ = ["register", "run", "load_dataset", "DATASETS", "positive_int", "self_loop_weight_arg"]
 
 
 def self_loop_weight_arg(text: str) -> float | str:
@@ -18,38 +25,37 @@ def self_loop_weight_arg(text: str) -> float | str:
         value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a number >= 0 or 'learn', got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0 (or 'learn'), got {text!r}")
-    return value
-
-
-def positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {text!r}")
+    if not value >= 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a finite number >= 0 (or 'learn'), got {text!r}")
     return value
 
 
 def register(sub) -> None:
     p = sub.add_parser("gcn", help="train a GCN on a graph and report test accuracy",
                        description="Train gseq's GCN (Kipf & Welling settings by default) and report the test "
-                                   "accuracy at the epoch of best validation accuracy, over one or more seeds.")
+                                   "accuracy at the epoch of best validation accuracy, over one or more seeds. "
+                                   "Cora ships with gseq: no data folder or network is needed.")
     p.add_argument("--dataset", default="Cora", type=lambda s: _dataset_name(s), metavar="{" + ",".join(DATASETS) + "}",
-                   help="Planetoid name, or 'example' (the 6-node graph) / 'karate' (embedded, no files). (default: Cora)")
-    p.add_argument("--root", default=None, help="folder holding <Name>/raw/ind.<name>.* (default: $GSEQ_DATA/planetoid, "
-                                                "then ~/.cache/gseq/planetoid, then download)")
-    p.add_argument("--trust", action="store_true", help="unpickle raw files whose SHA-256 gseq does not know")
-    p.add_argument("--layers", type=positive_int, default=2, help="number of GCN layers (default: 2)")
-    p.add_argument("--hidden", type=positive_int, default=16, help="hidden channels (default: 16)")
+                   help="Planetoid name, or 'example' (the 6-node graph) / 'karate' (embedded, no files)")
+    p.add_argument("--root", default=None,
+                   help="folder holding <Name>/raw/ind.<name>.* (default: $GSEQ_DATA/planetoid, then "
+                        "~/.cache/gseq/planetoid, then the copy shipped with gseq (Cora), then a download)")
+    p.add_argument("--trust", action="store_true",
+                   help="unpickle raw files whose SHA-256 gseq does not know (unpickling runs code)")
+    p.add_argument("--layers", type=positive_int, default=2, help="number of GCN layers")
+    p.add_argument("--hidden", type=positive_int, default=16, help="hidden channels")
     p.add_argument("--self-loop-weight", type=self_loop_weight_arg, default=1.0,
-                   help="w in D^-1/2 (A + wI) D^-1/2: a number >= 0 or 'learn' (default: 1.0)")
-    p.add_argument("--dropout", type=float, default=0.5, help="dropout probability (default: 0.5)")
-    p.add_argument("--lr", type=float, default=0.01, help="Adam learning rate (default: 0.01)")
-    p.add_argument("--weight-decay", type=float, default=5e-4, help="weight decay on the first layer (default: 5e-4)")
-    p.add_argument("--epochs", type=positive_int, default=200, help="training epochs (default: 200)")
-    p.add_argument("--seeds", type=positive_int, default=1, help="number of seeds 0..S-1 (default: 1)")
-    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N (default: auto)")
-    p.add_argument("--out", default=None, help="folder for per-seed metrics CSV, figures and results.json")
+                   help="w in D^-1/2 (A + wI) D^-1/2: a number >= 0 or 'learn'")
+    p.add_argument("--dropout", type=dropout, default=0.5, help="dropout probability, in [0, 1)")
+    p.add_argument("--lr", type=learning_rate, default=0.01, help="Adam learning rate")
+    p.add_argument("--weight-decay", type=non_negative_float, default=5e-4, help="weight decay on the first layer")
+    p.add_argument("--epochs", type=positive_int, default=200, help="training epochs")
+    p.add_argument("--seeds", type=positive_int, default=1, help="number of seeds 0..S-1")
+    add_device(p)
+    p.add_argument("--out", default=None,
+                   help="folder for results.json and, per seed, seed_<i>/ with metrics.csv, config.json, "
+                        "checkpoint.pt and curves.png (default: write nothing)")
+    add_out_flags(p, resume=False)
     p.add_argument("--json", action="store_true", help="print one JSON object instead of text")
     p.add_argument("--progress", action="store_true", help="show a progress bar per seed")
     p.set_defaults(func=run)
@@ -63,7 +69,8 @@ def _dataset_name(text: str) -> str:
 
 
 def load_dataset(name: str, root: str | None = None, trust: bool = False):
-    from ..data import example_graph, karate, planetoid
+    from ..data.graphs import example_graph, karate
+    from ..data.planetoid import planetoid
 
     if name == "example":
         return example_graph()
@@ -72,28 +79,49 @@ def load_dataset(name: str, root: str | None = None, trust: bool = False):
     return planetoid(name, root=root, trust=trust)
 
 
+def _refuse_finished_run(out, seeds: int, overwrite: bool) -> None:
+    """A folder that holds a run of this command is only replaced with ``--overwrite``."""
+    if out is None or overwrite:
+        return
+    held = [p for p in [out / "results.json", *(out / f"seed_{s}" / "checkpoint.pt" for s in range(seeds))]
+            if p.exists()]
+    if held:
+        raise ValueError(f"--out: {str(out)!r} already holds a run ({held[0].name} and {len(held) - 1} more "
+                         "file(s)); pass --overwrite to replace it, or choose another folder (nothing was changed)")
+
+
 def run(args) -> int:
-    from ..models import train_node_classifier
-    from ..plots import plot_history
-    from ..train import write_json
+    started = time.time()
+    out = check_out(args.out)
+    _refuse_finished_run(out, args.seeds, args.overwrite)
+    if args.trust and args.dataset not in ("example", "karate"):
+        print(f"gseq gcn: {TRUST_WARNING}", file=sys.stderr)
+
+    from ..models.gcn_net import train_node_classifier
+    from ..train.io import write_json
 
     data = load_dataset(args.dataset, args.root, args.trust)
-    out = Path(args.out) if args.out else None
     start = time.perf_counter()
-    per_seed = []
+    per_seed, written = [], []
     for seed in range(args.seeds):
         seed_dir = out / f"seed_{seed}" if out else None
         r = train_node_classifier(
             data, num_layers=args.layers, hidden_channels=args.hidden, dropout=args.dropout,
             self_loop_weight=args.self_loop_weight, epochs=args.epochs, lr=args.lr, weight_decay=args.weight_decay,
-            seed=seed, device=args.device, progress=args.progress, out_dir=seed_dir,
+            seed=seed, device=args.device, progress=args.progress, out_dir=seed_dir, overwrite=args.overwrite,
         )
         row = {"seed": seed, "test_acc": r["test_acc"], "val_acc": r["val_acc"], "best_epoch": r["best_epoch"],
                "self_loop_weights": r["self_loop_weights"], "seconds": round(r["seconds"], 3)}
         per_seed.append(row)
         if seed_dir is not None:
-            plot_history(r["history"], loss_keys=["loss", "val_loss"], metric_keys=["train_acc", "val_acc", "test_acc"],
-                         x="epoch", title=f"GCN on {args.dataset}, seed {seed}", path=seed_dir / "curves.png")
+            import matplotlib.pyplot as plt
+
+            from ..plots import plot_history
+
+            plt.close(plot_history(r["history"], loss_keys=["loss", "val_loss"],
+                                   metric_keys=["train_acc", "val_acc", "test_acc"], x="epoch",
+                                   title=f"GCN on {args.dataset}, seed {seed}", path=seed_dir / "curves.png"))
+            written += [seed_dir / name for name in ("metrics.csv", "config.json", "checkpoint.pt", "curves.png")]
         if not args.json:
             w = ", ".join(f"{v:.3f}" for v in r["self_loop_weights"])
             print(f"seed {seed}: test acc {r['test_acc']:.4f}  val acc {r['val_acc']:.4f}  best epoch "
@@ -101,12 +129,13 @@ def run(args) -> int:
     accs = [row["test_acc"] for row in per_seed]
     summary = {
         "dataset": args.dataset, "layers": args.layers, "hidden": args.hidden,
-        "self_loop_weight": args.self_loop_weight, "epochs": args.epochs,
+        "self_loop_weight": args.self_loop_weight, "epochs": args.epochs, "lr": args.lr,
+        "weight_decay": args.weight_decay, "dropout": args.dropout,
         "test_acc_mean": statistics.fmean(accs), "test_acc_std": statistics.stdev(accs) if len(accs) > 1 else 0.0,
         "per_seed": per_seed, "seconds": round(time.perf_counter() - start, 3),
     }
     if out is not None:
-        write_json(out / "results.json", summary)
+        written.insert(0, write_json(out / "results.json", summary))
     if args.json:
         print(json.dumps(summary))
     else:
@@ -114,4 +143,5 @@ def run(args) -> int:
               f"{100 * summary['test_acc_std']:.2f} % over {len(accs)} seed(s) "
               f"({args.layers} layers, hidden {args.hidden}, self_loop_weight {args.self_loop_weight}, "
               f"{summary['seconds']:.1f} s)")
+    announce(written, started, stream=sys.stderr if args.json else None)
     return 0

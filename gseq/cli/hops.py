@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import math
-from pathlib import Path
+import time
 
+from ._args import announce, check_out
 from .gcn import DATASETS, _dataset_name, positive_int, self_loop_weight_arg
 
 
@@ -14,25 +15,33 @@ def register(sub) -> None:
     hsub.required = True
 
     e = hsub.add_parser("example", help="shortest paths vs the measured GCN depth for all pairs of the 6-node graph")
-    e.add_argument("--source", default="C", help="node whose hop distances colour the figure (default: C)")
-    e.add_argument("--seed", type=int, default=0, help="seed of the random GCN weights (default: 0)")
-    e.add_argument("--out", default=None, help="folder for hop_table.csv and hop_graph.png")
+    e.add_argument("--source", default="C", help="node whose hop distances colour the figure")
+    e.add_argument("--seed", type=int, default=0, help="seed of the random GCN weights")
+    e.add_argument("--out", default=None, help="folder for hop_table.csv and hop_graph.png (default: write nothing)")
     e.set_defaults(func=run_example)
 
     d = hsub.add_parser("depth", help="accuracy, receptive field and influence vs GCN depth (resumable)")
-    d.add_argument("--dataset", default="Cora", type=_dataset_name, metavar="{" + ",".join(DATASETS) + "}")
-    d.add_argument("--root", default=None, help="Planetoid root (default: $GSEQ_DATA/planetoid, then the cache)")
-    d.add_argument("--depths", nargs="+", type=positive_int, default=[1, 2, 3, 4, 6, 8, 16])
-    d.add_argument("--self-loop-weights", nargs="+", type=self_loop_weight_arg, default=[1.0, 2.0, "learn"])
-    d.add_argument("--seeds", type=positive_int, default=10, help="seeds per setting (default: 10)")
-    d.add_argument("--epochs", type=positive_int, default=200, help="epochs per run (default: 200)")
-    d.add_argument("--influence-nodes", type=positive_int, default=20, help="probe nodes for influence (default: 20)")
-    d.add_argument("--jobs", type=positive_int, default=1, help="parallel processes (default: 1)")
-    d.add_argument("--out", required=True, help="folder for depth.csv (resumed when present), summary, figure")
+    d.add_argument("--dataset", default="Cora", type=_dataset_name, metavar="{" + ",".join(DATASETS) + "}",
+                   help="Planetoid name, or 'example' / 'karate'")
+    d.add_argument("--root", default=None,
+                   help="Planetoid root (default: $GSEQ_DATA/planetoid, then the cache, then the copy shipped "
+                        "with gseq (Cora), then a download)")
+    d.add_argument("--depths", nargs="+", type=positive_int, default=[1, 2, 3, 4, 6, 8, 16], help="GCN depths")
+    d.add_argument("--self-loop-weights", nargs="+", type=self_loop_weight_arg, default=[1.0, 2.0, "learn"],
+                   help="self-loop weights w (numbers >= 0 or 'learn')")
+    d.add_argument("--seeds", type=positive_int, default=10, help="seeds per setting")
+    d.add_argument("--epochs", type=positive_int, default=200, help="epochs per run")
+    d.add_argument("--influence-nodes", type=positive_int, default=20, help="probe nodes for influence")
+    d.add_argument("--jobs", type=positive_int, default=1, help="parallel processes")
+    d.add_argument("--out", required=True,
+                   help="folder for depth.csv (resumed when present, same settings only), summary.csv, "
+                        "findings.json, depth.png")
     d.set_defaults(func=run_depth)
 
 
 def run_example(args) -> int:
+    started = time.time()
+    out = check_out(args.out)
     from ..analysis.hops import hop_table
     from ..data import example_graph
     from ..plots import plot_hop_graph
@@ -55,21 +64,23 @@ def run_example(args) -> int:
     ce = next(r for r in rows if r["source"] == "C" and r["target"] == "E")
     print(f"\n{agree} of {len(rows)} ordered pairs: measured depth == shortest-path hops; C -> E needs "
           f"{ce['first_k']} layers ({ce['hops']} hops)")
-    if args.out:
-        out = Path(args.out)
+    if out is not None:
+        import matplotlib.pyplot as plt
+
         write_csv(out / "hop_table.csv", [{**r, "hops": r["hops"] if math.isfinite(r["hops"]) else "inf"} for r in rows])
-        plot_hop_graph(data, args.source, path=out / "hop_graph.png")
-        print(f"wrote {out / 'hop_table.csv'} and {out / 'hop_graph.png'}")
+        plt.close(plot_hop_graph(data, args.source, path=out / "hop_graph.png"))
+        announce([out / "hop_table.csv", out / "hop_graph.png"], started)
     return 0 if agree == len(rows) else 1
 
 
 def run_depth(args) -> int:
+    started = time.time()
+    out = check_out(args.out)
     from ..analysis.hops import depth_study, describe_depth_study, summarize_depth_study
     from ..plots import plot_depth_study
     from ..train import write_csv, write_json
     from .gcn import load_dataset
 
-    out = Path(args.out)
     data = load_dataset(args.dataset, args.root) if args.dataset in ("example", "karate") else None
 
     def log(row, finished, total):
@@ -93,7 +104,10 @@ def run_depth(args) -> int:
     for line in findings:
         print(f"- {line}")
     write_json(out / "findings.json", {"findings": findings, "summary": summary})
-    plot_depth_study(summary, title=f"GCN depth on {args.dataset} ({args.seeds} seeds, {args.epochs} epochs)",
-                     path=out / "depth.png")
-    print(f"wrote {out / 'depth.csv'}, {out / 'summary.csv'}, {out / 'findings.json'}, {out / 'depth.png'}")
+    import matplotlib.pyplot as plt
+
+    plt.close(plot_depth_study(summary, title=f"GCN depth on {args.dataset} ({args.seeds} seeds, {args.epochs} epochs)",
+                               path=out / "depth.png"))
+    announce([out / name for name in ("depth.csv", "depth.json", "summary.csv", "findings.json", "depth.png")],
+             started)
     return 0

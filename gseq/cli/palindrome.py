@@ -1,8 +1,9 @@
 """``gseq palindrome``: train the hand-written RNN/LSTM on palindromes, sweep lengths, trace gradients.
 
     gseq palindrome train --cell lstm --length 20 [--input onehot] [--optimizer adam] [--json]
+                          [--out DIR [--resume | --overwrite]]
     gseq palindrome sweep --cells rnn lstm --lengths 5:40:2 --seeds 4 [--max-steps N] --out DIR [--jobs J]
-    gseq palindrome grads --length 50 --cells rnn lstm --out DIR
+    gseq palindrome grads --length 50 --cells rnn lstm [--out DIR]    (default DIR: runs/palindrome-grads)
 
 Defaults are the original course's: scalar digit inputs, hidden 128, Xavier-uniform weights, RMSprop
 with lr 1e-3, batch 128, gradient norm clipped to 10; training stops when the accuracy on fresh
@@ -14,28 +15,42 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from pathlib import Path
+import time
+
+from ._args import (add_device, add_out_flags, announce, check_out, finite_float, learning_rate, non_negative_int,
+                    physical_memory, positive_float, positive_int)
 
 __all__ = ["register"]
 
+#: the weight initialisations of gseq.layers.recurrent.INITS, spelled out so that the parser needs no torch
+INITS = ("xavier_uniform", "kaiming_normal", "orthogonal")
+OPTIMIZERS = ("rmsprop", "adam", "adamw", "sgd")
+#: where ``gseq palindrome grads`` writes when no --out is given
+GRADS_OUT = "runs/palindrome-grads"
+
+
+def palindrome_length(text: str) -> int:
+    value = positive_int(text)
+    if value < 2:
+        raise argparse.ArgumentTypeError(f"a palindrome needs length >= 2, got {text!r}")
+    return value
+
 
 def _training_options(p: argparse.ArgumentParser, *, max_steps: int) -> None:
-    from ..layers.recurrent import INITS
-
     g = p.add_argument_group("model and training (the course's defaults)")
     g.add_argument("--input", choices=["scalar", "onehot"], default="scalar",
-                   help="digit as one float channel (course) or one-hot over 10 channels (default: scalar)")
-    g.add_argument("--hidden-size", type=int, default=128, help="(default: 128)")
-    g.add_argument("--init", choices=list(INITS), default="xavier_uniform", help="(default: xavier_uniform)")
-    g.add_argument("--forget-bias", type=float, default=0.0, help="initial LSTM forget-gate bias (default: 0)")
-    g.add_argument("--optimizer", default="rmsprop", help="rmsprop, adam, adamw or sgd (default: rmsprop)")
-    g.add_argument("--lr", type=float, default=1e-3, help="(default: 1e-3)")
-    g.add_argument("--batch-size", type=int, default=128, help="(default: 128)")
-    g.add_argument("--max-steps", type=int, default=max_steps, help=f"(default: {max_steps})")
-    g.add_argument("--clip-grad-norm", type=float, default=10.0, help="(default: 10)")
-    g.add_argument("--eval-every", type=int, default=10,
-                   help="evaluate on 512 fresh palindromes every N steps; stop at accuracy 1 (default: 10)")
-    g.add_argument("--device", default="cpu", help="cpu, cuda or auto (default: cpu)")
+                   help="digit as one float channel (course) or one-hot over 10 channels")
+    g.add_argument("--hidden-size", type=positive_int, default=128, help="hidden state size")
+    g.add_argument("--init", choices=list(INITS), default="xavier_uniform", help="weight initialisation")
+    g.add_argument("--forget-bias", type=finite_float, default=0.0, help="initial LSTM forget-gate bias")
+    g.add_argument("--optimizer", choices=list(OPTIMIZERS), default="rmsprop", help="optimizer")
+    g.add_argument("--lr", type=learning_rate, default=1e-3, help="learning rate")
+    g.add_argument("--batch-size", type=positive_int, default=128, help="palindromes per step")
+    g.add_argument("--max-steps", type=positive_int, default=max_steps, help="stop after this many steps")
+    g.add_argument("--clip-grad-norm", type=positive_float, default=10.0, help="clip the gradient norm to this")
+    g.add_argument("--eval-every", type=positive_int, default=10,
+                   help="evaluate on 512 fresh palindromes every N steps; stop at accuracy 1")
+    add_device(g)
 
 
 def _settings(args) -> dict:
@@ -45,6 +60,20 @@ def _settings(args) -> dict:
             "eval_every": args.eval_every, "device": args.device}
 
 
+def _check_memory(lengths, batch: int, hidden: int, flag: str = "--length") -> None:
+    """Refuse a length whose training step alone cannot fit in memory, before anything is allocated.
+
+    One step keeps, per sequence and time step, the gates and states of the cell for the backward pass:
+    about 4 bytes x (8 hidden + 16) (an over-estimate for the RNN)."""
+    memory = physical_memory()
+    length = max(lengths)
+    need = 4 * length * batch * (8 * hidden + 16)
+    if memory is not None and need > memory:
+        raise ValueError(f"{flag}: {length} steps at --batch-size {batch} and --hidden-size {hidden} need about "
+                         f"{need / 2**30:,.0f} GiB for one training step, more than this machine's "
+                         f"{memory / 2**30:,.0f} GiB; use a shorter length or a smaller batch")
+
+
 def register(sub) -> None:
     p = sub.add_parser("palindrome", help="hand-written RNN/LSTM on the palindrome memorisation task",
                        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -52,35 +81,39 @@ def register(sub) -> None:
     cmds.required = True
 
     t = cmds.add_parser("train", help="train one model; print accuracy, steps and seconds")
-    t.add_argument("--cell", choices=["rnn", "lstm"], default="lstm")
-    t.add_argument("--length", type=int, default=20, help="palindrome length T (default: 20)")
-    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--cell", choices=["rnn", "lstm"], default="lstm", help="recurrent cell")
+    t.add_argument("--length", type=palindrome_length, default=20, help="palindrome length T")
+    t.add_argument("--seed", type=int, default=0, help="seeds the weights, the training and the test palindromes")
     _training_options(t, max_steps=5000)
-    t.add_argument("--out", default=None, help="folder for metrics.csv, config.json, checkpoint.pt")
-    t.add_argument("--resume", action="store_true", help="continue from --out's checkpoint")
-    t.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
+    t.add_argument("--out", default=None,
+                   help="run folder for metrics.csv, config.json, checkpoint.pt (default: write nothing)")
+    add_out_flags(t, resume=True)
+    t.add_argument("--threads", type=positive_int, default=None, help="torch CPU threads (default: torch's choice)")
     t.add_argument("--progress", action="store_true", help="show a progress bar")
     t.add_argument("--json", action="store_true", help="print one JSON object")
     t.set_defaults(func=run_train)
 
     s = cmds.add_parser("sweep", help="train every (cell, length, seed); CSV and figure; resumable")
-    s.add_argument("--cells", nargs="+", choices=["rnn", "lstm"], default=["rnn", "lstm"])
+    s.add_argument("--cells", nargs="+", choices=["rnn", "lstm"], default=["rnn", "lstm"], help="recurrent cells")
     s.add_argument("--lengths", nargs="+", default=["5:39:2"],
-                   help="lengths or ranges start:stop[:step], stop included (default: 5:39:2)")
-    s.add_argument("--seeds", type=int, default=4, help="seeds 0..N-1 (default: 4)")
-    s.add_argument("--out", required=True, help="folder for results.csv, sweep.json, sweep.png")
-    s.add_argument("--jobs", type=int, default=None, help="parallel processes (default: CPU cores)")
-    s.add_argument("--title", default=None)
+                   help="lengths or ranges start:stop[:step], stop included")
+    s.add_argument("--seeds", type=positive_int, default=4, help="seeds 0..N-1")
+    s.add_argument("--out", required=True,
+                   help="folder for results.csv, sweep.json, sweep.png; a folder with results is resumed "
+                        "(same settings only)")
+    s.add_argument("--jobs", type=positive_int, default=None, help="parallel processes (default: CPU cores)")
+    s.add_argument("--title", default=None, help="figure title (default: the settings)")
     _training_options(s, max_steps=5000)
     s.set_defaults(func=run_sweep)
 
     g = cmds.add_parser("grads", help="norm of dL/dh_t over t, at initialisation and after training")
-    g.add_argument("--cells", nargs="+", choices=["rnn", "lstm"], default=["rnn", "lstm"])
-    g.add_argument("--length", type=int, default=50)
-    g.add_argument("--seed", type=int, default=0)
-    g.add_argument("--samples", type=int, default=256, help="palindromes the norms average over (default: 256)")
-    g.add_argument("--out", required=True, help="folder for grad_norms.csv, grad_norms.json, grad_norms.png")
-    g.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
+    g.add_argument("--cells", nargs="+", choices=["rnn", "lstm"], default=["rnn", "lstm"], help="recurrent cells")
+    g.add_argument("--length", type=palindrome_length, default=50, help="palindrome length T")
+    g.add_argument("--seed", type=int, default=0, help="seeds the weights and the palindromes")
+    g.add_argument("--samples", type=positive_int, default=256, help="palindromes the norms average over")
+    g.add_argument("--out", default=GRADS_OUT, help="folder for grad_norms.csv, grad_norms.json, grad_norms.png "
+                                                    "(replaced when present)")
+    g.add_argument("--threads", type=positive_int, default=None, help="torch CPU threads (default: torch's choice)")
     _training_options(g, max_steps=3000)
     g.set_defaults(func=run_grads)
 
@@ -89,37 +122,57 @@ def _set_threads(n) -> None:
     if n is not None:
         import torch
 
-        if n < 1:
-            raise ValueError(f"threads: must be >= 1, got {n}")
         torch.set_num_threads(n)
 
 
 def run_train(args) -> int:
+    started = time.time()
+    out = check_out(args.out)
+    if args.resume and args.overwrite:
+        raise ValueError("--resume, --overwrite: choose one: --resume continues the run in --out, --overwrite "
+                         "replaces it")
+    if (args.resume or args.overwrite) and out is None:
+        raise ValueError(f"--{'resume' if args.resume else 'overwrite'}: needs --out, the run folder")
+    if args.resume and not (out / "checkpoint.pt").is_file():
+        raise ValueError(f"--resume: {str(out)!r} holds no checkpoint.pt to continue")
+    if args.cell == "rnn" and args.forget_bias:
+        raise ValueError("--forget-bias: only the LSTM has a forget gate")
+    _check_memory([args.length], args.batch_size, args.hidden_size)
+
     from ..models.sequence import train_palindrome
 
     _set_threads(args.threads)
     settings = _settings(args)
     forget_bias = settings.pop("forget_bias")
-    if args.cell == "rnn" and forget_bias:
-        raise ValueError("forget-bias: only the LSTM has a forget gate")
     result = train_palindrome(args.cell, args.length, seed=args.seed, forget_bias=forget_bias,
-                              out_dir=args.out, resume=args.resume, progress=args.progress, **settings)
+                              out_dir=args.out, resume=args.resume, overwrite=args.overwrite,
+                              progress=args.progress, **settings)
     if args.json:
         keys = ("cell", "length", "seed", "accuracy", "steps", "seconds", "stop_reason", "eval_accuracy")
         print(json.dumps({k: result[k] for k in keys}))
     else:
         print(f"{args.cell} T={args.length} seed={args.seed}: accuracy {result['accuracy']:.4f} on 2048 fresh "
               f"palindromes after {result['steps']} steps, {result['seconds']:.1f} s ({result['stop_reason']})")
+    if out is not None:
+        announce([out / name for name in ("checkpoint.pt", "metrics.csv", "config.json")], started,
+                 stream=sys.stderr if args.json else None)
     return 0
 
 
 def run_sweep(args) -> int:
+    started = time.time()
+    out = check_out(args.out)
     from ..analysis.sweep import palindrome_sweep, parse_lengths
+    from ..train.trainer import resolve_device
 
-    rows = palindrome_sweep(args.out, args.cells, parse_lengths(args.lengths), args.seeds, jobs=args.jobs,
-                            title=args.title, log=lambda line: print(line, flush=True), **_settings(args))
+    lengths = parse_lengths(args.lengths)
+    _check_memory(lengths, args.batch_size, args.hidden_size, flag="--lengths")
+    settings = _settings(args)
+    settings["device"] = str(resolve_device(args.device))  # what the runs use, as sweep.json records it
+    rows = palindrome_sweep(out, args.cells, lengths, args.seeds, jobs=args.jobs,
+                            title=args.title, log=lambda line: print(line, flush=True), **settings)
     print(_summary(rows))
-    print(f"wrote {Path(args.out) / 'results.csv'} and {Path(args.out) / 'sweep.png'}")
+    announce([out / name for name in ("results.csv", "sweep.json", "sweep.png")], started)
     return 0
 
 
@@ -134,6 +187,9 @@ def _summary(rows) -> str:
 
 
 def run_grads(args) -> int:
+    started = time.time()
+    out = check_out(args.out)
+    _check_memory([args.length], max(args.batch_size, args.samples), args.hidden_size)
     import torch
 
     from ..analysis.gradients import hidden_grad_norms
@@ -142,10 +198,11 @@ def run_grads(args) -> int:
     from ..plots import plot_grad_norms
     from ..train.io import write_csv, write_json
 
+    from ..train.trainer import resolve_device
+
     _set_threads(args.threads)
-    if args.samples < 1:
-        raise ValueError(f"samples: must be >= 1, got {args.samples}")
     settings = _settings(args)
+    settings["device"] = str(resolve_device(args.device))  # what ran, as grad_norms.json records it
     model_keys = ("input", "hidden_size", "init")
     rows, summary = [], {}
     x, y = palindromes(args.samples, args.length, generator=torch.Generator().manual_seed(args.seed + 12345))
@@ -164,15 +221,16 @@ def run_grads(args) -> int:
         print(f"{cell}: |dL/dh_1| / |dL/dh_T| = {float(norms['init'][0] / norms['init'][-1]):.3g} at init, "
               f"{float(norms['trained'][0] / norms['trained'][-1]):.3g} after {result['steps']} steps "
               f"(accuracy {result['accuracy']:.4f})")
-    out = Path(args.out)
     write_csv(out / "grad_norms.csv", rows)
     write_json(out / "grad_norms.json", {"length": args.length, "seed": args.seed, **settings, "runs": summary})
     trained = ", ".join(f"{c.upper()} acc {s['accuracy']:.2f} after {s['steps']} steps" for c, s in summary.items())
     fb = f", LSTM forget bias {settings['forget_bias']:g}"
     title = (f"T={args.length}, {settings['input']} input, {settings['init']} init{fb}\n"
              f"trained ({settings['optimizer']} lr {settings['lr']:g}): {trained}")
-    plot_grad_norms(rows, title=title, path=out / "grad_norms.png")
-    print(f"wrote {out / 'grad_norms.csv'} and {out / 'grad_norms.png'}")
+    import matplotlib.pyplot as plt
+
+    plt.close(plot_grad_norms(rows, title=title, path=out / "grad_norms.png"))
+    announce([out / name for name in ("grad_norms.csv", "grad_norms.json", "grad_norms.png")], started)
     return 0
 
 

@@ -1,8 +1,9 @@
-"""Datasets: small graphs in code, Planetoid citation graphs, palindromes, character text."""
+"""Datasets: small graphs in code, Planetoid citation graphs (Cora ships with the package), palindromes,
+character text (one book ships with the package)."""
 
 from .graphs import example_graph, hop_distances, hops, karate, node_index
 from .planetoid import PLANETOID_NAMES, PLANETOID_SHA256, cache_dir, normalize_features, planetoid
-from .text import (CharVocab, eval_windows, load_text, preprocess_text, resolve_text_file, split_text,
+from .text import (BUNDLED_BOOK, CharVocab, eval_windows, load_text, preprocess_text, resolve_text_file, split_text,
                    strip_gutenberg, window_sampler)
 from .palindromes import NUM_DIGITS, PalindromeDataset, palindromes
 
@@ -25,5 +26,6 @@ __all__ = [
     "split_text",
     "window_sampler",
     "eval_windows",
+    "BUNDLED_BOOK",
 ]
 __all__ += ["palindromes", "PalindromeDataset", "NUM_DIGITS"]

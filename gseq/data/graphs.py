@@ -45,12 +45,18 @@ def example_graph() -> Data:
 
 def karate() -> Data:
     """Zachary's karate club as PyG's ``KarateClub`` holds it (34 nodes, 156 directed edges, 4 classes,
-    one training node per class), with ``val_mask`` and ``test_mask`` both the 30 other nodes."""
+    one training node per class), with the 30 other nodes split into disjoint ``val_mask`` and
+    ``test_mask``: within each class, in node order, alternately to validation and to test (16 / 14)."""
     from torch_geometric.datasets import KarateClub
 
     data = KarateClub()[0]
-    rest = ~data.train_mask
-    data.val_mask, data.test_mask = rest.clone(), rest.clone()
+    rest = (~data.train_mask).nonzero().view(-1)
+    data.val_mask = torch.zeros_like(data.train_mask)
+    data.test_mask = torch.zeros_like(data.train_mask)
+    for c in data.y.unique().tolist():
+        nodes = rest[data.y[rest] == c]
+        data.val_mask[nodes[0::2]] = True
+        data.test_mask[nodes[1::2]] = True
     return data
 
 

@@ -6,9 +6,11 @@ unpickles those same bytes. A mismatch, or a file gseq has no digest for, is ref
 passes ``trust=True``.
 
 Where the files are looked for, in order: ``root`` when given; else ``$GSEQ_DATA/planetoid``; else the
-cache (``$GSEQ_CACHE`` or ``~/.cache/gseq``, under ``planetoid/``); else they are downloaded into the cache
-from the Planetoid repository, as PyG's ``Planetoid`` does. Each folder holds ``<Name>/raw/ind.<name>.*``.
-gseq never writes into a data folder: the processed tensors go to the cache.
+cache (``$GSEQ_CACHE`` or ``~/.cache/gseq``, under ``planetoid/``); else the copy shipped inside the
+package (Cora only: its eight raw files, byte for byte the public ones); else they are downloaded into
+the cache from the Planetoid repository, as PyG's ``Planetoid`` does. Each folder holds
+``<Name>/raw/ind.<name>.*``. gseq never writes into a data folder: the processed tensors go to the
+cache, and a cache that cannot be written only means they are rebuilt in memory next time.
 """
 
 from __future__ import annotations
@@ -17,8 +19,10 @@ import hashlib
 import io
 import os
 import pickle
+import tempfile
 import urllib.request
 import warnings
+from importlib import resources
 from pathlib import Path
 
 import numpy as np
@@ -77,19 +81,41 @@ def _file_names(name: str) -> list[str]:
     return [f"ind.{name.lower()}.{part}" for part in RAW_PARTS]
 
 
-def _candidate_roots(root: str | os.PathLike | None) -> list[Path]:
+def _bundled_root() -> Path:
+    """The folder of the Planetoid files shipped inside the package (``<Name>/raw/``; Cora only)."""
+    return Path(str(resources.files(__package__).joinpath("_bundled", "planetoid")))
+
+
+def _candidate_roots(name: str, root: str | os.PathLike | None) -> list[Path]:
     if root is not None:
         return [Path(root)]
     roots = []
     if os.environ.get("GSEQ_DATA"):
         roots.append(Path(os.environ["GSEQ_DATA"]) / "planetoid")
     roots.append(cache_dir() / "planetoid")
+    if (_bundled_root() / name / "raw").is_dir():
+        roots.append(_bundled_root())
     return roots
+
+
+def _download(name: str, files: list[str], target: Path) -> Path:
+    """Fetch the missing ``files`` into ``target`` (a temporary folder when ``target`` cannot be written)."""
+    try:
+        target.mkdir(parents=True, exist_ok=True)
+        probe = tempfile.TemporaryFile(dir=target)
+        probe.close()
+    except OSError:  # an unwritable cache must not stop a download: keep the files for this process only
+        target = Path(tempfile.mkdtemp(prefix=f"gseq-{name.lower()}-"))
+    for f in files:
+        if not (target / f).is_file():
+            with urllib.request.urlopen(f"{URL}/{f}", timeout=30) as response:
+                atomic_write_bytes(target / f, response.read())
+    return target
 
 
 def _find_raw(name: str, root: str | os.PathLike | None, download: bool) -> Path:
     files = _file_names(name)
-    roots = _candidate_roots(root)
+    roots = _candidate_roots(name, root)
     for r in roots:
         raw = r / name / "raw"
         if all((raw / f).is_file() for f in files):
@@ -97,19 +123,23 @@ def _find_raw(name: str, root: str | os.PathLike | None, download: bool) -> Path
     target = (roots[0] if root is not None else cache_dir() / "planetoid") / name / "raw"
     if download:
         try:
-            for f in files:
-                if not (target / f).is_file():
-                    with urllib.request.urlopen(f"{URL}/{f}", timeout=30) as response:
-                        atomic_write_bytes(target / f, response.read())
-            return target
+            return _download(name, files, target)
         except OSError as err:
             reason = f"download from {URL} failed ({err})"
     else:
         reason = "download=False"
+    # name only what is missing where some of the files are, so one lost file is easy to spot
+    partial = []
+    for r in roots:
+        raw = r / name / "raw"
+        missing = [f for f in files if not (raw / f).is_file()]
+        if len(missing) < len(files):
+            partial.append(f"{', '.join(missing)} missing from {raw}")
     where = ", ".join(str(r / name / "raw") for r in roots)
+    found = "; ".join(partial) if partial else f"none of the {name} files {files} is in {where}"
     raise FileNotFoundError(
-        f"root: the {name} files {files} were not found in {where}, and {reason}. Put the Planetoid files "
-        f"in one of those folders (or set GSEQ_DATA to a folder holding planetoid/{name}/raw/), or pass root=DIR"
+        f"root: {found}, and {reason}. Put the Planetoid files in one of {where} "
+        f"(or set GSEQ_DATA to a folder holding planetoid/{name}/raw/), or pass root=DIR"
     )
 
 
@@ -131,10 +161,15 @@ def _read_verified(raw: Path, name: str, trust: bool) -> dict[str, bytes]:
     return blobs
 
 
-def _unpickle(data: bytes):
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", ".*scipy.sparse.*")
-        return pickle.load(io.BytesIO(data), encoding="latin1")
+def _unpickle(data: bytes, source: Path):
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", ".*scipy.sparse.*")
+            return pickle.load(io.BytesIO(data), encoding="latin1")
+    except Exception as err:  # UnpicklingError, EOFError, ValueError, ... from a damaged file
+        raise ValueError(f"root: {source} could not be read as a Planetoid file ({type(err).__name__}: "
+                         f"{str(err).splitlines()[0] if str(err) else ''}); the file is damaged: replace it with "
+                         "the public Planetoid file") from None
 
 
 def _dense(obj) -> Tensor:
@@ -142,14 +177,29 @@ def _dense(obj) -> Tensor:
     return torch.from_numpy(np.asarray(obj)).to(torch.float)
 
 
-def _build(name: str, blobs: dict[str, bytes]) -> dict[str, Tensor]:
-    """The PyG ``read_planetoid_data`` layout, from verified bytes."""
+def _build(name: str, blobs: dict[str, bytes], raw: Path) -> dict[str, Tensor]:
+    """The PyG ``read_planetoid_data`` layout, from verified bytes (``raw`` names the files in errors)."""
+    try:
+        return _assemble(name, blobs, raw)
+    except ValueError:
+        raise
+    except Exception as err:  # files that unpickle but do not hold a Planetoid dataset (only with trust=True)
+        raise ValueError(f"root: the files in {raw} do not hold a Planetoid dataset ({type(err).__name__}: "
+                         f"{err}); replace them with the public Planetoid files") from None
+
+
+def _assemble(name: str, blobs: dict[str, bytes], raw: Path) -> dict[str, Tensor]:
     from torch_geometric.io.planetoid import edge_index_from_dict
 
     p = f"ind.{name.lower()}."
-    x, tx, allx, y, ty, ally = (_dense(_unpickle(blobs[p + part])) for part in ("x", "tx", "allx", "y", "ty", "ally"))
-    graph = _unpickle(blobs[p + "graph"])
-    test_index = torch.tensor([int(v) for v in blobs[p + "test.index"].decode().split()], dtype=torch.long)
+    x, tx, allx, y, ty, ally = (_dense(_unpickle(blobs[p + part], raw / (p + part)))
+                                for part in ("x", "tx", "allx", "y", "ty", "ally"))
+    graph = _unpickle(blobs[p + "graph"], raw / (p + "graph"))
+    try:
+        test_index = torch.tensor([int(v) for v in blobs[p + "test.index"].decode().split()], dtype=torch.long)
+    except (UnicodeDecodeError, ValueError):
+        raise ValueError(f"root: {raw / (p + 'test.index')} is not a list of node numbers; the file is damaged: "
+                         "replace it with the public Planetoid file") from None
     sorted_test = test_index.sort()[0]
     if name == "CiteSeer":  # isolated test nodes leave gaps in the test index: pad them with zero rows
         span = int(test_index.max() - test_index.min()) + 1
@@ -187,7 +237,8 @@ def planetoid(
 
     Args:
         name: ``"Cora"``, ``"CiteSeer"`` or ``"PubMed"`` (any case).
-        root: folder holding ``<Name>/raw/ind.<name>.*``. (default: ``$GSEQ_DATA/planetoid``, then the cache)
+        root: folder holding ``<Name>/raw/ind.<name>.*``. (default: ``$GSEQ_DATA/planetoid``, then the
+            cache, then the copy shipped with gseq (Cora), then a download into the cache)
         normalize: row-normalise the features (Kipf & Welling's setup). (default: ``True``)
         trust: unpickle files whose SHA-256 gseq does not know or that differ from it. (default: ``False``)
         download: fetch missing files into the cache (or into ``root``). (default: ``True``)
@@ -197,7 +248,8 @@ def planetoid(
         self-loops) and ``train_mask`` / ``val_mask`` / ``test_mask`` (Cora: 140 / 500 / 1000).
 
     Raises:
-        ValueError: unknown name, or a raw file that fails its SHA-256 check.
+        ValueError: unknown name, a raw file that fails its SHA-256 check, or (with ``trust=True``) one
+            that cannot be read.
         FileNotFoundError: no copy of the files and no download; the message names files and folders.
     """
     name = _canonical(name)
@@ -212,8 +264,11 @@ def planetoid(
         except Exception:  # a damaged cache entry is rebuilt from the verified raw files
             tensors = None
     if tensors is None:
-        tensors = _build(name, blobs)
-        save_checkpoint(processed, tensors)
+        tensors = _build(name, blobs, raw)
+        try:
+            save_checkpoint(processed, tensors)
+        except OSError:  # an unwritable cache only costs rebuilding next time; the data are here
+            pass
     data = Data(**tensors)
     if normalize:
         data.x = normalize_features(data.x)

@@ -5,19 +5,26 @@ stripped, optional preprocessing) -> :class:`CharVocab` ``.from_text`` (characte
 id of a character never depends on the Python process) -> ``vocab.encode`` -> :func:`split_text` (the last
 ``val_fraction`` of the text is held out) -> :func:`window_sampler` (random windows of ``seq_length + 1``
 characters drawn as one tensor per batch) and :func:`eval_windows` (the held-out slice cut into windows).
+
+One public-domain book ships inside the package, gzip-compressed: :data:`BUNDLED_BOOK`, Grimms' Fairy
+Tales (Project Gutenberg e-book 2591, 0.55 MB of text), so a book is at hand on a machine with no data
+folder and no network.
 """
 
 from __future__ import annotations
 
+import gzip
 import os
 import re
 from collections.abc import Callable, Iterable, Sequence
+from importlib import resources
 from pathlib import Path
 
 import torch
 from torch import Tensor
 
 __all__ = [
+    "BUNDLED_BOOK",
     "CharVocab",
     "strip_gutenberg",
     "preprocess_text",
@@ -32,6 +39,10 @@ _START = re.compile(r"^\*\*\*\s*START OF (?:THIS|THE) PROJECT GUTENBERG EBOOK.*$
 _END = re.compile(r"^\*\*\*\s*END OF (?:THIS|THE) PROJECT GUTENBERG EBOOK.*$", re.IGNORECASE | re.MULTILINE)
 _END_LINE = re.compile(r"^\s*End of (?:the )?Project Gutenberg.*$", re.IGNORECASE | re.MULTILINE)
 _SPACES = re.compile(r"\s+")
+
+#: the name of the book shipped with gseq (Grimms' Fairy Tales); ``load_text(BUNDLED_BOOK)`` reads it
+#: from ``$GSEQ_DATA/text`` when that folder holds it, else from the compressed copy in the package
+BUNDLED_BOOK = "book_EN_grimms_fairy_tails.txt"
 
 
 class CharVocab:
@@ -194,11 +205,18 @@ def preprocess_text(text: str) -> str:
     return _SPACES.sub(" ", kept).strip()
 
 
+def _bundled_books() -> dict[str, Path]:
+    """The books shipped inside the package, by name (without the ``.gz`` of the stored file)."""
+    folder = Path(str(resources.files(__package__).joinpath("_bundled", "text")))
+    return {f.name[:-3]: f for f in sorted(folder.glob("*.txt.gz"))}
+
+
 def resolve_text_file(path: str | os.PathLike) -> Path:
-    """``path`` itself when it exists, else the book of that name under ``$GSEQ_DATA/text``.
+    """``path`` itself when it exists, else the book of that name under ``$GSEQ_DATA/text``, else the
+    book of that name shipped with gseq (a ``.gz`` file, which :func:`load_text` decompresses).
 
     Raises:
-        FileNotFoundError: neither exists; the message lists the books found under ``$GSEQ_DATA/text``.
+        FileNotFoundError: none of these exists; the message lists the books gseq can find by name.
     """
     p = Path(path)
     if p.exists():
@@ -211,8 +229,11 @@ def resolve_text_file(path: str | os.PathLike) -> Path:
             return folder / p
         if folder.is_dir():
             books = sorted(f.name for f in folder.glob("*.txt"))
-    hint = f"; books under $GSEQ_DATA/text: {', '.join(books)}" if books else \
-        "; set GSEQ_DATA to the shared data folder to find the books by name"
+    bundled = _bundled_books()
+    if str(path) in bundled:
+        return bundled[str(path)]
+    books = sorted(set(books) | set(bundled))
+    hint = f"; books found by name: {', '.join(books)} (set GSEQ_DATA to a folder holding text/ for more)"
     raise FileNotFoundError(f"file: no text file at {str(path)!r}{hint}")
 
 
@@ -222,10 +243,12 @@ def load_text(
     strip_header: bool = True,
     preprocess: bool = False,
 ) -> str:
-    """Read a UTF-8 text file (a leading byte-order mark is dropped) and optionally clean it.
+    """Read a UTF-8 text file (a leading byte-order mark is dropped; a ``.gz`` file is decompressed) and
+    optionally clean it.
 
     Args:
-        path: the file, or the name of a book under ``$GSEQ_DATA/text``.
+        path: the file, or the name of a book under ``$GSEQ_DATA/text`` or shipped with gseq
+            (:data:`BUNDLED_BOOK`).
         strip_header: remove a Project Gutenberg header and licence (:func:`strip_gutenberg`).
             (default: True)
         preprocess: apply the report's preprocessing (:func:`preprocess_text`). (default: False)
@@ -238,6 +261,11 @@ def load_text(
     if p.is_dir():
         raise ValueError(f"file: {str(p)!r} is a folder; pass a UTF-8 text file")
     raw = p.read_bytes()
+    if p.suffix == ".gz":
+        try:
+            raw = gzip.decompress(raw)
+        except (OSError, EOFError) as err:
+            raise ValueError(f"file: {str(p)!r} is not a readable gzip file ({err})") from None
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as err:

@@ -1,7 +1,11 @@
-"""gseq.layers."""
+"""gseq.layers: the GCN layer and the hand-written RNN/LSTM cells (imported on first use)."""
 
-from .gcn import GCN, GCNGraph, check_graph_inputs, gcn_graph, gcn_norm
-from .recurrent import INITS, LSTM, RNN, LSTMCell, RNNCell, lstm_num_parameters
+from .._lazy import attach
 
 __all__: list[str] = ["GCN", "gcn_norm", "gcn_graph", "GCNGraph", "check_graph_inputs"]
 __all__ += ["RNNCell", "LSTMCell", "RNN", "LSTM", "lstm_num_parameters", "INITS"]
+
+__getattr__, __dir__ = attach(__name__, submodules=["gcn", "recurrent"], names={
+    "gcn": ["GCN", "GCNGraph", "check_graph_inputs", "gcn_graph", "gcn_norm"],
+    "recurrent": ["INITS", "LSTM", "RNN", "LSTMCell", "RNNCell", "lstm_num_parameters"],
+})

@@ -336,6 +336,7 @@ def train_char_lstm(
     steps: int = 20000,
     out_dir: str | os.PathLike | None = None,
     resume: bool = False,
+    overwrite: bool = False,
     device: str | torch.device | None = "auto",
     preprocess: bool = False,
     strip_header: bool = True,
@@ -374,8 +375,9 @@ def train_char_lstm(
         file: the text file, or a book's name under ``$GSEQ_DATA/text``.
         steps: total optimizer steps (a resumed run continues up to this number). (default: ``20000``)
         out_dir: run folder; None writes nothing. An existing checkpoint there is only continued with
-            ``resume=True``, never overwritten by a fresh run. (default: None)
+            ``resume=True``, or replaced with ``overwrite=True``. (default: None)
         resume: continue exactly from ``out_dir/checkpoint.pt`` (same file and settings). (default: False)
+        overwrite: let this fresh run replace a checkpoint in ``out_dir``. (default: False)
         device: ``"auto"``, ``"cpu"``, ``"cuda"``... (default: ``"auto"``)
         preprocess: the report's preprocessing (letters, digits, spaces; lower-case). (default: False)
         strip_header: drop the Project Gutenberg header and licence. (default: True)
@@ -428,11 +430,15 @@ def train_char_lstm(
     out = Path(out_dir) if out_dir is not None else None
     if resume and out is None:
         raise ValueError("resume: needs out_dir, the run folder holding checkpoint.pt")
+    if resume and overwrite:
+        raise ValueError("resume, overwrite: choose one: resume continues the run in out_dir, overwrite replaces it")
     if out is not None and (out / "checkpoint.pt").exists():
-        if not resume:
+        if not resume and not overwrite:
             raise ValueError(f"out_dir: {str(out)!r} already holds a checkpoint; pass resume=True (--resume) to "
-                             "continue it, or choose another out_dir (nothing was overwritten)")
-        _check_resume(out / "checkpoint.pt", extra)
+                             "continue it, overwrite=True (--overwrite) to replace it, or choose another out_dir "
+                             "(nothing was overwritten)")
+        if resume:
+            _check_resume(out / "checkpoint.pt", extra)
 
     callbacks: list[Any] = []
     if sample_every:
@@ -448,7 +454,8 @@ def train_char_lstm(
               "lr_decay_every": lr_decay_every, "target_loss": target_loss, "target_acc": target_acc}
     trainer = Trainer(model, optimizer="adam", lr=lr, clip_grad_norm=clip_grad_norm, max_steps=steps,
                       eval_every=eval_every, seed=seed, device=device, callbacks=callbacks, progress=progress,
-                      out_dir=out, checkpoint_every=checkpoint_every, config=config, checkpoint_extra=extra,
+                      out_dir=out, overwrite=overwrite, checkpoint_every=checkpoint_every, config=config,
+                      checkpoint_extra=extra,
                       desc="text")
     result = trainer.fit(char_lm_loss, sampler, evaluate, resume=resume)
     return {"model": model, "vocab": vocab, "trainer": trainer, "result": result}

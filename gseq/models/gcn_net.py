@@ -142,6 +142,7 @@ def train_node_classifier(
     device: str = "auto",
     progress: bool = False,
     out_dir: str | None = None,
+    overwrite: bool = False,
     callbacks=(),
     sparse_input: bool | None = None,
 ) -> dict[str, Any]:
@@ -155,6 +156,9 @@ def train_node_classifier(
     product and input dropout touches only stored entries, as in Kipf's code); None chooses it on the
     CPU when fewer than 10% of the features are non-zero (Cora: 1.3%).
 
+    ``out_dir`` receives the Trainer's ``metrics.csv``, ``config.json`` and ``checkpoint.pt``; a checkpoint
+    already there is only replaced with ``overwrite=True``.
+
     Returns:
         ``{"test_acc", "val_acc", "train_acc", "best_epoch", "seconds", "self_loop_weights", "history"}``.
     """
@@ -167,7 +171,7 @@ def train_node_classifier(
     trainer = Trainer(
         model, optimizer="adam", lr=lr, param_groups=lambda m: m.param_groups(weight_decay), max_steps=epochs,
         eval_every=1, monitor="val_acc", mode="max", keep_best=True, seed=seed, device=device, progress=progress,
-        out_dir=out_dir, callbacks=callbacks, desc="gcn",
+        out_dir=out_dir, overwrite=overwrite, callbacks=callbacks, desc="gcn",
         config={"task": "node_classification", "dataset": getattr(data, "name", None), "num_layers": num_layers,
                 "hidden_channels": hidden_channels, "dropout": dropout, "self_loop_weight": self_loop_weight,
                 "epochs": epochs, "weight_decay_first_layer": weight_decay},

@@ -21,6 +21,7 @@ import contextlib
 import functools
 import itertools
 import math
+import os
 import warnings
 import weakref
 from collections import OrderedDict
@@ -65,6 +66,19 @@ def _check_args(model, vocab, prompt, length, temperature, top_k, top_p, generat
         raise TypeError(f"generator: expected a torch.Generator or None, got {type(generator).__name__}")
     if unknown not in ("error", "skip"):
         raise ValueError(f"unknown: must be 'error' or 'skip', got {unknown!r}")
+
+
+def _check_fits(length: int, batch: int, vocab_size: int, names: tuple[str, str] = ("length", "batch")) -> None:
+    """Refuse, before allocating anything, an output that cannot fit in this machine's memory: about 32
+    bytes per character (ids, then text) plus a chunk of float noise. ``names`` name the two arguments."""
+    try:
+        memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, ValueError, OSError):  # a system that does not say
+        return
+    need = 32 * length * batch + 8 * min(length, NOISE_CHUNK) * batch * vocab_size
+    if need > memory:
+        raise ValueError(f"{names[0]}, {names[1]}: {length:,} characters x {batch:,} samples need about {need / 2**30:,.0f} GiB, "
+                         f"more than this machine's {memory / 2**30:,.0f} GiB; generate fewer or shorter samples")
 
 
 def _gumbel(steps: int, batch: int, vocab: int, generator, device, dtype) -> Tensor:
@@ -423,6 +437,7 @@ def generate(
         also for ``batch=1``: take ``[0]``).
     """
     _check_args(model, vocab, prompt, length, temperature, top_k, top_p, generator, batch, unknown)
+    _check_fits(length, batch, len(vocab))
     prompt_ids = vocab.encode(prompt, unknown=unknown)
     if length == 0:
         return [""] * batch

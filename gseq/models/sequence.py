@@ -141,7 +141,7 @@ def fit_palindrome(model: SequenceClassifier, length: int, *, batch_size: int = 
                    lr: float = 1e-3, max_steps: int = 5000, clip_grad_norm: float | None = 10.0,
                    eval_every: int = 10, eval_size: int = 512, test_size: int = 2048, target: float = 1.0,
                    seed: int = 0, device: str | torch.device | None = "auto", out_dir: str | Path | None = None,
-                   resume: bool = False, progress: bool = False) -> dict[str, Any]:
+                   resume: bool = False, overwrite: bool = False, progress: bool = False) -> dict[str, Any]:
     """Train ``model`` in place on palindromes of ``length`` through :class:`gseq.train.Trainer`.
 
     Each step draws ``batch_size`` fresh palindromes from the trainer's generator (seeded by ``seed``);
@@ -150,6 +150,9 @@ def fit_palindrome(model: SequenceClassifier, length: int, *, batch_size: int = 
     the accuracy is measured once more on ``test_size`` palindromes from a third generator. (Stopping at
     accuracy 1.0 on 512 samples leaves little room: a model with accuracy 0.99 passes that check with
     probability 0.99^512 < 1%.)
+
+    With ``out_dir``, the run folder gets the Trainer's files; ``resume=True`` continues a checkpoint there
+    (same settings only), ``overwrite=True`` replaces it; otherwise a checkpoint there is refused.
 
     Returns:
         a dict with ``accuracy`` (the final test accuracy), ``steps``, ``seconds`` (training,
@@ -176,7 +179,7 @@ def fit_palindrome(model: SequenceClassifier, length: int, *, batch_size: int = 
               "forget_bias": getattr(model.rnn.cell, "forget_bias", 0.0)}
     trainer = Trainer(model, optimizer=optimizer, lr=lr, clip_grad_norm=clip_grad_norm, max_steps=max_steps,
                       eval_every=eval_every, monitor="accuracy", target=target, seed=seed, device=device,
-                      progress=progress, out_dir=out_dir, config=config,
+                      progress=progress, out_dir=out_dir, overwrite=overwrite, config=config,
                       desc=f"{model.cell_type} T={length}")
     if resume and trainer.checkpoint_path is not None and trainer.checkpoint_path.is_file():
         # the evaluation stream continues where it stopped: skip the draws already made
@@ -202,7 +205,8 @@ def train_palindrome(cell: str = "lstm", length: int = 20, *, input: str = "scal
         seed: seeds the weights, the training stream and the evaluation streams. (default: ``0``)
         **fit_kwargs: passed to :func:`fit_palindrome`: ``batch_size=128``, ``optimizer="rmsprop"``,
             ``lr=1e-3``, ``max_steps=5000``, ``clip_grad_norm=10``, ``eval_every=10``, ``eval_size=512``,
-            ``test_size=2048``, ``target=1.0``, ``device="auto"``, ``out_dir=None``, ``progress=False``.
+            ``test_size=2048``, ``target=1.0``, ``device="auto"``, ``out_dir=None``, ``resume=False``,
+            ``overwrite=False``, ``progress=False``.
 
     Returns:
         the dict of :func:`fit_palindrome` plus ``"cell"``, ``"wall_seconds"`` (construction included).

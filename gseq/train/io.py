@@ -2,9 +2,11 @@
 
 Every file gseq writes goes to a temporary file in the same folder first and is then renamed over the
 target (``os.replace`` is atomic on POSIX and Windows), so a crash never leaves a half-written
-checkpoint or CSV behind and never destroys the previous copy. Checkpoints are read with
-``torch.load(..., weights_only=True)``: they may hold tensors, numbers, strings, lists and dicts, never
-arbitrary pickled objects.
+checkpoint or CSV behind and never destroys the previous copy. A process killed during a write leaves
+its temporary file (``.checkpoint.pt.<8 characters>.tmp``) behind; the next save of that file removes
+such leftovers. Checkpoints are read with ``torch.load(..., weights_only=True)``: they may hold tensors,
+numbers, strings, lists and dicts, never arbitrary pickled objects, and a file holding anything else is
+refused (gseq never suggests loading such a file another way).
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import csv
 import io
 import json
 import os
+import re
 import tempfile
 from pathlib import Path
 from typing import Any, Iterable, Mapping
@@ -26,7 +29,11 @@ __all__ = [
     "write_csv",
     "save_checkpoint",
     "load_checkpoint",
+    "remove_stale_temp_files",
+    "check_writable_dir",
 ]
+
+_TEMP_PREFIX, _TEMP_SUFFIX = ".", ".tmp"
 
 
 def _umask() -> int:
@@ -39,7 +46,7 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
     """Write ``data`` to ``path`` through a temporary file and a rename."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f"{_TEMP_PREFIX}{path.name}.", suffix=_TEMP_SUFFIX, dir=path.parent)
     try:
         os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600 files; give the usual permissions
         with os.fdopen(fd, "wb") as f:
@@ -78,10 +85,55 @@ def write_csv(path: str | os.PathLike, rows: Iterable[Mapping[str, Any]], fieldn
     return atomic_write_text(path, buf.getvalue())
 
 
+def remove_stale_temp_files(folder: str | os.PathLike, names: Iterable[str]) -> list[Path]:
+    """Delete the temporary files that interrupted atomic writes of ``folder/<name>`` left behind.
+
+    Only gseq's own pattern is touched: ``.<name>.<8 characters>.tmp`` (what :func:`atomic_write_bytes`
+    creates) for each name in ``names``; any other file stays. Returns the removed paths.
+    """
+    folder = Path(folder)
+    patterns = [re.compile(rf"^{re.escape(_TEMP_PREFIX + name)}\.[a-z0-9_]{{8}}{re.escape(_TEMP_SUFFIX)}$")
+                for name in names]
+    removed = []
+    try:
+        entries = list(folder.iterdir())
+    except OSError:
+        return removed
+    for entry in entries:
+        if any(p.match(entry.name) for p in patterns) and entry.is_file():
+            try:
+                entry.unlink()
+                removed.append(entry)
+            except FileNotFoundError:
+                pass
+    return removed
+
+
+def check_writable_dir(path: str | os.PathLike, what: str = "out_dir") -> Path:
+    """Create the folder ``path`` if needed and check that a file can be written in it.
+
+    Raises:
+        ValueError: ``path`` is a file, lies below a file, or cannot be written (named as ``what``).
+    """
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise ValueError(f"{what}: {str(path)!r} is a file, not a folder; choose a folder for the outputs")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        tempfile.TemporaryFile(dir=path).close()
+    except OSError as err:
+        raise ValueError(f"{what}: {str(path)!r} cannot be written ({err.strerror or err}); choose a folder "
+                         "you can write to") from None
+    return path
+
+
 def save_checkpoint(path: str | os.PathLike, checkpoint: Mapping[str, Any]) -> Path:
-    """``torch.save`` a checkpoint atomically (the previous file survives any failure)."""
+    """``torch.save`` a checkpoint atomically (the previous file survives any failure); leftovers of
+    earlier interrupted saves of the same file are removed first (:func:`remove_stale_temp_files`)."""
+    path = Path(path)
     buf = io.BytesIO()
     torch.save(dict(checkpoint), buf)
+    remove_stale_temp_files(path.parent, [path.name])
     return atomic_write_bytes(path, buf.getvalue())
 
 
@@ -91,7 +143,7 @@ def load_checkpoint(path: str | os.PathLike, map_location: Any = "cpu") -> dict[
     Raises:
         FileNotFoundError: no file at ``path``.
         ValueError: the file is not a readable gseq checkpoint (truncated, corrupted, or holding
-            objects other than tensors and plain containers).
+            objects other than tensors and plain containers, which may be unsafe to load).
     """
     path = Path(path)
     if not path.is_file():
@@ -99,9 +151,18 @@ def load_checkpoint(path: str | os.PathLike, map_location: Any = "cpu") -> dict[
     try:
         obj = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as err:  # torch raises RuntimeError, UnpicklingError, EOFError, ... for bad files
+        text = str(err)
+        if "Weights only load failed" in text:
+            # never pass on torch's advice to retry with weights_only=False: this file is refused
+            found = re.search(r"GLOBAL (\S+)", text)
+            what = f" (it asks to run {found.group(1)})" if found else ""
+            raise ValueError(
+                f"checkpoint: {str(path)!r} is not a gseq checkpoint and may be unsafe: it holds Python objects "
+                f"other than tensors and plain data{what}, which gseq refuses to load; use a checkpoint.pt "
+                "written by gseq") from None
         raise ValueError(
             f"checkpoint: {str(path)!r} could not be read as a gseq checkpoint ({type(err).__name__}: "
-            f"{str(err).splitlines()[0] if str(err) else ''}); the file is corrupted or was not written by gseq"
+            f"{text.splitlines()[0] if text else ''}); the file is corrupted or was not written by gseq"
         ) from err
     if not isinstance(obj, dict):
         raise ValueError(f"checkpoint: {str(path)!r} holds a {type(obj).__name__}, not a gseq checkpoint dict")

@@ -19,12 +19,23 @@ Callbacks are plain objects. Any of these methods that a callback defines is cal
 ``on_fit_start(trainer)``, ``on_step_end(trainer, step, logs)``, ``on_eval(trainer, step, metrics)``,
 ``on_checkpoint(trainer, path)``, ``on_fit_end(trainer, result)``. A callback stops training by setting
 ``trainer.should_stop = True``.
+
+Nothing is lost or silently wrong: a loss that is not finite stops training with a ``FloatingPointError``
+naming the step (before that step changes the weights); Ctrl-C finishes the current step, saves a
+checkpoint when there is an ``out_dir`` and raises :class:`TrainingInterrupted`; a run folder that holds
+a checkpoint is continued only with ``resume=True`` and the same settings (only ``max_steps``,
+``max_epochs`` and ``device`` may change), and replaced only with ``overwrite=True``; the folder is
+checked to be writable before the first step.
 """
 
 from __future__ import annotations
 
+import json
 import math
 import random
+import signal
+import sys
+import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
@@ -33,13 +44,34 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from .io import load_checkpoint, save_checkpoint, write_csv, write_json
+from .io import check_writable_dir, load_checkpoint, remove_stale_temp_files, save_checkpoint, write_csv, write_json
 
-__all__ = ["Trainer", "seed_everything", "resolve_device", "move_to", "check_model_state", "CHECKPOINT_FORMAT"]
+__all__ = ["Trainer", "TrainingInterrupted", "seed_everything", "resolve_device", "move_to", "check_model_state",
+           "CHECKPOINT_FORMAT", "RESUMABLE_SETTINGS"]
 
 #: the ``"format"`` tag of a Trainer checkpoint; a file with another tag is refused
 CHECKPOINT_FORMAT = "gseq-trainer-1"
+#: the settings a resumed run may change (everything else must equal the checkpoint's)
+RESUMABLE_SETTINGS = ("max_steps", "max_epochs", "device")
+#: the files a Trainer writes into ``out_dir``
+_OUTPUTS = ("checkpoint.pt", "metrics.csv", "config.json")
 _END = object()
+
+
+class TrainingInterrupted(KeyboardInterrupt):
+    """Raised by :meth:`Trainer.fit` after Ctrl-C (SIGINT): the step in progress was finished and, when
+    the trainer has an ``out_dir``, a checkpoint of it saved (``resume=True`` continues from there).
+
+    Attributes:
+        step: the last completed step.
+        checkpoint: the path of the saved checkpoint, or None when nothing was saved.
+    """
+
+    def __init__(self, step: int, checkpoint: Path | None, detail: str | None = None) -> None:
+        self.step, self.checkpoint = step, checkpoint
+        if detail is None:
+            detail = f"checkpoint saved to {checkpoint}" if checkpoint is not None else "nothing saved (no out_dir)"
+        super().__init__(f"stopped after step {step}; {detail}")
 _OPTIMIZERS = {
     "adam": torch.optim.Adam,
     "adamw": torch.optim.AdamW,
@@ -68,8 +100,23 @@ def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
         dev = torch.device(device)
     except (RuntimeError, TypeError) as err:
         raise ValueError(f"device: {device!r} is not a device; use 'auto', 'cpu', 'cuda' or 'cuda:N'") from err
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device: {device!r} was asked for but CUDA is not available here; use 'auto' or 'cpu'")
+    if dev.type == "cpu":
+        return dev
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(f"device: {device!r} was asked for but CUDA is not available here; use 'auto' or 'cpu'")
+        count = torch.cuda.device_count()
+        if dev.index is not None and dev.index >= count:
+            raise ValueError(f"device: {device!r} does not exist; this machine has {count} CUDA device(s), "
+                             f"cuda:0..cuda:{count - 1}")
+        return dev
+    if dev.type == "meta":
+        raise ValueError(f"device: {device!r} holds no data and cannot train; use 'auto', 'cpu' or 'cuda'")
+    try:  # any other kind (mps, xpu, ...): usable only if this torch build and machine can hold a tensor there
+        torch.empty(0, device=dev)
+    except Exception:
+        raise ValueError(f"device: {device!r} is not available with this torch build on this machine; use 'auto', "
+                         "'cpu' or 'cuda'") from None
     return dev
 
 
@@ -118,6 +165,9 @@ class Trainer:
         callbacks: plain objects with any of the ``on_*`` methods listed in the module docstring.
         progress: show a tqdm progress bar. (default: True)
         out_dir: folder for ``metrics.csv``, ``config.json`` and ``checkpoint.pt``; None writes nothing.
+            Checked to be writable when ``fit`` starts; a checkpoint already there is refused unless
+            ``fit(resume=True)`` continues it or ``overwrite`` replaces it.
+        overwrite: let a fresh run replace a checkpoint in ``out_dir``. (default: False)
         checkpoint_every: write ``out_dir/checkpoint.pt`` every this many steps (and at the end).
             (default: only at the end when ``out_dir`` is given)
         config: the caller's settings (model size, data, ...) saved in ``config.json`` and in
@@ -149,6 +199,7 @@ class Trainer:
         callbacks: Iterable[Any] = (),
         progress: bool = True,
         out_dir: str | Path | None = None,
+        overwrite: bool = False,
         checkpoint_every: int | None = None,
         config: Mapping[str, Any] | None = None,
         checkpoint_extra: Mapping[str, Any] | None = None,
@@ -159,10 +210,11 @@ class Trainer:
         name = str(optimizer).lower()
         if name not in _OPTIMIZERS:
             raise ValueError(f"optimizer: unknown name {optimizer!r}; choose one of {sorted(_OPTIMIZERS)}")
-        if not (isinstance(lr, (int, float)) and lr > 0):
-            raise ValueError(f"lr: must be a positive number, got {lr!r}")
-        if weight_decay < 0:
-            raise ValueError(f"weight_decay: must be >= 0, got {weight_decay!r}")
+        if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not (math.isfinite(lr) and lr > 0):
+            raise ValueError(f"lr: must be a finite positive number, got {lr!r}")
+        if isinstance(weight_decay, bool) or not isinstance(weight_decay, (int, float)) \
+                or not (math.isfinite(weight_decay) and weight_decay >= 0):
+            raise ValueError(f"weight_decay: must be a finite number >= 0, got {weight_decay!r}")
         if clip_grad_norm is not None and not clip_grad_norm > 0:
             raise ValueError(f"clip_grad_norm: must be > 0 or None, got {clip_grad_norm!r}")
         for arg, value in (("max_steps", max_steps), ("max_epochs", max_epochs), ("patience", patience),
@@ -187,6 +239,7 @@ class Trainer:
             groups = [{"params": [p for p in self.model.parameters() if p.requires_grad]}]
         self.optimizer = _OPTIMIZERS[name](groups, lr=self.lr, weight_decay=self.weight_decay,
                                            **dict(optimizer_kwargs or {}))
+        _check_groups(self.optimizer)
         self.optimizer_kwargs = dict(optimizer_kwargs or {})
         self.clip_grad_norm = clip_grad_norm
         self.max_steps = max_steps
@@ -201,6 +254,7 @@ class Trainer:
         self.callbacks = list(callbacks)
         self.progress = progress
         self.out_dir = Path(out_dir) if out_dir is not None else None
+        self.overwrite = bool(overwrite)
         self.checkpoint_every = checkpoint_every
         self.user_config = dict(config or {})
         self.checkpoint_extra = dict(checkpoint_extra or {})
@@ -220,6 +274,8 @@ class Trainer:
         self.stop_reason: str | None = None
         self.last_eval: dict[str, float] = {}
         self._resumed = False
+        self._wrote_checkpoint = False  # a checkpoint in out_dir written by this trainer may be replaced
+        self._interrupted = False
 
     # ------------------------------------------------------------------ config and checkpoints
     @property
@@ -264,6 +320,8 @@ class Trainer:
         if path is None:
             raise ValueError("path: give a checkpoint path, or construct the Trainer with out_dir")
         save_checkpoint(path, self.state_dict())
+        if path == self.checkpoint_path:
+            self._wrote_checkpoint = True
         self._fire("on_checkpoint", path)
         return path
 
@@ -271,8 +329,9 @@ class Trainer:
         """Restore model, optimizer, counters, history, best state and RNG states from a checkpoint.
 
         Raises:
-            ValueError: the checkpoint is unreadable, or was written for another model (another class,
-                or parameters of other names or shapes).
+            ValueError: the checkpoint is unreadable, was written for another model (another class, or
+                parameters of other names or shapes), or ran with other settings than this trainer's
+                (each one is named; only those in :data:`RESUMABLE_SETTINGS` may differ).
         """
         path = Path(path) if path is not None else self.checkpoint_path
         if path is None:
@@ -282,6 +341,7 @@ class Trainer:
             raise ValueError(f"checkpoint: {str(path)!r} is not a gseq Trainer checkpoint "
                              f"(format {ckpt.get('format')!r}, expected {CHECKPOINT_FORMAT!r})")
         check_model_state(self.model, ckpt["model"], ckpt.get("model_class"), source=str(path))
+        _check_same_settings(ckpt.get("config") or {}, self.config, source=str(path))
         self.model.load_state_dict(ckpt["model"])
         self.optimizer.load_state_dict(ckpt["optimizer"])
         self.step, self.epoch, self.epoch_step = ckpt["step"], ckpt["epoch"], ckpt["epoch_step"]
@@ -319,6 +379,13 @@ class Trainer:
 
         Returns:
             ``{"step", "epoch", "stop_reason", "best_metric", "best_step", "seconds", "last_eval"}``.
+
+        Raises:
+            ValueError: ``out_dir`` cannot be written, or holds a checkpoint that neither ``resume`` nor
+                ``overwrite`` allows to touch, or one of other settings (see :meth:`load_checkpoint`).
+            FloatingPointError: the loss of a step was NaN or infinite (training stops before that
+                step updates the weights).
+            TrainingInterrupted: Ctrl-C; the step in progress was finished and saved.
         """
         sampler = callable(data) and not hasattr(data, "__iter__")
         if not sampler and not hasattr(data, "__iter__"):
@@ -329,6 +396,8 @@ class Trainer:
         if evaluate is None and self.monitor is not None:
             raise ValueError(f"evaluate: monitor={self.monitor!r} needs an evaluate function")
 
+        if self.out_dir is not None:
+            self._prepare_out_dir(resume)
         if self.seed is not None and not self._resumed:
             seed_everything(self.seed)
         if resume and self.checkpoint_path is not None and self.checkpoint_path.is_file() and not self._resumed:
@@ -343,8 +412,10 @@ class Trainer:
         batches = None if sampler else self._batches(data)
         running: dict[str, list[float]] = {}
         self.model.train()
+        self._interrupted = False
+        previous_handler = self._catch_sigint()
         try:
-            while not self._done():
+            while not self._done() and not self._interrupted:
                 batch, last_of_epoch = (data(self.generator), True) if sampler else next(batches)
                 logs = self._train_step(loss_fn, move_to(batch, self.device))
                 self.step += 1
@@ -356,6 +427,8 @@ class Trainer:
                 bar.update(1)
                 bar.set_postfix(loss=f"{logs['loss']:.4f}", refresh=False)
                 self._fire("on_step_end", self.step, logs)
+                if self._interrupted:
+                    break
                 last = self._done()
                 if self.step % self.eval_every == 0 or last or self.should_stop:
                     row = {"step": self.step, "epoch": self.epoch}
@@ -374,8 +447,20 @@ class Trainer:
                         bar.set_postfix(loss=f"{row.get('loss', float('nan')):.4f}", **dict(list(shown.items())[:3]))
                 if self.checkpoint_every and self.step % self.checkpoint_every == 0 and self.out_dir is not None:
                     self._write_outputs()
+        except KeyboardInterrupt:  # a second Ctrl-C, or no handler of ours: the step was cut short, save nothing
+            raise TrainingInterrupted(self.step, None, "the step in progress was cut short, nothing saved since the "
+                                                       "last checkpoint") from None
         finally:
             bar.close()
+            if previous_handler is not None:
+                signal.signal(signal.SIGINT, previous_handler)
+
+        if self._interrupted:
+            saved = None
+            if self.out_dir is not None:
+                self._write_outputs()
+                saved = self.checkpoint_path
+            raise TrainingInterrupted(self.step, saved)
 
         if self.stop_reason is None:
             self.stop_reason = "max_steps" if self.max_steps is not None and self.step >= self.max_steps else "max_epochs"
@@ -392,6 +477,34 @@ class Trainer:
         return result
 
     # ------------------------------------------------------------------ pieces of the loop
+    def _prepare_out_dir(self, resume: bool) -> None:
+        """Before the first step: the folder can be written, leftovers of killed saves are gone, and a
+        checkpoint already there is only touched when resuming or overwriting."""
+        assert self.out_dir is not None and self.checkpoint_path is not None
+        check_writable_dir(self.out_dir, "out_dir")
+        remove_stale_temp_files(self.out_dir, _OUTPUTS)
+        if self.checkpoint_path.exists() and not (resume or self.overwrite or self._resumed or self._wrote_checkpoint):
+            raise ValueError(f"out_dir: {str(self.out_dir)!r} already holds a checkpoint; continue it with "
+                             "resume=True (--resume), replace it with overwrite=True (--overwrite), or choose another "
+                             "folder (nothing was changed)")
+
+    def _catch_sigint(self):
+        """Make Ctrl-C finish the current step (then save and stop) instead of cutting it short; a second
+        Ctrl-C stops at once. Only in the main thread, and only over Python's default handler."""
+        if threading.current_thread() is not threading.main_thread() \
+                or signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
+            return None
+
+        def on_sigint(signum, frame):
+            if self._interrupted:
+                raise KeyboardInterrupt
+            self._interrupted = True
+            print(f"\ninterrupted: finishing step {self.step + 1}"
+                  + (" and saving a checkpoint" if self.out_dir is not None else "")
+                  + " (Ctrl-C again to stop at once, saving nothing)", file=sys.stderr, flush=True)
+
+        return signal.signal(signal.SIGINT, on_sigint)
+
     def _batches(self, data: Iterable[Any]):
         """Walk ``data`` epoch by epoch, yielding ``(batch, last_of_epoch)`` and skipping what a resumed
         run already consumed."""
@@ -423,9 +536,15 @@ class Trainer:
             loss, extra = out, {}
         if not isinstance(loss, Tensor) or loss.dim() != 0:
             raise TypeError("loss_fn: must return a scalar loss tensor (or a dict holding one under 'loss')")
+        value = _scalar(loss)
+        if not math.isfinite(value):
+            last = f"; the checkpoint in {self.out_dir} is from an earlier step" if self._wrote_checkpoint else ""
+            raise FloatingPointError(
+                f"loss: became {value} at step {self.step + 1}; training stopped before that step changed the "
+                f"weights{last}. Lower the learning rate (lr {self.lr:g}) or clip the gradients (clip_grad_norm)")
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        logs = {"loss": _scalar(loss)}
+        logs = {"loss": value}
         if self.clip_grad_norm is not None:
             params = [p for g in self.optimizer.param_groups for p in g["params"]]
             logs["grad_norm"] = _scalar(torch.nn.utils.clip_grad_norm_(params, self.clip_grad_norm))
@@ -493,6 +612,50 @@ def check_model_state(model: nn.Module, state: Mapping[str, Tensor], model_class
         ) if part)
         raise ValueError(f"checkpoint: {source!r} does not fit this model ({detail}); it comes from a model of "
                          "another size or kind")
+
+
+def _check_groups(optimizer: torch.optim.Optimizer) -> None:
+    """Every parameter group's learning rate and weight decay are finite, in range, and representable in
+    the dtype of its parameters (``lr=1e300`` would be ``inf`` in float32)."""
+    for i, group in enumerate(optimizer.param_groups):
+        for key, low_ok in (("lr", False), ("weight_decay", True)):
+            value = group.get(key)
+            if value is None:
+                continue
+            value = float(value)
+            if not math.isfinite(value) or value < 0 or (value == 0 and not low_ok):
+                raise ValueError(f"{key}: must be a finite number {'>= 0' if low_ok else '> 0'}, got {value!r} "
+                                 f"(parameter group {i})")
+            for p in group["params"]:
+                if p.dtype.is_floating_point and value > torch.finfo(p.dtype).max:
+                    raise ValueError(f"{key}: {value:g} overflows {p.dtype}, the dtype of the parameters it "
+                                     f"updates (largest value {torch.finfo(p.dtype).max:.3g})")
+
+
+def _flat(config: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in config.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping) and value:
+            out.update(_flat(value, name + "."))
+        else:
+            out[name] = value
+    return out
+
+
+def _check_same_settings(saved: Mapping[str, Any], current: Mapping[str, Any], source: str) -> None:
+    """Refuse to resume a run whose settings differ from the checkpoint's, naming each difference."""
+    def plain(config):  # as config.json holds them: tuples become lists, odd values strings
+        return _flat(json.loads(json.dumps(config, default=str)))
+
+    old, new = plain(saved), plain(current)
+    allowed = {f"trainer.{key}" for key in RESUMABLE_SETTINGS}
+    differ = [k for k in sorted(set(old) | set(new)) if k not in allowed and old.get(k) != new.get(k)]
+    if differ:
+        shown = "; ".join(f"{k.removeprefix('trainer.')} {old.get(k)!r} there, {new.get(k)!r} now" for k in differ)
+        raise ValueError(f"resume: {source!r} was trained with other settings ({shown}); resume with the settings it "
+                         f"was trained with (only {', '.join(RESUMABLE_SETTINGS)} may change), or start a new run "
+                         "in another folder")
 
 
 def _as_python_rng_state(state: Any) -> tuple:

@@ -17,14 +17,25 @@ def test_gcn_example_json(capsys):
     assert 0.0 <= out["test_acc_mean"] <= 1.0
 
 
-def test_gcn_cora_text_output_and_out_folder(capsys, tmp_path, data_root):
+def test_gcn_cora_text_output_and_out_folder(capsys, tmp_path, monkeypatch):
+    monkeypatch.delenv("GSEQ_DATA", raising=False)  # Cora ships with gseq: no data folder needed
     assert main(["gcn", "--epochs", "30", "--out", str(tmp_path), "--self-loop-weight", "learn"]) == 0
     text = capsys.readouterr().out
     assert "Cora: test accuracy" in text
     results = json.loads((tmp_path / "results.json").read_text())
     assert results["test_acc_mean"] > 0.6  # 40 epochs of Kipf's setup already classify most of Cora
+    wrote = next(line for line in text.splitlines() if line.startswith("wrote "))
+    assert str(tmp_path / "results.json") in wrote
     for name in ("metrics.csv", "config.json", "curves.png", "checkpoint.pt"):
         assert (tmp_path / "seed_0" / name).is_file(), name
+        assert str(tmp_path / "seed_0" / name) in wrote, name
+    # a second run into the same folder is refused, and replaces it only with --overwrite
+    before = (tmp_path / "seed_0" / "checkpoint.pt").read_bytes()
+    assert main(["gcn", "--epochs", "3", "--out", str(tmp_path)]) == 2
+    assert "already holds a run" in capsys.readouterr().err
+    assert (tmp_path / "seed_0" / "checkpoint.pt").read_bytes() == before
+    assert main(["gcn", "--epochs", "3", "--out", str(tmp_path), "--overwrite"]) == 0
+    assert json.loads((tmp_path / "results.json").read_text())["epochs"] == 3
 
 
 def test_gcn_karate_runs_without_files(capsys, monkeypatch, tmp_path):
@@ -45,12 +56,43 @@ def test_gcn_missing_files_is_a_clear_error(capsys, tmp_path, monkeypatch):
     assert "ind.citeseer.x" in err and str(tmp_path) in err and "offline" in err
 
 
-@pytest.mark.parametrize("argv", [["gcn", "--dataset", "nope"], ["gcn", "--self-loop-weight", "-2"],
-                                  ["gcn", "--layers", "0"]])
-def test_gcn_bad_arguments_exit_2(argv, capsys):
+@pytest.mark.parametrize("argv, flag", [
+    (["--dataset", "nope"], "--dataset"), (["--self-loop-weight", "-2"], "--self-loop-weight"),
+    (["--layers", "0"], "--layers"), (["--lr", "1e300"], "--lr"), (["--lr", "0"], "--lr"),
+    (["--weight-decay", "nan"], "--weight-decay"), (["--weight-decay", "-1"], "--weight-decay"),
+    (["--dropout", "1.5"], "--dropout"), (["--epochs", "1e9"], "--epochs"),
+])
+def test_gcn_bad_arguments_exit_2_naming_the_flag(argv, flag, capsys):
     with pytest.raises(SystemExit) as exc:
-        main(argv)
+        main(["gcn", *argv])
     assert exc.value.code == 2
+    assert capsys.readouterr().err.splitlines()[-1].startswith(f"gseq gcn: error: argument {flag}")
+
+
+def test_gcn_refused_devices_and_folders_are_one_line(capsys, tmp_path):
+    (tmp_path / "file").write_text("x")
+    cases = [(["--device", "mps"], "--device: 'mps' is not available"),
+             (["--device", "cuda"], "--device: 'cuda'"),
+             (["--device", "tpu:x"], "--device: 'tpu:x' is not a device"),
+             (["--out", str(tmp_path / "file")], "--out:"),
+             (["--out", str(tmp_path / "file" / "sub")], "--out: cannot create")]
+    for argv, message in cases:
+        assert main(["gcn", "--dataset", "example", "--epochs", "1", *argv]) == 2, argv
+        err = capsys.readouterr().err
+        assert err.startswith("gseq gcn: error: ") and message in err and len(err.strip().splitlines()) == 1, err
+
+
+def test_gcn_trust_warns_and_a_damaged_file_is_one_line(capsys, tmp_path, data_root):
+    import shutil
+
+    shutil.copytree(data_root / "planetoid" / "Cora", tmp_path / "Cora")
+    path = tmp_path / "Cora" / "raw" / "ind.cora.graph"
+    path.chmod(0o644)
+    path.write_bytes(b"\x80\x04\x95 damaged")
+    assert main(["gcn", "--root", str(tmp_path), "--trust", "--epochs", "1"]) == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert lines[0].startswith("gseq gcn: warning: --trust unpickles") and "runs code" in lines[0]
+    assert len(lines) == 2 and lines[1].startswith("gseq gcn: error: root:") and "ind.cora.graph" in lines[1]
 
 
 def test_env_prints_versions(capsys):

@@ -29,17 +29,115 @@ def test_train_text_output_and_checkpoint(capsys, tmp_path):
 
 
 @pytest.mark.parametrize("argv, match", [
-    (["train", "--length", "1"], "length"),
-    (["train", "--batch-size", "0"], "batch_size"),
-    (["train", "--optimizer", "adagrad"], "optimizer"),
-    (["train", "--cell", "rnn", "--forget-bias", "1"], "forget-bias"),
-    (["sweep", "--lengths", "5:x", "--out", "unused"], "lengths"),
-    (["sweep", "--lengths", "1:3", "--out", "unused"], "lengths"),
+    (["train", "--length", "1"], "argument --length"),
+    (["train", "--length", "1e9"], "argument --length"),
+    (["train", "--batch-size", "0"], "argument --batch-size"),
+    (["train", "--optimizer", "adagrad"], "argument --optimizer"),
+    (["train", "--lr", "1e300"], "argument --lr"),
+    (["train", "--lr", "nan"], "argument --lr"),
+    (["train", "--clip-grad-norm", "-1"], "argument --clip-grad-norm"),
+    (["grads", "--samples", "0"], "argument --samples"),
 ])
-def test_bad_arguments_exit_2_with_one_line(capsys, argv, match):
+def test_refused_flags_name_the_flag_before_anything_runs(capsys, argv, match):
+    with pytest.raises(SystemExit) as exc:
+        main(["palindrome", *argv, "--max-steps", "1"])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert err.splitlines()[-1].startswith(f"gseq palindrome {argv[0]}: error: {match}")
+    assert "Traceback" not in err
+
+
+@pytest.mark.parametrize("argv, match", [
+    (["train", "--cell", "rnn", "--forget-bias", "1"], "--forget-bias"),
+    (["train", "--length", "1000000000"], "--length: 1000000000 steps"),  # refused before any allocation
+    (["sweep", "--lengths", "5", "1000000000", "--out", "{tmp}"], "--lengths: 1000000000 steps"),
+    (["grads", "--length", "1000000000", "--out", "{tmp}"], "--length: 1000000000 steps"),
+    (["train", "--device", "mps"], "--device: 'mps'"),
+    (["train", "--device", "cuda:3"], "--device: 'cuda:3'"),
+    (["train", "--resume"], "--resume: needs --out"),
+    (["train", "--resume", "--out", "{tmp}"], "holds no checkpoint"),
+    (["train", "--resume", "--overwrite", "--out", "{tmp}"], "choose one"),
+    (["sweep", "--lengths", "5:x", "--out", "{tmp}"], "lengths"),
+    (["sweep", "--lengths", "1:3", "--out", "{tmp}"], "lengths"),
+])
+def test_bad_arguments_exit_2_with_one_line(capsys, tmp_path, argv, match):
+    argv = [a.replace("{tmp}", str(tmp_path / "run")) for a in argv]
     assert main(["palindrome", *argv, "--max-steps", "1"]) == 2
     err = capsys.readouterr().err
-    assert err.startswith("gseq palindrome: error:") and match in err
+    assert err.startswith("gseq palindrome: error:") and match in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "run" / "results.csv").exists()
+
+
+def test_a_trained_run_is_never_overwritten_silently(capsys, tmp_path):
+    argv = ["palindrome", "train", "--cell", "rnn", "--length", "4", "--input", "onehot", "--max-steps", "5",
+            "--hidden-size", "8", "--out", str(tmp_path)]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    for name in ("checkpoint.pt", "metrics.csv", "config.json"):  # every file written is announced
+        assert str(tmp_path / name) in out
+    before = (tmp_path / "checkpoint.pt").read_bytes()
+    assert main(argv + ["--seed", "1"]) == 2
+    assert "already holds a checkpoint" in capsys.readouterr().err
+    assert (tmp_path / "checkpoint.pt").read_bytes() == before
+    assert main(argv + ["--seed", "1", "--overwrite"]) == 0
+    assert json.loads((tmp_path / "config.json").read_text())["trainer"]["seed"] == 1
+
+
+def test_resume_with_other_settings_is_refused_naming_each(capsys, tmp_path):
+    argv = ["palindrome", "train", "--cell", "lstm", "--length", "4", "--input", "onehot", "--hidden-size", "8",
+            "--eval-every", "5", "--out", str(tmp_path)]
+    assert main(argv + ["--max-steps", "5"]) == 0
+    config = (tmp_path / "config.json").read_text()
+    before = (tmp_path / "checkpoint.pt").read_bytes()
+    capsys.readouterr()
+    assert main([*argv[:5], "6", *argv[6:], "--max-steps", "10", "--lr", "0.01", "--resume"]) == 2
+    err = capsys.readouterr().err
+    assert "length 4 there, 6 now" in err and "lr 0.001 there, 0.01 now" in err
+    assert (tmp_path / "config.json").read_text() == config and (tmp_path / "checkpoint.pt").read_bytes() == before
+    # more steps is what resuming is for: allowed, and config.json says what ran
+    assert main(argv + ["--max-steps", "10", "--resume"]) == 0
+    assert json.loads((tmp_path / "config.json").read_text())["trainer"]["max_steps"] == 10
+
+
+def test_a_loss_that_becomes_nan_stops_with_one_line(capsys, tmp_path, monkeypatch):
+    from gseq.models import sequence
+
+    calls = []
+    loss = sequence._loss
+
+    def poisoned(model, batch):
+        calls.append(1)
+        out = loss(model, batch)
+        return {**out, "loss": out["loss"] * float("nan")} if len(calls) == 3 else out
+
+    monkeypatch.setattr(sequence, "_loss", poisoned)
+    code = main(["palindrome", "train", "--cell", "rnn", "--length", "4", "--hidden-size", "8", "--max-steps", "50",
+                 "--out", str(tmp_path)])
+    err = capsys.readouterr().err
+    assert code == 1 and err.startswith("gseq palindrome: error: loss: became nan at step 3")
+    assert len(err.strip().splitlines()) == 1 and len(calls) == 3  # training stopped there
+
+
+def test_grads_writes_a_default_folder(capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert main(["palindrome", "grads", "--length", "4", "--cells", "rnn", "--max-steps", "2", "--samples", "4",
+                 "--hidden-size", "8"]) == 0
+    out = capsys.readouterr().out
+    folder = tmp_path / "runs" / "palindrome-grads"
+    for name in ("grad_norms.csv", "grad_norms.json", "grad_norms.png"):
+        assert (folder / name).is_file() and f"runs/palindrome-grads/{name}" in out
+
+
+def test_a_truncated_sweep_csv_is_named(capsys, tmp_path):
+    argv = ["palindrome", "sweep", "--cells", "rnn", "--lengths", "3", "--seeds", "2", "--input", "onehot",
+            "--max-steps", "5", "--hidden-size", "8", "--jobs", "1", "--out", str(tmp_path)]
+    assert main(argv) == 0
+    text = (tmp_path / "results.csv").read_text()
+    (tmp_path / "results.csv").write_text(text[: text.rindex(",")])  # the last line cut short
+    capsys.readouterr()
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "results.csv: line 3 is incomplete" in err and "NoneType" not in err
 
 
 def test_sweep_writes_csv_and_figure_and_resumes(capsys, tmp_path):

@@ -1,6 +1,7 @@
 import contextlib
 import csv
 import io
+import json
 import shutil
 
 import pytest
@@ -67,20 +68,31 @@ def test_generate_from_the_checkpoint_alone(run_dir, capsys):
     assert "preprocessed" in captured.err
 
 
+@pytest.mark.parametrize("extra", [
+    ["--temperature", "-1"], ["--temperature", "nan"], ["--top-p", "0"], ["--top-p", "1.5"], ["--top-k", "0"],
+    ["--length", "-5"], ["--length", "1e12"], ["--num-samples", "1e9"], ["--num-samples", "0"],
+])
+def test_generate_refused_flags_name_the_flag(run_dir, capsys, extra):
+    _, out = run_dir
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exc:
+        main(["text", "generate", "--checkpoint", str(out / "checkpoint.pt")] + extra)
+    assert exc.value.code == 2
+    assert capsys.readouterr().err.splitlines()[-1].startswith(f"gseq text generate: error: argument {extra[0]}")
+
+
 @pytest.mark.parametrize("extra, message", [
-    (["--temperature", "-1"], "temperature"),
-    (["--top-p", "0"], "top_p"),
-    (["--top-p", "1.5"], "top_p"),
-    (["--top-k", "0"], "top_k"),
-    (["--length", "-5"], "length"),
     (["--prompt", "zebra"], "not in the vocabulary"),
+    (["--length", "1000000000000"], "--length, --num-samples: 1,000,000,000,000 characters"),
+    (["--num-samples", "1000000000"], "--length, --num-samples: 200 characters x 1,000,000,000 samples"),
+    (["--device", "mps"], "--device: 'mps'"),
 ])
 def test_generate_bad_arguments_exit_2(run_dir, capsys, extra, message):
     _, out = run_dir
     capsys.readouterr()
     assert main(["text", "generate", "--checkpoint", str(out / "checkpoint.pt")] + extra) == 2
     err = capsys.readouterr().err
-    assert err.startswith("gseq text: error:") and message in err
+    assert err.startswith("gseq text: error:") and message in err and len(err.strip().splitlines()) == 1
 
 
 def test_skip_unknown_prompt_characters(run_dir, capsys):
@@ -119,3 +131,65 @@ def test_bad_files_and_checkpoints_exit_2(tmp_path, run_dir, capsys):
     (tmp_path / "broken.pt").write_bytes(before[:100])
     assert main(["text", "generate", "--checkpoint", str(tmp_path / "broken.pt")]) == 2
     assert "corrupted" in capsys.readouterr().err
+
+
+def test_a_malicious_checkpoint_is_refused_without_advice_to_load_it_anyway(tmp_path, capsys):
+    import os
+
+    class Payload:
+        def __reduce__(self):
+            return (os.system, ("echo pwned",))
+
+    torch.save({"format": "gseq-trainer-1", "model": Payload()}, tmp_path / "evil.pt")
+    assert main(["text", "generate", "--checkpoint", str(tmp_path / "evil.pt")]) == 2
+    err = capsys.readouterr().err
+    assert "is not a gseq checkpoint and may be unsafe" in err and "system" in err
+    assert "weights_only" not in err and "will likely succeed" not in err and len(err.strip().splitlines()) == 1
+
+
+def test_train_without_file_uses_the_shipped_book_offline(tmp_path, capsys, monkeypatch):
+    """``gseq text train`` with no --file and no GSEQ_DATA: the book shipped with gseq. With sampling off, no
+    samples.csv is written, and none is announced."""
+    monkeypatch.delenv("GSEQ_DATA", raising=False)
+    tiny = ["--seq-length", "8", "--batch-size", "4", "--hidden-size", "8", "--num-layers", "1", "--eval-every", "2",
+            "--checkpoint-every", "2", "--no-progress", "--device", "cpu", "--threads", "1"]
+    assert main(["text", "train", "--steps", "2", "--sample-every", "0", "--out", str(tmp_path)] + tiny) == 0
+    out = capsys.readouterr().out
+    config = json.loads((tmp_path / "config.json").read_text())
+    assert config["data"]["file"] == "book_EN_grimms_fairy_tails.txt" and config["data"]["characters"] > 500_000
+    wrote = next(line for line in out.splitlines() if line.startswith("wrote "))
+    for name in ("checkpoint.pt", "metrics.csv", "config.json", "loss.png"):
+        assert str(tmp_path / name) in wrote
+    assert "samples.csv" not in wrote and not (tmp_path / "samples.csv").exists()
+
+
+def test_resume_with_changed_settings_is_refused(trained, tmp_path, capsys):
+    book, out, _ = trained
+    out = shutil.copytree(out, tmp_path / "copy")
+    config = (out / "config.json").read_text()
+    capsys.readouterr()
+    assert main(["text", "train", "--file", str(book), "--steps", "15", "--out", str(out), "--preprocess", "--resume",
+                 *SMALL, "--lr", "0.5", "--seed", "7"]) == 2
+    err = capsys.readouterr().err
+    assert "lr 0.002 there, 0.5 now" in err and "seed 0 there, 7 now" in err
+    assert (out / "config.json").read_text() == config  # config.json never disagrees with what ran
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--sample-every", "-1"], "argument --sample-every"),
+    (["--weight-decay", "1"], "unrecognized arguments"),
+    (["--lr", "1e300"], "argument --lr"),
+    (["--dropout", "1"], "argument --dropout"),
+])
+def test_train_refused_flags_name_the_flag(capsys, tmp_path, extra, message):
+    with pytest.raises(SystemExit):
+        main(["text", "train", "--out", str(tmp_path), *extra])
+    assert message in capsys.readouterr().err
+
+
+def test_unwritable_out_is_refused_before_training(capsys, tmp_path):
+    (tmp_path / "file").write_text("x")
+    for out, message in ((tmp_path / "file", "is a file"), (tmp_path / "file" / "run", "cannot create")):
+        assert main(["text", "train", "--out", str(out), "--steps", "1"]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("gseq text: error: --out:") and message in err and len(err.strip().splitlines()) == 1

@@ -69,7 +69,14 @@ def test_message_passing_reaches_e_from_c_after_three_layers(k):
     assert (not torch.allclose(base[e], changed[e], atol=0, rtol=0)) == (k >= 3)
 
 
-def test_karate_is_embedded():
+def test_karate_is_embedded_with_disjoint_splits():
     data = karate()
     assert data.num_nodes == 34 and int(data.train_mask.sum()) == 4
-    assert int(data.test_mask.sum()) == 30
+    masks = [data.train_mask, data.val_mask, data.test_mask]
+    for i in range(3):
+        for j in range(i + 1, 3):
+            assert not bool((masks[i] & masks[j]).any()), (i, j)  # no node is both validated and tested
+    assert bool((masks[0] | masks[1] | masks[2]).all())
+    assert int(data.val_mask.sum()) + int(data.test_mask.sum()) == 30
+    for c in range(4):  # every class is validated and tested
+        assert bool(data.val_mask[data.y == c].any()) and bool(data.test_mask[data.y == c].any())

@@ -1,4 +1,6 @@
+import io
 import shutil
+import urllib.request
 
 import pytest
 import torch
@@ -34,7 +36,7 @@ def test_never_writes_into_the_data_folder(data_root, tmp_path):
 
 
 def copy_cora(data_root, tmp_path):
-    shutil.copytree(data_root / "planetoid" / "Cora", tmp_path / "Cora")
+    shutil.copytree(data_root / "planetoid" / "Cora", tmp_path / "Cora", dirs_exist_ok=True)
     return tmp_path
 
 
@@ -50,10 +52,82 @@ def test_tampered_file_is_refused_before_unpickling(data_root, tmp_path):
 
 def test_missing_files_name_files_and_folder(tmp_path, monkeypatch):
     monkeypatch.setenv("GSEQ_DATA", str(tmp_path / "nowhere"))
-    with pytest.raises(FileNotFoundError, match=r"ind\.cora\.x.*nowhere/planetoid/Cora/raw"):
-        planetoid("Cora", download=False)
+    with pytest.raises(FileNotFoundError, match=r"ind\.citeseer\.x.*nowhere/planetoid/CiteSeer/raw"):
+        planetoid("CiteSeer", download=False)
     with pytest.raises(FileNotFoundError, match="ind.citeseer.graph"):
         planetoid("CiteSeer", root=tmp_path, download=False)
+
+
+def test_one_missing_file_is_named_alone(data_root, tmp_path):
+    root = copy_cora(data_root, tmp_path)
+    (root / "Cora" / "raw" / "ind.cora.ty").unlink()
+    with pytest.raises(FileNotFoundError) as err:
+        planetoid("Cora", root=root, download=False)
+    message = str(err.value)
+    assert "ind.cora.ty missing from" in message and str(root / "Cora" / "raw") in message
+    assert "ind.cora.x" not in message and "ind.cora.allx" not in message  # the seven present files are not named
+
+
+def test_search_order_data_then_cache_then_shipped_copy(data_root, tmp_path, monkeypatch):
+    from gseq.data.planetoid import _find_raw
+
+    def offline(*args, **kwargs):
+        raise AssertionError("no download may be attempted: Cora ships with gseq")
+
+    monkeypatch.setattr(urllib.request, "urlopen", offline)
+    monkeypatch.delenv("GSEQ_DATA", raising=False)
+    monkeypatch.setenv("GSEQ_CACHE", str(tmp_path / "cache"))
+    shipped = data_root / "planetoid" / "Cora" / "raw"
+    assert _find_raw("Cora", None, download=True) == shipped
+    assert planetoid("Cora").num_nodes == 2708  # offline, no data folder, empty cache
+    copy_cora(data_root, tmp_path / "cache" / "planetoid")
+    assert _find_raw("Cora", None, download=True) == tmp_path / "cache" / "planetoid" / "Cora" / "raw"
+    copy_cora(data_root, tmp_path / "data" / "planetoid")
+    monkeypatch.setenv("GSEQ_DATA", str(tmp_path / "data"))
+    assert _find_raw("Cora", None, download=True) == tmp_path / "data" / "planetoid" / "Cora" / "raw"
+
+
+def test_the_shipped_cora_is_the_public_files(data_root):
+    import hashlib
+
+    raw = data_root / "planetoid" / "Cora" / "raw"
+    files = sorted(p.name for p in raw.iterdir())
+    assert files == sorted(k for k in PLANETOID_SHA256 if k.startswith("ind.cora."))
+    for name in files:
+        assert hashlib.sha256((raw / name).read_bytes()).hexdigest() == PLANETOID_SHA256[name], name
+
+
+def test_an_unwritable_cache_does_not_stop_reading(data_root, tmp_path, monkeypatch):
+    (tmp_path / "a-file").write_text("not a folder")
+    monkeypatch.setenv("GSEQ_CACHE", str(tmp_path / "a-file" / "cache"))  # nothing can be created below a file
+    assert planetoid("Cora").num_nodes == 2708
+    # a download into an unwritable place goes to a temporary folder instead
+    served = []
+
+    class Response(io.BytesIO):
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            return False
+
+    def fake_urlopen(url, timeout=None):
+        name = url.rsplit("/", 1)[-1]
+        served.append(name)
+        return Response((data_root / "planetoid" / "Cora" / "raw" / name).read_bytes())
+
+    monkeypatch.setattr(urllib.request, "urlopen", fake_urlopen)
+    data = planetoid("Cora", root=tmp_path / "a-file" / "root")
+    assert data.num_nodes == 2708 and len(served) == 8
+
+
+def test_trusted_but_damaged_file_is_a_clear_error(data_root, tmp_path):
+    root = copy_cora(data_root, tmp_path)
+    path = root / "Cora" / "raw" / "ind.cora.x"
+    path.chmod(0o644)
+    path.write_bytes(b"\x80\x04 this is not a pickle")
+    with pytest.raises(ValueError, match=r"ind\.cora\.x could not be read as a Planetoid file.*damaged"):
+        planetoid("Cora", root=root, trust=True)
 
 
 def test_unknown_name_and_unknown_digest(data_root, tmp_path):

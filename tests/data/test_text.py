@@ -8,8 +8,8 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gseq.data import (CharVocab, eval_windows, load_text, preprocess_text, resolve_text_file, split_text,
-                       strip_gutenberg, window_sampler)
+from gseq.data import (BUNDLED_BOOK, CharVocab, eval_windows, load_text, preprocess_text, resolve_text_file,
+                       split_text, strip_gutenberg, window_sampler)
 
 REPO = Path(__file__).resolve().parents[2]
 BOOK = "book_EN_grimms_fairy_tails.txt"
@@ -99,7 +99,7 @@ def test_preprocess_output_is_clean(text):
 
 
 def test_strip_gutenberg_on_a_book_and_on_plain_text():
-    raw = Path(os.environ["GSEQ_DATA"], "text", BOOK).read_text(encoding="utf-8-sig")
+    raw = load_text(BOOK, strip_header=False)  # the book shipped with gseq
     body = strip_gutenberg(raw)
     assert "Project Gutenberg" in raw[:500] and "PROJECT GUTENBERG" not in body
     assert "Gutenberg" not in body[:2000] and "Gutenberg" not in body[-3000:]
@@ -111,9 +111,10 @@ def test_strip_gutenberg_on_a_book_and_on_plain_text():
     assert strip_gutenberg(text) == "Body line."
     wrapped = text.replace("EBook of X\n", "EBook of X, by\nSome Author\n\n")
     assert strip_gutenberg(wrapped) == "Body line."
-    democracy = strip_gutenberg(Path(os.environ["GSEQ_DATA"], "text", "book_EN_democracy_in_the_US.txt")
-                                .read_text(encoding="utf-8-sig"))
-    assert democracy.rstrip().endswith("in proportion.]") and "Gutenberg" not in democracy[-3000:]
+    # the closing line of Democracy in America wraps the author onto a second line
+    ending = ("...equal in proportion.]\n\n\n\nEnd of the Project Gutenberg EBook of Democracy In America, "
+              "Volume 1 (of 2), by \nAlexis de Toqueville\n\n*** END OF THIS PROJECT GUTENBERG EBOOK X ***\nlicence")
+    assert strip_gutenberg("*** START OF THIS PROJECT GUTENBERG EBOOK X ***\n" + ending) == "...equal in proportion.]"
 
 
 def test_load_text_drops_bom_and_header(tmp_path):
@@ -123,12 +124,12 @@ def test_load_text_drops_bom_and_header(tmp_path):
     assert load_text(path) == "Once upon a time."
     assert load_text(path, strip_header=False).startswith("Title\n")
     assert load_text(path, preprocess=True) == "once upon a time"
-    book = load_text(BOOK, preprocess=True)  # found by name under $GSEQ_DATA/text
+    book = load_text(BOOK, preprocess=True)  # found by name: $GSEQ_DATA/text, else the copy shipped with gseq
     assert resolve_text_file(BOOK).is_file() and set(book) <= set("abcdefghijklmnopqrstuvwxyz0123456789 ")
 
 
 def test_load_text_bad_files(tmp_path):
-    with pytest.raises(FileNotFoundError, match="book_EN_democracy"):
+    with pytest.raises(FileNotFoundError, match="books found by name: .*book_EN_grimms_fairy_tails.txt"):
         load_text(tmp_path / "missing.txt")
     (tmp_path / "empty.txt").write_bytes(b"")
     with pytest.raises(ValueError, match="empty"):
@@ -184,3 +185,33 @@ def test_eval_windows_predict_every_character_once():
     w = eval_windows(ids, seq_length=30)
     assert w.shape == (3, 31)
     assert w[:, 1:].reshape(-1).tolist() == list(range(1, 91))
+
+
+# ---------------------------------------------------------------------- the book shipped with gseq
+GRIMM_SHA256 = "e6439bd511820742e842e21b75e89b394d3809eec82ca56b506c39ff39d4a7d6"  # as in ../shared/data/SHA256SUMS
+
+
+def test_the_shipped_book_is_the_public_file_and_small(monkeypatch, tmp_path):
+    import gzip
+    import hashlib
+
+    monkeypatch.delenv("GSEQ_DATA", raising=False)
+    path = resolve_text_file(BUNDLED_BOOK)
+    assert path.name == BUNDLED_BOOK + ".gz" and path.stat().st_size < 250_000  # compressed: ~190 KB of 0.55 MB
+    assert hashlib.sha256(gzip.decompress(path.read_bytes())).hexdigest() == GRIMM_SHA256
+    assert "Hansel" in load_text(BUNDLED_BOOK)
+    # $GSEQ_DATA/text comes first: a book of that name there is the one read
+    (tmp_path / "text").mkdir()
+    (tmp_path / "text" / BUNDLED_BOOK).write_text("a local copy of the tales")
+    monkeypatch.setenv("GSEQ_DATA", str(tmp_path))
+    assert load_text(BUNDLED_BOOK) == "a local copy of the tales"
+
+
+def test_gzip_files_are_read_and_damaged_ones_refused(tmp_path):
+    import gzip
+
+    (tmp_path / "t.txt.gz").write_bytes(gzip.compress("Once upon a time.".encode()))
+    assert load_text(tmp_path / "t.txt.gz") == "Once upon a time."
+    (tmp_path / "bad.txt.gz").write_bytes(b"\x1f\x8b not really gzip")
+    with pytest.raises(ValueError, match="not a readable gzip file"):
+        load_text(tmp_path / "bad.txt.gz")

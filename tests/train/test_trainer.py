@@ -182,3 +182,163 @@ def test_atomic_writes_get_the_usual_permissions(tmp_path):
     mask = os.umask(0)
     os.umask(mask)
     assert (path.stat().st_mode & 0o777) == (0o666 & ~mask)
+
+
+# ---------------------------------------------------------------------- nothing silently wrong, nothing lost
+def test_a_nan_loss_stops_before_it_changes_the_weights():
+    model = Tiny()
+    calls = []
+
+    def loss(m, batch):
+        calls.append(1)
+        out = mse(m, batch)
+        return {**out, "loss": out["loss"] * float("nan")} if len(calls) == 4 else out
+
+    trainer = Trainer(model, max_steps=50, progress=False, device="cpu")
+    snapshot = {}
+
+    class Snap:
+        def on_step_end(self, trainer, step, logs):
+            snapshot.update({k: v.clone() for k, v in trainer.model.state_dict().items()})
+
+    trainer.callbacks.append(Snap())
+    with pytest.raises(FloatingPointError, match="loss: became nan at step 4"):
+        trainer.fit(loss, sample)
+    assert trainer.step == 3
+    for k, v in model.state_dict().items():  # the weights of step 3, untouched by the NaN step
+        assert torch.equal(v, snapshot[k]), k
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"lr": 1e300}, "lr: 1e\\+300 overflows torch.float32"),
+    ({"lr": float("inf")}, "lr: must be a finite"),
+    ({"lr": float("nan")}, "lr: must be a finite"),
+    ({"weight_decay": float("nan")}, "weight_decay: must be a finite"),
+    ({"weight_decay": -1e-4}, "weight_decay: must be a finite number >= 0"),
+    ({"param_groups": lambda m: [{"params": list(m.parameters()), "weight_decay": float("nan")}]},
+     r"weight_decay: .*parameter group 0"),
+    ({"param_groups": lambda m: [{"params": list(m.parameters()), "lr": -1.0}]}, r"lr: .*parameter group 0"),
+])
+def test_learning_rate_and_weight_decay_are_checked(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        Trainer(Tiny(), device="cpu", **kwargs)
+
+
+@pytest.mark.parametrize("device", ["mps", "xpu", "meta", "cuda:7", "tpu:x"])
+def test_devices_this_machine_lacks_are_refused(device):
+    from gseq.train import resolve_device
+
+    with pytest.raises(ValueError, match=f"device: '{device}'"):
+        resolve_device(device)
+
+
+def test_a_checkpoint_is_continued_or_replaced_only_when_asked(tmp_path):
+    Trainer(Tiny(), max_steps=2, progress=False, device="cpu", out_dir=tmp_path, seed=0).fit(mse, sample)
+    before = (tmp_path / "checkpoint.pt").read_bytes()
+    steps = []
+
+    class Count:
+        def on_step_end(self, trainer, step, logs):
+            steps.append(step)
+
+    fresh = Trainer(Tiny(), max_steps=2, progress=False, device="cpu", out_dir=tmp_path, seed=1, callbacks=[Count()])
+    with pytest.raises(ValueError, match="already holds a checkpoint"):
+        fresh.fit(mse, sample)
+    assert steps == [] and (tmp_path / "checkpoint.pt").read_bytes() == before
+    again = Trainer(Tiny(), max_steps=3, progress=False, device="cpu", out_dir=tmp_path, seed=1, overwrite=True)
+    again.fit(mse, sample)
+    assert load_checkpoint(tmp_path / "checkpoint.pt")["config"]["trainer"]["seed"] == 1
+    again.max_steps = 5  # a trainer may go on with a checkpoint it wrote itself
+    assert again.fit(mse, sample)["step"] == 5
+
+
+def test_resume_with_other_settings_is_refused_naming_each(tmp_path):
+    def trainer(**kwargs):
+        settings = {"lr": 1e-2, "max_steps": 4, "seed": 0, "config": {"width": 8}, **kwargs}
+        return Trainer(Tiny(), progress=False, device="cpu", out_dir=tmp_path, **settings)
+
+    trainer().fit(mse, sample)
+    config = (tmp_path / "config.json").read_text()
+    with pytest.raises(ValueError, match=r"lr 0\.01 there, 0\.5 now; seed 0 there, 7 now; width 8 there, 9 now"):
+        trainer(lr=0.5, seed=7, config={"width": 9}, max_steps=8).fit(mse, sample, resume=True)
+    assert (tmp_path / "config.json").read_text() == config
+    resumed = trainer(max_steps=8)  # more steps: allowed, and recorded
+    assert resumed.fit(mse, sample, resume=True)["step"] == 8
+    assert json.loads((tmp_path / "config.json").read_text())["trainer"]["max_steps"] == 8
+
+
+def test_out_dir_is_checked_before_the_first_step(tmp_path):
+    (tmp_path / "file").write_text("x")
+    steps = []
+
+    class Count:
+        def on_step_end(self, trainer, step, logs):
+            steps.append(step)
+
+    for out, message in ((tmp_path / "file", "is a file"), (tmp_path / "file" / "run", "cannot be written")):
+        with pytest.raises(ValueError, match=f"out_dir: .*{message}"):
+            Trainer(Tiny(), max_steps=3, progress=False, device="cpu", out_dir=out, callbacks=[Count()]).fit(mse, sample)
+    assert steps == []
+
+
+def test_stale_temp_files_are_removed_on_start_and_on_save(tmp_path):
+    from gseq.train import remove_stale_temp_files
+
+    ours = [tmp_path / ".checkpoint.pt.a1b2c3d4.tmp", tmp_path / ".config.json.zz_zz_zz.tmp"]
+    others = [tmp_path / ".checkpoint.pt.tmp", tmp_path / ".checkpoint.pt.toolong99.tmp", tmp_path / "x.tmp",
+              tmp_path / ".other.pt.a1b2c3d4.tmp", tmp_path / ".checkpoint.pt.a1b2c3d4.tmp.keep"]
+    for p in ours + others:
+        p.write_text("x")
+    Trainer(Tiny(), max_steps=1, progress=False, device="cpu", out_dir=tmp_path).fit(mse, sample)
+    assert not any(p.exists() for p in ours) and all(p.exists() for p in others)
+    ours[0].write_text("x")
+    save_checkpoint(tmp_path / "checkpoint.pt", {"a": torch.ones(1)})  # a save of that file cleans up too
+    assert not ours[0].exists() and all(p.exists() for p in others)
+    assert remove_stale_temp_files(tmp_path / "missing", ["checkpoint.pt"]) == []
+
+
+def test_a_malicious_checkpoint_is_refused_with_safe_wording(tmp_path):
+    import os
+
+    class Payload:
+        def __reduce__(self):
+            return (os.system, ("echo pwned",))
+
+    torch.save({"a": Payload()}, tmp_path / "evil.pt")
+    with pytest.raises(ValueError) as err:
+        load_checkpoint(tmp_path / "evil.pt")
+    message = str(err.value)
+    assert "not a gseq checkpoint and may be unsafe" in message and "system" in message
+    assert "weights_only" not in message.replace("weights_only=True", "") and "likely succeed" not in message
+    assert err.value.__cause__ is None and err.value.__suppress_context__  # torch's advice is not chained either
+
+
+def test_ctrl_c_finishes_the_step_saves_and_resumes_exactly(tmp_path):
+    import os
+    import signal
+
+    from gseq.train import TrainingInterrupted
+
+    class CtrlC:
+        def on_step_end(self, trainer, step, logs):
+            if step == 6:
+                os.kill(os.getpid(), signal.SIGINT)
+
+    def run(out, steps, callbacks=(), resume=False):
+        torch.manual_seed(0)
+        model = Tiny()
+        trainer = Trainer(model, optimizer="adam", lr=1e-2, max_steps=steps, eval_every=4, seed=3, progress=False,
+                          device="cpu", out_dir=out, callbacks=callbacks)
+        trainer.fit(mse, sample, make_eval(), resume=resume)
+        return model
+
+    full = run(tmp_path / "full", 12)
+    with pytest.raises(TrainingInterrupted) as err:
+        run(tmp_path / "cut", 12, [CtrlC()])
+    assert isinstance(err.value, KeyboardInterrupt) and err.value.step == 6
+    assert err.value.checkpoint == tmp_path / "cut" / "checkpoint.pt"
+    assert load_checkpoint(tmp_path / "cut" / "checkpoint.pt")["step"] == 6
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # the handler is put back
+    resumed = run(tmp_path / "cut", 12, resume=True)
+    for (k, a), b in zip(full.state_dict().items(), resumed.state_dict().values()):
+        assert torch.equal(a, b), k

@@ -1,0 +1,7 @@
+"""``python -m gseq``: the ``gseq`` command."""
+
+import sys
+
+from .cli import main
+
+sys.exit(main())
