@@ -5,6 +5,7 @@ from .planetoid import PLANETOID_NAMES, PLANETOID_SHA256, cache_dir, normalize_f
 from .text import (CharVocab, eval_windows, load_text, preprocess_text, resolve_text_file, split_text,
                    strip_gutenberg, window_sampler)
 from .palindromes import NUM_DIGITS, PalindromeDataset, palindromes
+from .path_graph import palindrome_graphs, path_graph
 
 __all__ = [
     "example_graph",
@@ -27,3 +28,4 @@ __all__ = [
     "eval_windows",
 ]
 __all__ += ["palindromes", "PalindromeDataset", "NUM_DIGITS"]
+__all__ += ["path_graph", "palindrome_graphs"]
