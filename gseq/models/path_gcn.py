@@ -98,7 +98,8 @@ def train_palindrome_gcn(length: int = 10, num_layers: int = 9, *, hidden_channe
         (every layer's final ``w``, learned or not), ``seed`` and ``wall_seconds`` (construction included).
     """
     start = time.perf_counter()
-    for name, value, minimum in (("length", length, 2), ("num_layers", num_layers, 1), ("batch_size", batch_size, 1),
+    for name, value, minimum in (("length", length, 2), ("num_layers", num_layers, 1),
+                                 ("hidden_channels", hidden_channels, 1), ("batch_size", batch_size, 1),
                                  ("eval_size", eval_size, 1), ("test_size", test_size, 1)):
         if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
             raise ValueError(f"{name}: must be an integer >= {minimum}, got {value!r}")

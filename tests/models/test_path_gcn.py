@@ -43,6 +43,8 @@ def test_training_is_reproducible_from_the_seed():
     ({"length": 1}, ValueError, "length"),
     ({"num_layers": 0}, ValueError, "num_layers"),
     ({"num_layers": 2.0}, ValueError, "num_layers"),
+    ({"hidden_channels": 0}, ValueError, "hidden_channels"),
+    ({"hidden_channels": 2.5}, ValueError, "hidden_channels"),
     ({"batch_size": 0}, ValueError, "batch_size"),
     ({"directed": "no"}, TypeError, "directed"),
     ({"act": "gelu"}, ValueError, "act"),
