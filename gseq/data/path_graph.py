@@ -64,7 +64,8 @@ def _check_digits(name: str, t: Tensor, dim: int) -> None:
         shape = "[batch, T - 1]" if dim == 2 else "[batch]"
         raise ValueError(f"{name}: expected shape {shape}, got {list(t.shape)}")
     if t.numel() and (int(t.min()) < 0 or int(t.max()) >= NUM_DIGITS):
-        raise ValueError(f"{name}: digits must lie in 0..{NUM_DIGITS - 1}, got values in {int(t.min())}..{int(t.max())}")
+        raise ValueError(f"{name}: digits must lie in 0..{NUM_DIGITS - 1}, "
+                         f"got values in {int(t.min())}..{int(t.max())}")
 
 
 def palindrome_graphs(x: Tensor, y: Tensor | None = None, *, directed: bool = True) -> Batch:
