@@ -6,6 +6,7 @@ from .planetoid import PLANETOID_NAMES, PLANETOID_SHA256, cache_dir, normalize_f
 from .text import (BUNDLED_BOOK, CharVocab, eval_windows, load_text, preprocess_text, resolve_text_file, split_text,
                    strip_gutenberg, window_sampler)
 from .palindromes import NUM_DIGITS, PalindromeDataset, palindromes
+from .path_graph import palindrome_graphs, path_graph
 
 __all__ = [
     "example_graph",
@@ -29,3 +30,4 @@ __all__ = [
     "BUNDLED_BOOK",
 ]
 __all__ += ["palindromes", "PalindromeDataset", "NUM_DIGITS"]
+__all__ += ["path_graph", "palindrome_graphs"]

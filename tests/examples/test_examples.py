@@ -19,6 +19,8 @@ SMALL = {
     "palindrome_rnn_vs_lstm.py": (["--lengths", "4", "6", "--max-steps", "20", "--hidden", "16"],
                                   "palindrome_rnn_vs_lstm.png"),
     "gradient_flow.py": (["--length", "8", "--train-steps", "10", "--hidden", "16"], "gradient_flow.png"),
+    "sequence_as_graph.py": (["--lengths", "3", "5", "--depths", "2", "4", "--max-steps", "20", "--hidden", "8",
+                              "--lstm-hidden", "8"], "sequence_as_graph.png"),
 }
 
 
