@@ -33,7 +33,7 @@ from torch_geometric.nn.dense.linear import Linear
 from torch_geometric.nn.inits import zeros
 
 from ..ops import CSR, spmm
-from .gcn_graph import (FLOWS, GCNGraph, accumulation_dtype, check_graph_inputs, gcn_graph, gcn_norm,
+from .gcn_structure import (FLOWS, GCNGraph, accumulation_dtype, check_graph_inputs, gcn_graph, gcn_norm,
                         graph_from_adj_t, graph_of, normalization)
 
 __all__ = ["GCN", "GCNGraph", "gcn_graph", "gcn_norm", "check_graph_inputs"]
