@@ -1,13 +1,14 @@
 """gseq.models."""
 
 from .char_lstm import CharLSTM, SampleLogger, char_lm_evaluator, char_lm_loss, load_char_lstm, train_char_lstm
-from .gcn_net import GCNNet, sparse_features, train_node_classifier
+from .gcn_net import GCNNet, sparse_features, train_node_classifier, train_node_classifier_minibatch
 from .generate import generate
 from .sequence import CELLS, INPUTS, SequenceClassifier, fit_palindrome, palindrome_accuracy, train_palindrome
 
 __all__: list[str] = [
     "GCNNet",
     "train_node_classifier",
+    "train_node_classifier_minibatch",
     "sparse_features",
     "CharLSTM",
     "char_lm_loss",

@@ -1,8 +1,10 @@
 """Node classification with a stack of :class:`gseq.layers.GCN` layers (Kipf & Welling's setup).
 
-:class:`GCNNet` is the model; :func:`train_node_classifier` trains it full-batch on one graph through the
-shared :class:`~gseq.train.Trainer` and reports the test accuracy of the epoch with the best validation
-accuracy.
+:class:`GCNNet` is the model, with :meth:`GCNNet.inference` for exact layer-wise evaluation of big graphs;
+:func:`train_node_classifier` trains it full-batch on one graph through the shared
+:class:`~gseq.train.Trainer`, :func:`train_node_classifier_minibatch` on sampled subgraphs
+(:class:`~gseq.loader.NeighborLoader`); both report the test accuracy of the epoch with the best
+validation accuracy.
 """
 
 from __future__ import annotations
@@ -16,10 +18,12 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch_geometric.data import Data
 
-from ..layers.gcn import GCN
-from ..train import Trainer, seed_everything
+from ..layers.gcn import GCN, gcn_norm
+from ..loader import NeighborLoader
+from ..ops import CSR, spmm
+from ..train import Trainer, resolve_device, seed_everything
 
-__all__ = ["GCNNet", "train_node_classifier", "sparse_features"]
+__all__ = ["GCNNet", "train_node_classifier", "train_node_classifier_minibatch", "sparse_features"]
 
 _ACTIVATIONS = {"relu": F.relu, "tanh": torch.tanh, "identity": lambda x: x}
 
@@ -88,6 +92,53 @@ class GCNNet(nn.Module):
                 x = _ACTIVATIONS[self.act](x)
         return x
 
+    @torch.no_grad()
+    def inference(self, data: Data, batch_size: int = 4096, *, device: str | torch.device | None = None) -> Tensor:
+        r"""Logits of every node by layer-wise inference: exact, with one layer's activations in memory.
+
+        Layer by layer, as PyG's layer-wise inference: :math:`H = X W` for all nodes, then the output rows
+        of ``batch_size`` target nodes at a time from their *full* in-neighbourhood,
+        :math:`Y_B = \hat A_{B,:} H + b`, where :math:`\hat A` is the full graph's normalised adjacency
+        (:func:`~gseq.layers.gcn_norm`: both ends scaled by the degrees of the whole graph, self-loops
+        included), so the result equals :meth:`forward` in eval mode up to rounding. Memory: the features
+        of one layer, its output and one batch's temporaries; no autograd graph. Dropout is off, whatever
+        the module's mode.
+
+        Args:
+            data: the graph: ``x`` (dense or torch sparse), ``edge_index``, optional ``edge_weight``.
+            batch_size: target nodes per aggregation step. (default: ``4096``)
+            device: where to compute. (default: the device of the parameters)
+
+        Returns:
+            logits ``[N, out_channels]`` on ``device``.
+        """
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+            raise ValueError(f"batch_size: must be an integer >= 1, got {batch_size!r}")
+        if getattr(data, "x", None) is None or getattr(data, "edge_index", None) is None:
+            raise ValueError("data: needs node features x and an edge_index")
+        device = torch.device(device) if device is not None else next(self.parameters()).device
+        x = data.x.to(device)
+        edge_index = data.edge_index.to(device)
+        edge_weight = getattr(data, "edge_weight", None)
+        edge_weight = edge_weight.to(device) if edge_weight is not None else None
+        n = data.num_nodes
+        adjacency: dict[tuple, CSR] = {}  # one normalised CSR per distinct (w, normalize)
+        for i, conv in enumerate(self.convs):
+            h = _linear(conv, x, batch_size)  # X W, [N, F_out]
+            key = (float(conv.self_loop_weight()), conv.normalize)
+            if key not in adjacency:
+                adjacency[key] = _normalized_adjacency(conv, edge_index, edge_weight, n, h.dtype)
+            adj = adjacency[key]
+            out = torch.empty_like(h)
+            for lo in range(0, n, batch_size):
+                hi = min(lo + batch_size, n)
+                out[lo:hi] = spmm(_row_slice(adj, lo, hi), h)
+            if conv.bias is not None:
+                out += conv.bias
+            x = _ACTIVATIONS[self.act](out) if i < len(self.convs) - 1 else out
+            del h
+        return x
+
     def param_groups(self, weight_decay: float) -> list[dict[str, Any]]:
         """Optimizer groups with ``weight_decay`` on the first layer's weights and bias only (Kipf's setup);
         learned self-loop weights are never decayed."""
@@ -99,6 +150,30 @@ class GCNNet(nn.Module):
     def self_loop_weights(self) -> list[float]:
         """The current ``w`` of every layer."""
         return [float(conv.self_loop_weight().detach()) for conv in self.convs]
+
+
+def _linear(conv: GCN, x: Tensor, batch_size: int) -> Tensor:
+    """``conv.lin(x)`` for all rows, ``batch_size`` rows at a time (sparse ``x``: one sparse-dense product)."""
+    if x.layout != torch.strided:
+        return torch.sparse.mm(x, conv.lin.weight.t())
+    return torch.cat([conv.lin(x[lo:lo + batch_size]) for lo in range(0, x.size(0), batch_size)])
+
+
+def _normalized_adjacency(conv: GCN, edge_index: Tensor, edge_weight: Tensor | None, n: int, dtype) -> CSR:
+    """The CSR of what ``conv`` aggregates with on the full graph: row i holds the coefficients of i's inputs."""
+    if conv.normalize is False:  # plain A X W, no loops, as GCN(normalize=False)
+        weight = edge_weight.to(dtype) if edge_weight is not None else None
+        return CSR.from_edge_index(edge_index, weight, n)
+    index, weight = gcn_norm(edge_index, edge_weight, n, self_loop_weight=float(conv.self_loop_weight()),
+                             normalize=conv.normalize)
+    return CSR.from_edge_index(index, weight.to(dtype), n)
+
+
+def _row_slice(csr: CSR, lo: int, hi: int) -> CSR:
+    """Rows ``lo:hi`` of ``csr`` (all columns), sharing its index and value arrays."""
+    start, end = int(csr.indptr[lo]), int(csr.indptr[hi])
+    values = csr.values[start:end] if csr.values is not None else None
+    return CSR(csr.indptr[lo:hi + 1] - start, csr.indices[start:end], values, (hi - lo, csr.num_cols), check=False)
 
 
 def _dropout(x: Tensor, p: float, training: bool) -> Tensor:
@@ -197,5 +272,92 @@ def train_node_classifier(
     return {
         "test_acc": best["test_acc"], "val_acc": best["val_acc"], "train_acc": best["train_acc"],
         "best_epoch": result["best_step"], "seconds": time.perf_counter() - start,
+        "self_loop_weights": model.self_loop_weights(), "history": trainer.history, "model": model,
+    }
+
+
+def train_node_classifier_minibatch(
+    data: Data,
+    *,
+    num_neighbors: tuple[int, ...] | list[int] = (10, 10),
+    batch_size: int = 1024,
+    replace: bool = False,
+    eval_batch_size: int = 4096,
+    eval_every: int = 1,
+    num_layers: int = 2,
+    hidden_channels: int = 16,
+    dropout: float = 0.5,
+    self_loop_weight: float | str = 1.0,
+    epochs: int = 200,
+    lr: float = 0.01,
+    weight_decay: float = 5e-4,
+    seed: int = 0,
+    device: str = "auto",
+    progress: bool = False,
+    out_dir: str | None = None,
+    callbacks=(),
+) -> dict[str, Any]:
+    """Train a :class:`GCNNet` on sampled subgraphs and evaluate it exactly by layer-wise inference.
+
+    Each epoch walks the training nodes in shuffled batches of ``batch_size`` seeds; every batch is the
+    seeds' sampled ``num_layers``-hop neighbourhood (:class:`~gseq.loader.NeighborLoader`, one fan-out
+    per layer), and the loss is the cross-entropy of the seeds' logits, PyG's pattern
+    ``model(batch.x, batch.edge_index)[:batch.batch_size]``. As with PyG's ``GCNConv`` on sampled
+    subgraphs, each layer normalises by the degrees *within the sampled subgraph*; evaluation
+    (every ``eval_every`` epochs) runs :meth:`GCNNet.inference` on the full graph, with the full
+    graph's degrees. The other settings, and the reported ``test_acc`` (at the epoch of best
+    validation accuracy), are those of :func:`train_node_classifier`. The sampling generator lives on
+    the training device and is seeded with ``seed``.
+
+    Returns:
+        ``{"test_acc", "val_acc", "train_acc", "best_epoch", "seconds", "self_loop_weights", "history",
+        "model"}``; ``best_epoch`` counts epochs.
+    """
+    for mask in ("train_mask", "val_mask", "test_mask"):
+        if getattr(data, mask, None) is None:
+            raise ValueError(f"data: needs a boolean {mask}; use gseq.data.planetoid() or add the masks")
+    num_neighbors = list(num_neighbors)
+    if len(num_neighbors) != num_layers:
+        raise ValueError(f"num_neighbors: give one fan-out per layer ({num_layers} layers), got {num_neighbors}")
+    if isinstance(eval_every, bool) or not isinstance(eval_every, int) or eval_every < 1:
+        raise ValueError(f"eval_every: must be an integer >= 1 (epochs), got {eval_every!r}")
+    seed_everything(seed)
+    dev = resolve_device(device)
+    graph = data.to(dev)
+    generator = torch.Generator(device=dev).manual_seed(seed)
+    loader = NeighborLoader(graph, num_neighbors, input_nodes=graph.train_mask, batch_size=batch_size,
+                            shuffle=True, replace=replace, generator=generator)
+    # cached=False: every batch is another graph
+    model = GCNNet(data.num_features, int(data.y.max()) + 1, hidden_channels=hidden_channels, num_layers=num_layers,
+                   dropout=dropout, self_loop_weight=self_loop_weight, cached=False)
+    trainer = Trainer(
+        model, optimizer="adam", lr=lr, param_groups=lambda m: m.param_groups(weight_decay), max_epochs=epochs,
+        eval_every=eval_every * len(loader), monitor="val_acc", mode="max", keep_best=True, seed=seed, device=dev,
+        progress=progress, out_dir=out_dir, callbacks=callbacks, desc="gcn",
+        config={"task": "node_classification", "dataset": getattr(data, "name", None), "num_layers": num_layers,
+                "hidden_channels": hidden_channels, "dropout": dropout, "self_loop_weight": self_loop_weight,
+                "epochs": epochs, "weight_decay_first_layer": weight_decay, "batch_size": batch_size,
+                "num_neighbors": num_neighbors, "replace": replace},
+    )
+
+    def loss_fn(model, batch):
+        out = model(batch.x, batch.edge_index, getattr(batch, "edge_weight", None))[:batch.batch_size]
+        return F.cross_entropy(out, batch.y[:batch.batch_size])
+
+    def evaluate(model):
+        out = model.inference(graph, eval_batch_size)
+        return {
+            "val_loss": F.cross_entropy(out[graph.val_mask], graph.y[graph.val_mask]),
+            "train_acc": _accuracy(out, graph.y, graph.train_mask),
+            "val_acc": _accuracy(out, graph.y, graph.val_mask),
+            "test_acc": _accuracy(out, graph.y, graph.test_mask),
+        }
+
+    start = time.perf_counter()
+    result = trainer.fit(loss_fn, loader, evaluate)
+    best = next(row for row in trainer.history if row["step"] == result["best_step"])
+    return {
+        "test_acc": best["test_acc"], "val_acc": best["val_acc"], "train_acc": best["train_acc"],
+        "best_epoch": best["epoch"], "seconds": time.perf_counter() - start,
         "self_loop_weights": model.self_loop_weights(), "history": trainer.history, "model": model,
     }
