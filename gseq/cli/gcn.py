@@ -8,7 +8,8 @@ import statistics
 import time
 from pathlib import Path
 
-DATASETS = ("Cora", "CiteSeer", "PubMed", "example", "karate")
+DATASETS = ("Cora", "CiteSeer", "PubMed", "example", "karate", "synthetic")
+SYNTHETIC_NODES = 100_000
 
 
 def self_loop_weight_arg(text: str) -> float | str:
@@ -30,12 +31,32 @@ def positive_int(text: str) -> int:
     return value
 
 
+def fan_out(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1 or -1 (all neighbours), got {text!r}") from None
+    if value < 1 and value != -1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, or -1 for all neighbours, got {text!r}")
+    return value
+
+
 def register(sub) -> None:
     p = sub.add_parser("gcn", help="train a GCN on a graph and report test accuracy",
                        description="Train gseq's GCN (Kipf & Welling settings by default) and report the test "
                                    "accuracy at the epoch of best validation accuracy, over one or more seeds.")
     p.add_argument("--dataset", default="Cora", type=lambda s: _dataset_name(s), metavar="{" + ",".join(DATASETS) + "}",
                    help="Planetoid name, or 'example' (the 6-node graph) / 'karate' (embedded, no files). (default: Cora)")
+    p.add_argument("--num-nodes", type=positive_int, default=None,
+                   help="nodes of --dataset synthetic (degree-corrected SBM, average degree 10, 10 classes, "
+                        "64 features, seed 0; see gseq.data.synthetic_graph) (default: 100000)")
+    p.add_argument("--batch-size", type=positive_int, default=None,
+                   help="train on mini-batches of this many seed nodes with sampled neighbourhoods "
+                        "(gseq.loader.NeighborLoader) and evaluate by exact layer-wise inference "
+                        "(default: full-batch training)")
+    p.add_argument("--num-neighbors", type=fan_out, nargs="+", default=None, metavar="K",
+                   help="with --batch-size: neighbours sampled per node in each hop, one per layer; -1 takes "
+                        "all (default: 10 per layer)")
     p.add_argument("--root", default=None, help="folder holding <Name>/raw/ind.<name>.* (default: $GSEQ_DATA/planetoid, "
                                                 "then ~/.cache/gseq/planetoid, then download)")
     p.add_argument("--trust", action="store_true", help="unpickle raw files whose SHA-256 gseq does not know")
@@ -62,9 +83,13 @@ def _dataset_name(text: str) -> str:
     raise argparse.ArgumentTypeError(f"unknown dataset {text!r}; choose one of {', '.join(DATASETS)}")
 
 
-def load_dataset(name: str, root: str | None = None, trust: bool = False):
-    from ..data import example_graph, karate, planetoid
+def load_dataset(name: str, root: str | None = None, trust: bool = False, num_nodes: int | None = None):
+    from ..data import example_graph, karate, planetoid, synthetic_graph
 
+    if name == "synthetic":
+        return synthetic_graph(num_nodes or SYNTHETIC_NODES, seed=0)
+    if num_nodes is not None:
+        raise ValueError(f"--num-nodes: only applies to --dataset synthetic, not {name}")
     if name == "example":
         return example_graph()
     if name == "karate":
@@ -72,21 +97,35 @@ def load_dataset(name: str, root: str | None = None, trust: bool = False):
     return planetoid(name, root=root, trust=trust)
 
 
+def _trainer(args):
+    """The training function and its extra arguments: full-batch, or mini-batch with --batch-size."""
+    from ..models import train_node_classifier, train_node_classifier_minibatch
+
+    if args.batch_size is None:
+        if args.num_neighbors is not None:
+            raise ValueError("--num-neighbors: only applies to mini-batch training; add --batch-size")
+        return train_node_classifier, {}
+    num_neighbors = args.num_neighbors or [10] * args.layers
+    if len(num_neighbors) != args.layers:
+        raise ValueError(f"--num-neighbors: give one fan-out per layer ({args.layers} layers), got {num_neighbors}")
+    return train_node_classifier_minibatch, {"batch_size": args.batch_size, "num_neighbors": num_neighbors}
+
+
 def run(args) -> int:
-    from ..models import train_node_classifier
     from ..plots import plot_history
     from ..train import write_json
 
-    data = load_dataset(args.dataset, args.root, args.trust)
+    train, extra = _trainer(args)
+    data = load_dataset(args.dataset, args.root, args.trust, args.num_nodes)
     out = Path(args.out) if args.out else None
     start = time.perf_counter()
     per_seed = []
     for seed in range(args.seeds):
         seed_dir = out / f"seed_{seed}" if out else None
-        r = train_node_classifier(
+        r = train(
             data, num_layers=args.layers, hidden_channels=args.hidden, dropout=args.dropout,
             self_loop_weight=args.self_loop_weight, epochs=args.epochs, lr=args.lr, weight_decay=args.weight_decay,
-            seed=seed, device=args.device, progress=args.progress, out_dir=seed_dir,
+            seed=seed, device=args.device, progress=args.progress, out_dir=seed_dir, **extra,
         )
         row = {"seed": seed, "test_acc": r["test_acc"], "val_acc": r["val_acc"], "best_epoch": r["best_epoch"],
                "self_loop_weights": r["self_loop_weights"], "seconds": round(r["seconds"], 3)}
@@ -102,6 +141,7 @@ def run(args) -> int:
     summary = {
         "dataset": args.dataset, "layers": args.layers, "hidden": args.hidden,
         "self_loop_weight": args.self_loop_weight, "epochs": args.epochs,
+        "batch_size": args.batch_size, "num_neighbors": extra.get("num_neighbors"),
         "test_acc_mean": statistics.fmean(accs), "test_acc_std": statistics.stdev(accs) if len(accs) > 1 else 0.0,
         "per_seed": per_seed, "seconds": round(time.perf_counter() - start, 3),
     }
@@ -113,5 +153,12 @@ def run(args) -> int:
         print(f"{args.dataset}: test accuracy {100 * summary['test_acc_mean']:.2f} +- "
               f"{100 * summary['test_acc_std']:.2f} % over {len(accs)} seed(s) "
               f"({args.layers} layers, hidden {args.hidden}, self_loop_weight {args.self_loop_weight}, "
-              f"{summary['seconds']:.1f} s)")
+              f"{_batching(summary)}{summary['seconds']:.1f} s)")
     return 0
+
+
+def _batching(summary: dict) -> str:
+    if summary["batch_size"] is None:
+        return "full-batch, "
+    fan = ", ".join(str(k) for k in summary["num_neighbors"])
+    return f"mini-batch {summary['batch_size']} with [{fan}] neighbours, "
