@@ -125,7 +125,7 @@ class NeighborLoader:
         """The batch whose seeds are ``input_nodes[index]`` (PyG's ``loader(index)``)."""
         index = torch.as_tensor(index, dtype=torch.long, device=self.input_nodes.device)
         seeds = self.input_nodes.index_select(0, index)
-        out = self.sampler.sample(seeds, self.generator)
+        out = self.sampler.sample(seeds, self.generator, check=False)  # input_nodes were checked once
         batch = self._filter(out)
         batch.input_id = index if self._input_id is None else self._input_id.index_select(0, index)
         batch.batch_size = seeds.numel()

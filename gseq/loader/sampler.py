@@ -115,13 +115,15 @@ class NeighborSampler:
     def device(self) -> torch.device:
         return self.csr.device
 
-    def sample(self, seeds: Tensor, generator: torch.Generator | None = None) -> SamplerOutput:
-        """Sample the subgraph of ``seeds`` (distinct global ids on :attr:`device`, assumed valid).
+    def sample(self, seeds: Tensor, generator: torch.Generator | None = None, *, check: bool = True) -> SamplerOutput:
+        """Sample the subgraph of ``seeds``: distinct global node ids on :attr:`device`.
 
-        The caller checks ``seeds``: :class:`~gseq.loader.NeighborLoader` does so once for all its
-        input nodes. ``generator`` (on :attr:`device`) makes the draws reproducible; None uses torch's
-        global generator.
+        ``generator`` (on :attr:`device`) makes the draws reproducible; None uses torch's global
+        generator. ``check=False`` skips the validation of ``seeds`` (one pass and a sort):
+        :class:`~gseq.loader.NeighborLoader` checks all its input nodes once instead.
         """
+        if check:
+            seeds = _check_seeds(seeds, self.num_nodes, self.device)
         local = self._local
         indices = self.csr.indices
         seeds = seeds.to(torch.long)
@@ -205,6 +207,21 @@ def _unique_in_order(x: Tensor) -> Tensor:
     first = torch.full((uniq.numel(),), x.numel(), dtype=torch.long, device=x.device)
     first.scatter_reduce_(0, inverse, torch.arange(x.numel(), device=x.device), reduce="amin")
     return uniq.index_select(0, torch.argsort(first))
+
+
+def _check_seeds(seeds: object, num_nodes: int, device: torch.device) -> Tensor:
+    if not isinstance(seeds, Tensor) or seeds.dim() != 1 or seeds.dtype.is_floating_point or seeds.dtype.is_complex \
+            or seeds.dtype == torch.bool:
+        raise ValueError("seeds: expected a 1-D integer tensor of node ids")
+    if seeds.device != device:
+        raise ValueError(f"seeds: on {seeds.device} but the graph is on {device}; move them with .to(device)")
+    if seeds.numel() > 0:
+        lo, hi = int(seeds.min()), int(seeds.max())
+        if lo < 0 or hi >= num_nodes:
+            raise ValueError(f"seeds: node ids must lie in [0, {num_nodes}), found values in [{lo}, {hi}]")
+        if torch.unique(seeds).numel() != seeds.numel():
+            raise ValueError("seeds: repeats a node; every seed must be distinct (use seeds.unique())")
+    return seeds
 
 
 def _check_edge_index(edge_index: object, num_nodes: int) -> Tensor:

@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch_geometric.data import Data
 
-from ..layers.gcn import GCN, gcn_norm
+from ..layers.gcn import GCN, GCNGraph, _scalings, gcn_graph
 from ..loader import NeighborLoader
 from ..ops import CSR, spmm
 from ..train import Trainer, resolve_device, seed_everything
@@ -97,12 +97,13 @@ class GCNNet(nn.Module):
         r"""Logits of every node by layer-wise inference: exact, with one layer's activations in memory.
 
         Layer by layer, as PyG's layer-wise inference: :math:`H = X W` for all nodes, then the output rows
-        of ``batch_size`` target nodes at a time from their *full* in-neighbourhood,
-        :math:`Y_B = \hat A_{B,:} H + b`, where :math:`\hat A` is the full graph's normalised adjacency
-        (:func:`~gseq.layers.gcn_norm`: both ends scaled by the degrees of the whole graph, self-loops
-        included), so the result equals :meth:`forward` in eval mode up to rounding. Memory: the features
-        of one layer, its output and one batch's temporaries; no autograd graph. Dropout is off, whatever
-        the module's mode.
+        of ``batch_size`` target nodes at a time from their *full* in-neighbourhood, with the layer's own
+        formula :math:`Y_B = s_B \odot (A_{B,:} (s \odot H)) + (l s^2)_B \odot H_B + b`, where the
+        scalings :math:`s` come from the degrees of the *whole* graph (a GCN scales an edge by the degrees
+        of both its ends, so a subgraph of the batch and its neighbours would not do). The result equals
+        :meth:`forward` in eval mode up to rounding. Memory: the graph's loop-free CSR (built once per
+        call), one layer's input and output, one batch's temporaries; no autograd graph. Dropout is off,
+        whatever the module's mode.
 
         Args:
             data: the graph: ``x`` (dense or torch sparse), ``edge_index``, optional ``edge_weight``.
@@ -122,21 +123,18 @@ class GCNNet(nn.Module):
         edge_weight = getattr(data, "edge_weight", None)
         edge_weight = edge_weight.to(device) if edge_weight is not None else None
         n = data.num_nodes
-        adjacency: dict[tuple, CSR] = {}  # one normalised CSR per distinct (w, normalize)
+        graphs: dict[tuple, GCNGraph] = {}  # the structure, once per distinct layer setting
         for i, conv in enumerate(self.convs):
             h = _linear(conv, x, batch_size)  # X W, [N, F_out]
-            key = (float(conv.self_loop_weight()), conv.normalize)
-            if key not in adjacency:
-                adjacency[key] = _normalized_adjacency(conv, edge_index, edge_weight, n, h.dtype)
-            adj = adjacency[key]
-            out = torch.empty_like(h)
-            for lo in range(0, n, batch_size):
-                hi = min(lo + batch_size, n)
-                out[lo:hi] = spmm(_row_slice(adj, lo, hi), h)
+            key = (conv.add_self_loops, conv.normalize == "both", h.dtype)
+            if key not in graphs:
+                graphs[key] = gcn_graph(edge_index, edge_weight, n, add_self_loops=conv.add_self_loops,
+                                        out_degree=conv.normalize == "both", dtype=h.dtype)
+            x = _aggregate(conv, graphs[key], h, batch_size)
             if conv.bias is not None:
-                out += conv.bias
-            x = _ACTIVATIONS[self.act](out) if i < len(self.convs) - 1 else out
-            del h
+                x += conv.bias
+            if i < len(self.convs) - 1:
+                x = _ACTIVATIONS[self.act](x)
         return x
 
     def param_groups(self, weight_decay: float) -> list[dict[str, Any]]:
@@ -159,14 +157,25 @@ def _linear(conv: GCN, x: Tensor, batch_size: int) -> Tensor:
     return torch.cat([conv.lin(x[lo:lo + batch_size]) for lo in range(0, x.size(0), batch_size)])
 
 
-def _normalized_adjacency(conv: GCN, edge_index: Tensor, edge_weight: Tensor | None, n: int, dtype) -> CSR:
-    """The CSR of what ``conv`` aggregates with on the full graph: row i holds the coefficients of i's inputs."""
-    if conv.normalize is False:  # plain A X W, no loops, as GCN(normalize=False)
-        weight = edge_weight.to(dtype) if edge_weight is not None else None
-        return CSR.from_edge_index(edge_index, weight, n)
-    index, weight = gcn_norm(edge_index, edge_weight, n, self_loop_weight=float(conv.self_loop_weight()),
-                             normalize=conv.normalize)
-    return CSR.from_edge_index(index, weight.to(dtype), n)
+def _aggregate(conv: GCN, graph: GCNGraph, h: Tensor, batch_size: int) -> Tensor:
+    """``conv``'s aggregation of ``h = X W`` over the full graph, ``batch_size`` output rows at a time:
+    ``s_t * (A @ (s_s * h)) + l * s_t * s_s * h`` (``A @ h`` for ``normalize=False``), in place on ``h``."""
+    n = h.size(0)
+    out = torch.empty_like(h)
+    if conv.normalize is False:
+        for lo in range(0, n, batch_size):
+            hi = min(lo + batch_size, n)
+            out[lo:hi] = spmm(_row_slice(graph.csr, lo, hi), h)
+        return out
+    w = conv.self_loop_weight().to(h.device, h.dtype)
+    s_t, s_s, loop = _scalings(graph, w, conv.normalize, h.dtype, h.device)
+    hs = h.mul_(s_s.unsqueeze(-1))  # s_s * h: the sources' side, for both the edges and the loop
+    loop_coef = (loop * s_t).unsqueeze(-1)
+    for lo in range(0, n, batch_size):
+        hi = min(lo + batch_size, n)
+        rows = spmm(_row_slice(graph.csr, lo, hi), hs)  # A_{B,:} (s_s * h)
+        out[lo:hi] = rows.mul_(s_t[lo:hi].unsqueeze(-1)).addcmul_(hs[lo:hi], loop_coef[lo:hi])
+    return out
 
 
 def _row_slice(csr: CSR, lo: int, hi: int) -> CSR:

@@ -209,6 +209,9 @@ def test_sampler_state_is_clean_between_batches():
     data = random_graph()
     sampler = NeighborSampler(data.edge_index, data.num_nodes, [3, 3])
     sampler.sample(torch.tensor([0, 1, 2]))
+    with pytest.raises(ValueError):
+        sampler.sample(torch.tensor([0, 99]))  # fails before touching the table
+    assert bool((sampler._local == -1).all())
     assert bool((sampler._local == -1).all())
 
 
@@ -249,6 +252,10 @@ def test_unsupported_pyg_arguments_and_generator_device_are_refused():
         NeighborLoader(data, [2], batch_size=2, num_workers=4)
     with pytest.raises(ValueError, match="edge_index"):
         NeighborSampler(torch.tensor([[0, 1], [1, 9]]), 5, [2])
+    sampler = NeighborSampler(data.edge_index, data.num_nodes, [2])
+    for seeds in (torch.tensor([0, 60]), torch.tensor([3, 3]), torch.tensor([0.5]), [1, 2]):
+        with pytest.raises(ValueError, match="seeds"):
+            sampler.sample(seeds)
 
 
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
