@@ -9,6 +9,7 @@ validation accuracy.
 
 from __future__ import annotations
 
+import copy
 import time
 import warnings
 from typing import Any
@@ -305,6 +306,7 @@ def train_node_classifier_minibatch(
     progress: bool = False,
     out_dir: str | None = None,
     callbacks=(),
+    sparse_input: bool | None = None,
 ) -> dict[str, Any]:
     """Train a :class:`GCNNet` on sampled subgraphs and evaluate it exactly by layer-wise inference.
 
@@ -314,9 +316,10 @@ def train_node_classifier_minibatch(
     ``model(batch.x, batch.edge_index)[:batch.batch_size]``. As with PyG's ``GCNConv`` on sampled
     subgraphs, each layer normalises by the degrees *within the sampled subgraph*; evaluation
     (every ``eval_every`` epochs) runs :meth:`GCNNet.inference` on the full graph, with the full
-    graph's degrees. The other settings, and the reported ``test_acc`` (at the epoch of best
-    validation accuracy), are those of :func:`train_node_classifier`. The sampling generator lives on
-    the training device and is seeded with ``seed``.
+    graph's degrees. The other settings (``sparse_input`` included: the loader then slices rows of the
+    sparse CSR features), and the reported ``test_acc`` (at the epoch of best validation accuracy),
+    are those of :func:`train_node_classifier`. The sampling generator lives on the training device and
+    is seeded with ``seed``.
 
     Returns:
         ``{"test_acc", "val_acc", "train_acc", "best_epoch", "seconds", "self_loop_weights", "history",
@@ -333,6 +336,11 @@ def train_node_classifier_minibatch(
     seed_everything(seed)
     dev = resolve_device(device)
     graph = data.to(dev)
+    if sparse_input is None:
+        sparse_input = dev.type == "cpu" and float((graph.x != 0).float().mean()) < 0.1
+    if sparse_input:
+        graph = copy.copy(graph)  # a new store sharing the tensors: the caller's Data keeps its x
+        graph.x = sparse_features(graph.x)
     generator = torch.Generator(device=dev).manual_seed(seed)
     loader = NeighborLoader(graph, num_neighbors, input_nodes=graph.train_mask, batch_size=batch_size,
                             shuffle=True, replace=replace, generator=generator)

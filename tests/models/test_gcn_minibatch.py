@@ -79,3 +79,12 @@ def test_minibatch_training_bad_settings():
         train_node_classifier_minibatch(data, batch_size=0, device="cpu")
     with pytest.raises(ValueError, match="eval_every"):
         train_node_classifier_minibatch(data, eval_every=0, device="cpu")
+
+
+def test_minibatch_training_with_sparse_features_keeps_the_callers_data():
+    data = synthetic_graph(300, 6, 3, 8, noise=1.0, split=(0.3, 0.2), seed=0)
+    data.x = torch.relu(data.x - 1.5)  # mostly zeros: a bag-of-words-like input
+    r = train_node_classifier_minibatch(data, num_neighbors=[4, 4], batch_size=32, epochs=2, device="cpu",
+                                        sparse_input=True)
+    assert data.x.layout == torch.strided
+    assert 0.0 <= r["test_acc"] <= 1.0 and len(r["history"]) == 2
