@@ -17,6 +17,8 @@ and samples a computation subgraph hop by hop from a batch of seed nodes:
 Nodes are relabelled as PyG's samplers do: the seeds first (local ids ``0..B-1``), then the nodes first
 reached in hop 1 in order of first appearance, then those of hop 2, ... A global-to-local table of size
 ``N`` is allocated once and reset after every batch, so relabelling costs :math:`O(\text{batch})`.
+The sizes of a sampled subgraph depend on the draws, so each hop reads two or three sizes back to the
+host (the number of sampled edges and of new nodes): the one host synchronisation sampling cannot avoid.
 """
 
 from __future__ import annotations
@@ -32,22 +34,19 @@ __all__ = ["NeighborSampler", "SamplerOutput"]
 
 
 class SamplerOutput(NamedTuple):
-    """One sampled computation subgraph, in the fields of PyG's ``SamplerOutput``.
+    """One sampled computation subgraph, in the fields of PyG's ``SamplerOutput``."""
 
-    Attributes:
-        node: global ids of the subgraph's nodes, seeds first. ``[n]``
-        row: local id of the source of every sampled edge. ``[e]``
-        col: local id of the target of every sampled edge. ``[e]``
-        edge: global id of every sampled edge (its column in ``edge_index``). ``[e]``
-        num_sampled_nodes: nodes added per hop, the seeds first (``len(num_neighbors) + 1`` ints).
-        num_sampled_edges: edges sampled per hop (``len(num_neighbors)`` ints).
-    """
-
+    #: global ids of the subgraph's nodes, seeds first, ``[n]``
     node: Tensor
+    #: local id of the source of every sampled edge, ``[e]``
     row: Tensor
+    #: local id of the target of every sampled edge, ``[e]``
     col: Tensor
+    #: global id of every sampled edge (its column in ``edge_index``), ``[e]``
     edge: Tensor
+    #: nodes added per hop, the seeds first (``len(num_neighbors) + 1`` ints)
     num_sampled_nodes: list[int]
+    #: edges sampled per hop (``len(num_neighbors)`` ints)
     num_sampled_edges: list[int]
 
 

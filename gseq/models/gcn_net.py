@@ -27,6 +27,7 @@ from ..train import Trainer, resolve_device, seed_everything
 __all__ = ["GCNNet", "train_node_classifier", "train_node_classifier_minibatch", "sparse_features"]
 
 _ACTIVATIONS = {"relu": F.relu, "tanh": torch.tanh, "identity": lambda x: x}
+_ACTIVATIONS_ = {"relu": torch.relu_, "tanh": torch.tanh_, "identity": lambda x: x}  # in place, for inference
 
 
 class GCNNet(nn.Module):
@@ -126,16 +127,18 @@ class GCNNet(nn.Module):
         n = data.num_nodes
         graphs: dict[tuple, GCNGraph] = {}  # the structure, once per distinct layer setting
         for i, conv in enumerate(self.convs):
-            h = _linear(conv, x, batch_size)  # X W, [N, F_out]
-            key = (conv.add_self_loops, conv.normalize == "both", h.dtype)
-            if key not in graphs:
+            dtype = conv.lin.weight.dtype
+            key = (conv.add_self_loops, conv.normalize == "both", dtype)
+            if key not in graphs:  # before any activation exists: building it needs temporaries of size E
                 graphs[key] = gcn_graph(edge_index, edge_weight, n, add_self_loops=conv.add_self_loops,
-                                        out_degree=conv.normalize == "both", dtype=h.dtype)
+                                        out_degree=conv.normalize == "both", dtype=dtype)
+            h = _linear(conv, x, batch_size)  # X W, [N, F_out]
             x = _aggregate(conv, graphs[key], h, batch_size)
+            del h
             if conv.bias is not None:
                 x += conv.bias
             if i < len(self.convs) - 1:
-                x = _ACTIVATIONS[self.act](x)
+                x = _ACTIVATIONS_[self.act](x)
         return x
 
     def param_groups(self, weight_decay: float) -> list[dict[str, Any]]:
