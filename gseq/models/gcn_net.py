@@ -27,7 +27,7 @@ from ..train import Trainer, resolve_device, seed_everything
 __all__ = ["GCNNet", "train_node_classifier", "train_node_classifier_minibatch", "sparse_features"]
 
 _ACTIVATIONS = {"relu": F.relu, "tanh": torch.tanh, "identity": lambda x: x}
-_ACTIVATIONS_ = {"relu": torch.relu_, "tanh": torch.tanh_, "identity": lambda x: x}  # in place, for inference
+_ACTIVATIONS_INPLACE = {"relu": torch.relu_, "tanh": torch.tanh_, "identity": lambda x: x}  # in place, for inference
 
 
 class GCNNet(nn.Module):
@@ -138,7 +138,7 @@ class GCNNet(nn.Module):
             if conv.bias is not None:
                 x += conv.bias
             if i < len(self.convs) - 1:
-                x = _ACTIVATIONS_[self.act](x)
+                x = _ACTIVATIONS_INPLACE[self.act](x)
         return x
 
     def param_groups(self, weight_decay: float) -> list[dict[str, Any]]:
@@ -158,7 +158,10 @@ def _linear(conv: GCN, x: Tensor, batch_size: int) -> Tensor:
     """``conv.lin(x)`` for all rows, ``batch_size`` rows at a time (sparse ``x``: one sparse-dense product)."""
     if x.layout != torch.strided:
         return torch.sparse.mm(x, conv.lin.weight.t())
-    return torch.cat([conv.lin(x[lo:lo + batch_size]) for lo in range(0, x.size(0), batch_size)])
+    out = x.new_empty(x.size(0), conv.lin.weight.size(0))
+    for lo in range(0, x.size(0), batch_size):
+        out[lo:lo + batch_size] = conv.lin(x[lo:lo + batch_size])
+    return out
 
 
 def _aggregate(conv: GCN, graph: GCNGraph, h: Tensor, batch_size: int) -> Tensor:
