@@ -11,11 +11,13 @@ import time
 from ._args import (add_device, add_out_flags, announce, check_out, dropout, learning_rate, non_negative_float,
                     positive_int)
 
-DATASETS = ("Cora", "CiteSeer", "PubMed", "example", "karate")
+DATASETS = ("Cora", "CiteSeer", "PubMed", "example", "karate", "synthetic")
+SYNTHETIC_NODES = 100_000
 TRUST_WARNING = ("warning: --trust unpickles raw files whose SHA-256 gseq does not know or that fail it; unpickling "
                  "runs code, so use it only on files you trust")
 
-__all__ = ["register", "run", "load_dataset", "DATASETS", "positive_int", "self_loop_weight_arg"]
+__all__ = ["register", "run", "load_dataset", "DATASETS", "positive_int", "self_loop_weight_arg",
+           "fan_out"]
 
 
 def self_loop_weight_arg(text: str) -> float | str:
@@ -30,13 +32,34 @@ def self_loop_weight_arg(text: str) -> float | str:
     return value
 
 
+def fan_out(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1 or -1 (all neighbours), got {text!r}") from None
+    if value < 1 and value != -1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, or -1 for all neighbours, got {text!r}")
+    return value
+
+
 def register(sub) -> None:
     p = sub.add_parser("gcn", help="train a GCN on a graph and report test accuracy",
                        description="Train gseq's GCN (Kipf & Welling settings by default) and report the test "
                                    "accuracy at the epoch of best validation accuracy, over one or more seeds. "
                                    "Cora ships with gseq: no data folder or network is needed.")
     p.add_argument("--dataset", default="Cora", type=lambda s: _dataset_name(s), metavar="{" + ",".join(DATASETS) + "}",
-                   help="Planetoid name, or 'example' (the 6-node graph) / 'karate' (embedded, no files)")
+                   help="Planetoid name, 'example' (the 6-node graph) / 'karate' (embedded, no files), or "
+                        "'synthetic' (gseq.data.synthetic_graph, any size)")
+    p.add_argument("--num-nodes", type=positive_int, default=None,
+                   help="nodes of --dataset synthetic (degree-corrected SBM, average degree 10, 10 classes, "
+                        f"64 features, seed 0) (default: {SYNTHETIC_NODES})")
+    p.add_argument("--batch-size", type=positive_int, default=None,
+                   help="train on mini-batches of this many seed nodes with sampled neighbourhoods "
+                        "(gseq.loader.NeighborLoader) and evaluate by exact layer-wise inference "
+                        "(default: full-batch training)")
+    p.add_argument("--num-neighbors", type=fan_out, nargs="+", default=None, metavar="K",
+                   help="with --batch-size: neighbours sampled per node in each hop, one per layer; -1 takes "
+                        "all (default: 10 per layer)")
     p.add_argument("--root", default=None,
                    help="folder holding <Name>/raw/ind.<name>.* (default: $GSEQ_DATA/planetoid, then "
                         "~/.cache/gseq/planetoid, then the copy shipped with gseq (Cora), then a download)")
@@ -68,10 +91,16 @@ def _dataset_name(text: str) -> str:
     raise argparse.ArgumentTypeError(f"unknown dataset {text!r}; choose one of {', '.join(DATASETS)}")
 
 
-def load_dataset(name: str, root: str | None = None, trust: bool = False):
+def load_dataset(name: str, root: str | None = None, trust: bool = False, num_nodes: int | None = None):
     from ..data.graphs import example_graph, karate
     from ..data.planetoid import planetoid
 
+    if name == "synthetic":
+        from ..data.synthetic import synthetic_graph
+
+        return synthetic_graph(num_nodes or SYNTHETIC_NODES, seed=0)
+    if num_nodes is not None:
+        raise ValueError(f"--num-nodes: only applies to --dataset synthetic, not {name}")
     if name == "example":
         return example_graph()
     if name == "karate":
@@ -90,6 +119,20 @@ def _refuse_finished_run(out, seeds: int, overwrite: bool) -> None:
                          "file(s)); pass --overwrite to replace it, or choose another folder (nothing was changed)")
 
 
+def _trainer(args):
+    """The training function and its extra arguments: full-batch, or mini-batch with --batch-size."""
+    from ..models.gcn_net import train_node_classifier, train_node_classifier_minibatch
+
+    if args.batch_size is None:
+        if args.num_neighbors is not None:
+            raise ValueError("--num-neighbors: only applies to mini-batch training; add --batch-size")
+        return train_node_classifier, {}
+    num_neighbors = args.num_neighbors or [10] * args.layers
+    if len(num_neighbors) != args.layers:
+        raise ValueError(f"--num-neighbors: give one fan-out per layer ({args.layers} layers), got {num_neighbors}")
+    return train_node_classifier_minibatch, {"batch_size": args.batch_size, "num_neighbors": num_neighbors}
+
+
 def run(args) -> int:
     started = time.time()
     out = check_out(args.out)
@@ -97,18 +140,19 @@ def run(args) -> int:
     if args.trust and args.dataset not in ("example", "karate"):
         print(f"gseq gcn: {TRUST_WARNING}", file=sys.stderr)
 
-    from ..models.gcn_net import train_node_classifier
     from ..train.io import write_json
 
-    data = load_dataset(args.dataset, args.root, args.trust)
+    train, extra = _trainer(args)
+    data = load_dataset(args.dataset, args.root, args.trust, args.num_nodes)
     start = time.perf_counter()
     per_seed, written = [], []
     for seed in range(args.seeds):
         seed_dir = out / f"seed_{seed}" if out else None
-        r = train_node_classifier(
+        r = train(
             data, num_layers=args.layers, hidden_channels=args.hidden, dropout=args.dropout,
             self_loop_weight=args.self_loop_weight, epochs=args.epochs, lr=args.lr, weight_decay=args.weight_decay,
             seed=seed, device=args.device, progress=args.progress, out_dir=seed_dir, overwrite=args.overwrite,
+            **extra,
         )
         row = {"seed": seed, "test_acc": r["test_acc"], "val_acc": r["val_acc"], "best_epoch": r["best_epoch"],
                "self_loop_weights": r["self_loop_weights"], "seconds": round(r["seconds"], 3)}
@@ -131,6 +175,7 @@ def run(args) -> int:
         "dataset": args.dataset, "layers": args.layers, "hidden": args.hidden,
         "self_loop_weight": args.self_loop_weight, "epochs": args.epochs, "lr": args.lr,
         "weight_decay": args.weight_decay, "dropout": args.dropout,
+        "batch_size": args.batch_size, "num_neighbors": extra.get("num_neighbors"),
         "test_acc_mean": statistics.fmean(accs), "test_acc_std": statistics.stdev(accs) if len(accs) > 1 else 0.0,
         "per_seed": per_seed, "seconds": round(time.perf_counter() - start, 3),
     }
@@ -142,6 +187,13 @@ def run(args) -> int:
         print(f"{args.dataset}: test accuracy {100 * summary['test_acc_mean']:.2f} +- "
               f"{100 * summary['test_acc_std']:.2f} % over {len(accs)} seed(s) "
               f"({args.layers} layers, hidden {args.hidden}, self_loop_weight {args.self_loop_weight}, "
-              f"{summary['seconds']:.1f} s)")
+              f"{_batching(summary)}{summary['seconds']:.1f} s)")
     announce(written, started, stream=sys.stderr if args.json else None)
     return 0
+
+
+def _batching(summary: dict) -> str:
+    if summary["batch_size"] is None:
+        return "full-batch, "
+    fan = ", ".join(str(k) for k in summary["num_neighbors"])
+    return f"mini-batch {summary['batch_size']} with [{fan}] neighbours, "

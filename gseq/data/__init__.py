@@ -1,8 +1,9 @@
-"""Datasets: small graphs in code, Planetoid citation graphs (Cora ships with the package), palindromes,
-character text (one book ships with the package)."""
+"""Datasets: small graphs in code, Planetoid citation graphs (Cora ships with the package), synthetic
+graphs of any size, palindromes, character text (one book ships with the package)."""
 
 from .graphs import example_graph, hop_distances, hops, karate, node_index
 from .planetoid import PLANETOID_NAMES, PLANETOID_SHA256, cache_dir, normalize_features, planetoid
+from .synthetic import synthetic_graph
 from .text import (BUNDLED_BOOK, CharVocab, eval_windows, load_text, preprocess_text, resolve_text_file, split_text,
                    strip_gutenberg, window_sampler)
 from .palindromes import NUM_DIGITS, PalindromeDataset, palindromes
@@ -15,6 +16,7 @@ __all__ = [
     "hop_distances",
     "node_index",
     "planetoid",
+    "synthetic_graph",
     "normalize_features",
     "cache_dir",
     "PLANETOID_NAMES",

@@ -1,7 +1,7 @@
 """gseq.models."""
 
 from .char_lstm import CharLSTM, SampleLogger, char_lm_evaluator, char_lm_loss, load_char_lstm, train_char_lstm
-from .gcn_net import GCNNet, sparse_features, train_node_classifier
+from .gcn_net import GCNNet, sparse_features, train_node_classifier, train_node_classifier_minibatch
 from .generate import generate
 from .path_gcn import last_node_logits, palindrome_gcn_accuracy, train_palindrome_gcn
 from .sequence import CELLS, INPUTS, SequenceClassifier, fit_palindrome, palindrome_accuracy, train_palindrome
@@ -9,6 +9,7 @@ from .sequence import CELLS, INPUTS, SequenceClassifier, fit_palindrome, palindr
 __all__: list[str] = [
     "GCNNet",
     "train_node_classifier",
+    "train_node_classifier_minibatch",
     "sparse_features",
     "CharLSTM",
     "char_lm_loss",

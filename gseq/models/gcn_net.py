@@ -1,12 +1,15 @@
 """Node classification with a stack of :class:`gseq.layers.GCN` layers (Kipf & Welling's setup).
 
-:class:`GCNNet` is the model; :func:`train_node_classifier` trains it full-batch on one graph through the
-shared :class:`~gseq.train.Trainer` and reports the test accuracy of the epoch with the best validation
-accuracy.
+:class:`GCNNet` is the model, with :meth:`GCNNet.inference` for exact layer-wise evaluation of big graphs;
+:func:`train_node_classifier` trains it full-batch on one graph through the shared
+:class:`~gseq.train.Trainer`, :func:`train_node_classifier_minibatch` on sampled subgraphs
+(:class:`~gseq.loader.NeighborLoader`); both report the test accuracy of the epoch with the best
+validation accuracy.
 """
 
 from __future__ import annotations
 
+import copy
 import time
 import warnings
 from typing import Any
@@ -16,12 +19,16 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch_geometric.data import Data
 
-from ..layers.gcn import GCN
-from ..train import Trainer, seed_everything
+from ..layers.gcn import GCN, GCNGraph, gcn_graph
+from ..layers.gcn_structure import normalization
+from ..loader import NeighborLoader
+from ..ops import CSR, spmm
+from ..train import Trainer, resolve_device, seed_everything
 
-__all__ = ["GCNNet", "train_node_classifier", "sparse_features"]
+__all__ = ["GCNNet", "train_node_classifier", "train_node_classifier_minibatch", "sparse_features"]
 
 _ACTIVATIONS = {"relu": F.relu, "tanh": torch.tanh, "identity": lambda x: x}
+_ACTIVATIONS_INPLACE = {"relu": torch.relu_, "tanh": torch.tanh_, "identity": lambda x: x}  # in place, for inference
 
 
 class GCNNet(nn.Module):
@@ -88,6 +95,53 @@ class GCNNet(nn.Module):
                 x = _ACTIVATIONS[self.act](x)
         return x
 
+    @torch.no_grad()
+    def inference(self, data: Data, batch_size: int = 4096, *, device: str | torch.device | None = None) -> Tensor:
+        r"""Logits of every node by layer-wise inference: exact, with one layer's activations in memory.
+
+        Layer by layer, as PyG's layer-wise inference: :math:`H = X W` for all nodes, then the output rows
+        of ``batch_size`` target nodes at a time from their *full* in-neighbourhood, with the layer's own
+        formula :math:`Y_B = s_B \odot (A_{B,:} (s \odot H)) + (l s^2)_B \odot H_B + b`, where the
+        scalings :math:`s` come from the degrees of the *whole* graph (a GCN scales an edge by the degrees
+        of both its ends, so a subgraph of the batch and its neighbours would not do). The result equals
+        :meth:`forward` in eval mode up to rounding. Memory: the graph's loop-free CSR (built once per
+        call), one layer's input and output, one batch's temporaries; no autograd graph. Dropout is off,
+        whatever the module's mode.
+
+        Args:
+            data: the graph: ``x`` (dense or torch sparse), ``edge_index``, optional ``edge_weight``.
+            batch_size: target nodes per aggregation step. (default: ``4096``)
+            device: where to compute. (default: the device of the parameters)
+
+        Returns:
+            logits ``[N, out_channels]`` on ``device``.
+        """
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+            raise ValueError(f"batch_size: must be an integer >= 1, got {batch_size!r}")
+        if getattr(data, "x", None) is None or getattr(data, "edge_index", None) is None:
+            raise ValueError("data: needs node features x and an edge_index")
+        device = torch.device(device) if device is not None else next(self.parameters()).device
+        x = data.x.to(device)
+        edge_index = data.edge_index.to(device)
+        edge_weight = getattr(data, "edge_weight", None)
+        edge_weight = edge_weight.to(device) if edge_weight is not None else None
+        n = data.num_nodes
+        graphs: dict[tuple, GCNGraph] = {}  # the structure, once per distinct layer setting
+        for i, conv in enumerate(self.convs):
+            dtype = conv.lin.weight.dtype
+            key = (conv.add_self_loops, conv.normalize == "both", conv.flow, dtype)
+            if key not in graphs:  # before any activation exists: building it needs temporaries of size E
+                graphs[key] = gcn_graph(edge_index, edge_weight, n, add_self_loops=conv.add_self_loops,
+                                        out_degree=conv.normalize == "both", flow=conv.flow, dtype=dtype)
+            h = _linear(conv, x, batch_size)  # X W, [N, F_out]
+            x = _aggregate(conv, graphs[key], h, batch_size)
+            del h
+            if conv.bias is not None:
+                x += conv.bias
+            if i < len(self.convs) - 1:
+                x = _ACTIVATIONS_INPLACE[self.act](x)
+        return x
+
     def param_groups(self, weight_decay: float) -> list[dict[str, Any]]:
         """Optimizer groups with ``weight_decay`` on the first layer's weights and bias only (Kipf's setup);
         learned self-loop weights are never decayed."""
@@ -99,6 +153,46 @@ class GCNNet(nn.Module):
     def self_loop_weights(self) -> list[float]:
         """The current ``w`` of every layer."""
         return [float(conv.self_loop_weight().detach()) for conv in self.convs]
+
+
+def _linear(conv: GCN, x: Tensor, batch_size: int) -> Tensor:
+    """``conv.lin(x)`` for all rows, ``batch_size`` rows at a time (sparse ``x``: one sparse-dense product)."""
+    if x.layout != torch.strided:
+        return torch.sparse.mm(x, conv.lin.weight.t())
+    out = x.new_empty(x.size(0), conv.lin.weight.size(0))
+    for lo in range(0, x.size(0), batch_size):
+        out[lo:lo + batch_size] = conv.lin(x[lo:lo + batch_size])
+    return out
+
+
+def _aggregate(conv: GCN, graph: GCNGraph, h: Tensor, batch_size: int) -> Tensor:
+    """``conv``'s aggregation of ``h = X W`` over the full graph, ``batch_size`` output rows at a time:
+    ``s_t * (A @ (s_s * h)) + l * s_t * s_s * h`` (``A @ h`` for ``normalize=False``), in place on ``h``."""
+    n = h.size(0)
+    out = torch.empty_like(h)
+    adjacency = graph.adjacency(h.dtype)
+    if conv.normalize is False:
+        for lo in range(0, n, batch_size):
+            hi = min(lo + batch_size, n)
+            out[lo:hi] = spmm(_row_slice(adjacency, lo, hi), h)
+        return out
+    w = conv.self_loop_weight().to(h.device, h.dtype)
+    s_t, s_s, loop = normalization(graph, w, conv.normalize)
+    s_t, s_s = s_t.to(h.dtype), s_s.to(h.dtype)
+    hs = h.mul_(s_s.unsqueeze(-1))  # s_s * h: the sources' side, for both the edges and the loop
+    loop_coef = None if loop is None else (loop.to(h.dtype) * s_t).unsqueeze(-1)
+    for lo in range(0, n, batch_size):
+        hi = min(lo + batch_size, n)
+        rows = spmm(_row_slice(adjacency, lo, hi), hs).mul_(s_t[lo:hi].unsqueeze(-1))  # s_t * A_{B,:} (s_s * h)
+        out[lo:hi] = rows if loop_coef is None else rows.addcmul_(hs[lo:hi], loop_coef[lo:hi])
+    return out
+
+
+def _row_slice(csr: CSR, lo: int, hi: int) -> CSR:
+    """Rows ``lo:hi`` of ``csr`` (all columns), sharing its index and value arrays."""
+    start, end = int(csr.indptr[lo]), int(csr.indptr[hi])
+    values = csr.values[start:end] if csr.values is not None else None
+    return CSR(csr.indptr[lo:hi + 1] - start, csr.indices[start:end], values, (hi - lo, csr.num_cols), check=False)
 
 
 def _dropout(x: Tensor, p: float, training: bool) -> Tensor:
@@ -201,5 +295,100 @@ def train_node_classifier(
     return {
         "test_acc": best["test_acc"], "val_acc": best["val_acc"], "train_acc": best["train_acc"],
         "best_epoch": result["best_step"], "seconds": time.perf_counter() - start,
+        "self_loop_weights": model.self_loop_weights(), "history": trainer.history, "model": model,
+    }
+
+
+def train_node_classifier_minibatch(
+    data: Data,
+    *,
+    num_neighbors: tuple[int, ...] | list[int] = (10, 10),
+    batch_size: int = 1024,
+    replace: bool = False,
+    eval_batch_size: int = 4096,
+    eval_every: int = 1,
+    num_layers: int = 2,
+    hidden_channels: int = 16,
+    dropout: float = 0.5,
+    self_loop_weight: float | str = 1.0,
+    epochs: int = 200,
+    lr: float = 0.01,
+    weight_decay: float = 5e-4,
+    seed: int = 0,
+    device: str = "auto",
+    progress: bool = False,
+    out_dir: str | None = None,
+    overwrite: bool = False,
+    callbacks=(),
+    sparse_input: bool | None = None,
+) -> dict[str, Any]:
+    """Train a :class:`GCNNet` on sampled subgraphs and evaluate it exactly by layer-wise inference.
+
+    Each epoch walks the training nodes in shuffled batches of ``batch_size`` seeds; every batch is the
+    seeds' sampled ``num_layers``-hop neighbourhood (:class:`~gseq.loader.NeighborLoader`, one fan-out
+    per layer), and the loss is the cross-entropy of the seeds' logits, PyG's pattern
+    ``model(batch.x, batch.edge_index)[:batch.batch_size]``. As with PyG's ``GCNConv`` on sampled
+    subgraphs, each layer normalises by the degrees *within the sampled subgraph*; evaluation
+    (every ``eval_every`` epochs) runs :meth:`GCNNet.inference` on the full graph, with the full
+    graph's degrees. The other settings (``sparse_input`` included: the loader then slices rows of the
+    sparse CSR features), and the reported ``test_acc`` (at the epoch of best validation accuracy),
+    are those of :func:`train_node_classifier`. The sampling generator lives on the training device and
+    is seeded with ``seed``.
+
+    Returns:
+        ``{"test_acc", "val_acc", "train_acc", "best_epoch", "seconds", "self_loop_weights", "history",
+        "model"}``; ``best_epoch`` counts epochs.
+    """
+    for mask in ("train_mask", "val_mask", "test_mask"):
+        if getattr(data, mask, None) is None:
+            raise ValueError(f"data: needs a boolean {mask}; use gseq.data.planetoid() or add the masks")
+    num_neighbors = list(num_neighbors)
+    if len(num_neighbors) != num_layers:
+        raise ValueError(f"num_neighbors: give one fan-out per layer ({num_layers} layers), got {num_neighbors}")
+    if isinstance(eval_every, bool) or not isinstance(eval_every, int) or eval_every < 1:
+        raise ValueError(f"eval_every: must be an integer >= 1 (epochs), got {eval_every!r}")
+    seed_everything(seed)
+    dev = resolve_device(device)
+    graph = data.to(dev)
+    if sparse_input is None:
+        sparse_input = dev.type == "cpu" and float((graph.x != 0).float().mean()) < 0.1
+    if sparse_input:
+        graph = copy.copy(graph)  # a new store sharing the tensors: the caller's Data keeps its x
+        graph.x = sparse_features(graph.x)
+    generator = torch.Generator(device=dev).manual_seed(seed)
+    loader = NeighborLoader(graph, num_neighbors, input_nodes=graph.train_mask, batch_size=batch_size,
+                            shuffle=True, replace=replace, generator=generator)
+    # cached=False: every batch is another graph
+    model = GCNNet(data.num_features, int(data.y.max()) + 1, hidden_channels=hidden_channels, num_layers=num_layers,
+                   dropout=dropout, self_loop_weight=self_loop_weight, cached=False)
+    trainer = Trainer(
+        model, optimizer="adam", lr=lr, param_groups=lambda m: m.param_groups(weight_decay), max_epochs=epochs,
+        eval_every=eval_every * len(loader), monitor="val_acc", mode="max", keep_best=True, seed=seed, device=dev,
+        progress=progress, out_dir=out_dir, overwrite=overwrite, callbacks=callbacks, desc="gcn",
+        config={"task": "node_classification", "dataset": getattr(data, "name", None), "num_layers": num_layers,
+                "hidden_channels": hidden_channels, "dropout": dropout, "self_loop_weight": self_loop_weight,
+                "epochs": epochs, "weight_decay_first_layer": weight_decay, "batch_size": batch_size,
+                "num_neighbors": num_neighbors, "replace": replace},
+    )
+
+    def loss_fn(model, batch):
+        out = model(batch.x, batch.edge_index, getattr(batch, "edge_weight", None))[:batch.batch_size]
+        return F.cross_entropy(out, batch.y[:batch.batch_size])
+
+    def evaluate(model):
+        out = model.inference(graph, eval_batch_size)
+        return {
+            "val_loss": F.cross_entropy(out[graph.val_mask], graph.y[graph.val_mask]),
+            "train_acc": _accuracy(out, graph.y, graph.train_mask),
+            "val_acc": _accuracy(out, graph.y, graph.val_mask),
+            "test_acc": _accuracy(out, graph.y, graph.test_mask),
+        }
+
+    start = time.perf_counter()
+    result = trainer.fit(loss_fn, loader, evaluate)
+    best = next(row for row in trainer.history if row["step"] == result["best_step"])
+    return {
+        "test_acc": best["test_acc"], "val_acc": best["val_acc"], "train_acc": best["train_acc"],
+        "best_epoch": best["epoch"], "seconds": time.perf_counter() - start,
         "self_loop_weights": model.self_loop_weights(), "history": trainer.history, "model": model,
     }
