@@ -1,9 +1,11 @@
-"""The shared training loop, its checkpoints and atomic file writing."""
+"""The shared training loop, its checkpoints, atomic file writing, and training across processes."""
 
+from .checkpoint import CHECKPOINT_FORMAT, RESUMABLE_SETTINGS, check_model_state
+from .distributed import Mean, RankLostError, launched_env, rank_seed, shard_indices
 from .io import (atomic_write_bytes, atomic_write_text, check_writable_dir, load_checkpoint, remove_stale_temp_files,
                  save_checkpoint, write_csv, write_json)
-from .trainer import (CHECKPOINT_FORMAT, RESUMABLE_SETTINGS, Trainer, TrainingInterrupted, check_model_state, move_to,
-                      resolve_device, seed_everything)
+from .runtime import move_to, resolve_device, seed_everything
+from .trainer import Trainer, TrainingInterrupted
 
 __all__ = [
     "Trainer",
@@ -14,6 +16,11 @@ __all__ = [
     "move_to",
     "check_model_state",
     "CHECKPOINT_FORMAT",
+    "Mean",
+    "RankLostError",
+    "launched_env",
+    "rank_seed",
+    "shard_indices",
     "atomic_write_bytes",
     "atomic_write_text",
     "write_json",

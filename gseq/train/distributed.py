@@ -1,8 +1,8 @@
 """Training across processes with ``torch.distributed``: what the Trainer takes from ``torchrun``.
 
 ``torchrun`` starts one process per device and sets ``WORLD_SIZE``, ``RANK``, ``LOCAL_RANK`` and
-``LOCAL_WORLD_SIZE`` (and the rendezvous address). :meth:`Distributed.from_env` reads them, creates
-the process group (NCCL on CUDA with one device per local rank, gloo on the CPU) with a timeout, and
+``LOCAL_WORLD_SIZE`` (and the rendezvous address). :func:`launched_env` reads them,
+:func:`rank_device` picks this rank's device and :meth:`Distributed.start` creates the process group (NCCL on CUDA with one device per local rank, gloo on the CPU) with a timeout, and
 the :class:`Distributed` object gives the :class:`~gseq.train.Trainer` the few collective steps it
 needs:
 
@@ -30,7 +30,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-__all__ = ["Distributed", "DistEnv", "Mean", "RankLostError", "launched_env", "shard_indices", "shard_sequence", "rank_seed",
+__all__ = ["Distributed", "DistEnv", "Mean", "RankLostError", "launched_env", "group_env", "rank_device", "shard_indices", "shard_sequence", "rank_seed",
            "DEFAULT_TIMEOUT"]
 
 #: seconds a collective waits for the other ranks before it fails (``GSEQ_DIST_TIMEOUT`` overrides)
@@ -144,8 +144,8 @@ class Mean:
 class Distributed:
     """The process group a distributed Trainer runs in.
 
-    Build it with :meth:`from_env` (None when the process runs alone). When this object created the
-    group, :meth:`close` destroys it; a group the caller created stays theirs.
+    Build it with :meth:`start`. When this object created the group, :meth:`close` destroys it; a group
+    the caller created stays theirs.
 
     Attributes:
         rank, world_size, local_rank: this process's place (``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK``).
@@ -162,40 +162,31 @@ class Distributed:
 
     # ------------------------------------------------------------------ set-up
     @classmethod
-    def from_env(cls, device: str | torch.device | None = "auto", timeout: float | None = None) -> Distributed | None:
-        """Join the process group ``torchrun`` describes (creating it), or return None when alone.
+    def start(cls, env: DistEnv, device: torch.device, timeout: float | None = None) -> Distributed:
+        """Join the process group of ``env``: create it (NCCL for a CUDA ``device``, gloo otherwise) unless
+        the caller already did, in which case it stays theirs (:meth:`close` leaves it).
 
         Args:
-            device: ``"auto"`` (CUDA when present, else the CPU), ``"cpu"`` or ``"cuda"``; under
-                ``torchrun`` each process takes ``cuda:LOCAL_RANK``, so a numbered device is refused.
+            env: this process's place, from :func:`launched_env` (or :func:`group_env`).
+            device: this rank's device, from :func:`rank_device`.
             timeout: seconds a collective waits for the other ranks (default: ``GSEQ_DIST_TIMEOUT``,
                 else :data:`DEFAULT_TIMEOUT`).
-
-        Raises:
-            ValueError: a device that cannot serve every local rank (fewer GPUs than processes on this
-                machine, ``cuda:N``, a device type torch lacks), or a malformed environment.
         """
         import torch.distributed as dist
 
         timeout = _timeout(timeout)
-        if dist.is_available() and dist.is_initialized():  # the caller made the group: join it, keep it theirs
-            if dist.get_world_size() == 1:
-                return None
-            env = launched_env() or DistEnv(dist.get_rank(), dist.get_world_size(), 0, 1)
-            dev = _rank_device(device, env)
-            return cls(dist.get_rank(), dist.get_world_size(), env.local_rank, dev, dist.get_backend(), timeout,
+        if dist.is_initialized():
+            if dist.get_world_size() != env.world_size or dist.get_rank() != env.rank:
+                raise ValueError(f"distributed: the process group has rank {dist.get_rank()} of "
+                                 f"{dist.get_world_size()}, but the environment says rank {env.rank} of "
+                                 f"{env.world_size}")
+            return cls(env.rank, env.world_size, env.local_rank, device, dist.get_backend(), timeout,
                        owns_group=False)
-        env = launched_env()
-        if env is None:
-            return None
-        if not dist.is_available():
-            raise ValueError("device: this torch build has no torch.distributed; run as a single process")
-        dev = _rank_device(device, env)
-        backend = "nccl" if dev.type == "cuda" else "gloo"
-        if dev.type == "cuda":
-            torch.cuda.set_device(dev)
+        backend = "nccl" if device.type == "cuda" else "gloo"
+        if device.type == "cuda":
+            torch.cuda.set_device(device)
         dist.init_process_group(backend, timeout=timedelta(seconds=timeout))
-        return cls(env.rank, env.world_size, env.local_rank, dev, backend, timeout, owns_group=True)
+        return cls(env.rank, env.world_size, env.local_rank, device, backend, timeout, owns_group=True)
 
     @property
     def is_main(self) -> bool:
@@ -223,13 +214,22 @@ class Distributed:
         flat = flat.cpu()
         return {k: Mean(flat[i, 0], flat[i, 1]) for i, k in enumerate(keys)}
 
-    def any(self, flag: bool) -> bool:
-        """True on every rank when ``flag`` is True on any rank (stopping decisions stay in step)."""
+    def flags(self, flag: bool) -> list[bool]:
+        """Every rank's ``flag``, in rank order (one all-gather)."""
         import torch.distributed as dist
 
-        t = torch.tensor([1 if flag else 0], dtype=torch.int32, device=self._comm_device)
+        mine = torch.tensor([1 if flag else 0], dtype=torch.int32, device=self._comm_device)
+        out = [torch.empty_like(mine) for _ in range(self.world_size)]
+        dist.all_gather(out, mine)
+        return [bool(t.item()) for t in out]
+
+    def flags_any(self, flags: Sequence[bool]) -> list[bool]:
+        """For each position, True on every rank when it is True on any rank (one all-reduce)."""
+        import torch.distributed as dist
+
+        t = torch.tensor([1 if f else 0 for f in flags], dtype=torch.int32, device=self._comm_device)
         dist.all_reduce(t, op=dist.ReduceOp.MAX)
-        return bool(t.item())
+        return [bool(v) for v in t.tolist()]
 
     def broadcast(self, obj: Any) -> Any:
         """Rank 0's ``obj`` on every rank (a picklable object)."""
@@ -306,8 +306,27 @@ def _timeout(timeout: float | None) -> float:
     return float(timeout)
 
 
-def _rank_device(device: str | torch.device | None, env: DistEnv) -> torch.device:
-    """``cuda:LOCAL_RANK`` or the CPU, refusing a device that cannot serve every local rank."""
+def group_env() -> DistEnv | None:
+    """The place of this process in a process group the caller created (None when there is none, or it
+    has one process). The local rank comes from ``LOCAL_RANK`` when set, else the current CUDA device."""
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return None
+    env = launched_env()
+    if env is not None:
+        return env
+    local = torch.cuda.current_device() if torch.cuda.is_available() else 0
+    count = torch.cuda.device_count() if torch.cuda.is_available() else dist.get_world_size()
+    return DistEnv(dist.get_rank(), dist.get_world_size(), local, count)
+
+
+def rank_device(device: str | torch.device | None, env: DistEnv) -> torch.device:
+    """This rank's device: ``cuda:LOCAL_RANK`` or the CPU, refusing one that cannot serve every local rank.
+
+    ``"auto"`` (or None) is CUDA when present, else the CPU; a numbered ``cuda:N`` is refused (every
+    process would take the same GPU), as are device types other than ``cpu`` and ``cuda``.
+    """
     text = "auto" if device is None else str(device)
     if text == "auto":
         text = "cuda" if torch.cuda.is_available() else "cpu"
@@ -332,7 +351,7 @@ def _rank_device(device: str | torch.device | None, env: DistEnv) -> torch.devic
     return torch.device("cuda", env.local_rank)
 
 
-def shard_sequence(items: Sequence[Any], dist: Distributed, *, epoch: int, seed: int, shuffle: bool = True) -> list[Any]:
-    """Rank ``dist.rank``'s share of ``items`` in ``epoch`` (see :func:`shard_indices`)."""
-    return [items[i] for i in shard_indices(len(items), dist.rank, dist.world_size, epoch=epoch, seed=seed,
-                                            shuffle=shuffle)]
+def shard_sequence(items: Sequence[Any], rank: int, world_size: int, *, epoch: int, seed: int,
+                   shuffle: bool = True) -> list[Any]:
+    """Rank ``rank``'s share of ``items`` in ``epoch`` (see :func:`shard_indices`)."""
+    return [items[i] for i in shard_indices(len(items), rank, world_size, epoch=epoch, seed=seed, shuffle=shuffle)]

@@ -1,0 +1,87 @@
+"""What a Trainer checkpoint holds beyond tensors, and the checks that decide whether it may be resumed."""
+
+from __future__ import annotations
+
+import json
+import random
+from collections.abc import Mapping
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+__all__ = ["CHECKPOINT_FORMAT", "RESUMABLE_SETTINGS", "check_model_state", "check_same_settings", "rng_state",
+           "set_rng_state"]
+
+#: the ``"format"`` tag of a Trainer checkpoint; a file with another tag is refused
+CHECKPOINT_FORMAT = "gseq-trainer-1"
+#: the settings a resumed run may change (everything else must equal the checkpoint's)
+RESUMABLE_SETTINGS = ("max_steps", "max_epochs", "device")
+
+
+def check_model_state(model: nn.Module, state: Mapping[str, Tensor], model_class: str | None, source: str) -> None:
+    """Refuse a state dict written for another model, naming what differs."""
+    expected = f"{type(model).__module__}.{type(model).__qualname__}"
+    if model_class is not None and model_class != expected:
+        raise ValueError(f"checkpoint: {source!r} was written for {model_class}, not {expected}; "
+                         "load it into the model it was trained with")
+    own = model.state_dict()
+    missing = sorted(set(own) - set(state))
+    unexpected = sorted(set(state) - set(own))
+    shapes = [k for k in own if k in state and tuple(own[k].shape) != tuple(state[k].shape)]
+    if missing or unexpected or shapes:
+        detail = "; ".join(part for part in (
+            f"missing {missing[:5]}" if missing else "",
+            f"unexpected {unexpected[:5]}" if unexpected else "",
+            "shape mismatch in " + ", ".join(f"{k} {tuple(state[k].shape)} vs {tuple(own[k].shape)}" for k in shapes[:5])
+            if shapes else "",
+        ) if part)
+        raise ValueError(f"checkpoint: {source!r} does not fit this model ({detail}); it comes from a model of "
+                         "another size or kind")
+
+
+def check_same_settings(saved: Mapping[str, Any], current: Mapping[str, Any], source: str) -> None:
+    """Refuse to resume a run whose settings differ from the checkpoint's, naming each difference (the
+    number of processes among them: a run of one process has ``world_size`` 1)."""
+    def plain(config):  # as config.json holds them: tuples become lists, odd values strings
+        flat = _flat(json.loads(json.dumps(config, default=str)))
+        flat.setdefault("trainer.world_size", 1)
+        return flat
+
+    old, new = plain(saved), plain(current)
+    allowed = {f"trainer.{key}" for key in RESUMABLE_SETTINGS}
+    differ = [k for k in sorted(set(old) | set(new)) if k not in allowed and old.get(k) != new.get(k)]
+    if differ:
+        shown = "; ".join(f"{k.removeprefix('trainer.')} {old.get(k)!r} there, {new.get(k)!r} now" for k in differ)
+        raise ValueError(f"resume: {source!r} was trained with other settings ({shown}); resume with the settings it "
+                         f"was trained with (only {', '.join(RESUMABLE_SETTINGS)} may change; a distributed run "
+                         "resumes with the same number of processes), or start a new run in another folder")
+
+
+def rng_state(generator: torch.Generator) -> dict[str, Any]:
+    """The states of torch's, CUDA's and Python's global generators and of ``generator``."""
+    state = {"torch": torch.get_rng_state(), "generator": generator.get_state(), "python": random.getstate()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: Mapping[str, Any], generator: torch.Generator) -> None:
+    """Restore what :func:`rng_state` saved."""
+    torch.set_rng_state(state["torch"])
+    generator.set_state(state["generator"])
+    version, internal, gauss = state["python"]  # torch.load gives lists back where getstate() had tuples
+    random.setstate((version, tuple(internal), gauss))
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def _flat(config: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in config.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping) and value:
+            out.update(_flat(value, name + "."))
+        else:
+            out[name] = value
+    return out

@@ -1,0 +1,84 @@
+"""What a training run needs from its machine: seeds, a device, batches moved there, sane optimizer groups."""
+
+from __future__ import annotations
+
+import math
+import random
+from collections.abc import Mapping
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+__all__ = ["seed_everything", "resolve_device", "move_to", "check_optimizer_groups"]
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python's, NumPy's (when installed) and torch's global generators."""
+    random.seed(seed)
+    torch.manual_seed(seed)
+    try:
+        import numpy as np
+
+        np.random.seed(seed % 2**32)
+    except ImportError:  # pragma: no cover - numpy is a dependency
+        pass
+
+
+def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
+    """``"auto"`` (or None) picks CUDA when it is available, else the CPU; any other device must exist here."""
+    if device is None or device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError) as err:
+        raise ValueError(f"device: {device!r} is not a device; use 'auto', 'cpu', 'cuda' or 'cuda:N'") from err
+    if dev.type == "cpu":
+        return dev
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(f"device: {device!r} was asked for but CUDA is not available here; use 'auto' or 'cpu'")
+        count = torch.cuda.device_count()
+        if dev.index is not None and dev.index >= count:
+            raise ValueError(f"device: {device!r} does not exist; this machine has {count} CUDA device(s), "
+                             f"cuda:0..cuda:{count - 1}")
+        return dev
+    if dev.type == "meta":
+        raise ValueError(f"device: {device!r} holds no data and cannot train; use 'auto', 'cpu' or 'cuda'")
+    try:  # any other kind (mps, xpu, ...): usable only if this torch build and machine can hold a tensor there
+        torch.empty(0, device=dev)
+    except Exception:
+        raise ValueError(f"device: {device!r} is not available with this torch build on this machine; use 'auto', "
+                         "'cpu' or 'cuda'") from None
+    return dev
+
+
+def move_to(obj: Any, device: torch.device) -> Any:
+    """Move tensors, PyG ``Data`` objects and (nested) tuples, lists and dicts of them to ``device``."""
+    if isinstance(obj, Tensor) or hasattr(obj, "to") and callable(obj.to) and not isinstance(obj, nn.Module):
+        return obj.to(device)
+    if isinstance(obj, Mapping):
+        return {k: move_to(v, device) for k, v in obj.items()}
+    if isinstance(obj, tuple):
+        return tuple(move_to(v, device) for v in obj)
+    if isinstance(obj, list):
+        return [move_to(v, device) for v in obj]
+    return obj
+
+
+def check_optimizer_groups(optimizer: torch.optim.Optimizer) -> None:
+    """Every parameter group's learning rate and weight decay are finite, in range, and representable in
+    the dtype of its parameters (``lr=1e300`` would be ``inf`` in float32)."""
+    for i, group in enumerate(optimizer.param_groups):
+        for key, low_ok in (("lr", False), ("weight_decay", True)):
+            value = group.get(key)
+            if value is None:
+                continue
+            value = float(value)
+            if not math.isfinite(value) or value < 0 or (value == 0 and not low_ok):
+                raise ValueError(f"{key}: must be a finite number {'>= 0' if low_ok else '> 0'}, got {value!r} "
+                                 f"(parameter group {i})")
+            for p in group["params"]:
+                if p.dtype.is_floating_point and value > torch.finfo(p.dtype).max:
+                    raise ValueError(f"{key}: {value:g} overflows {p.dtype}, the dtype of the parameters it "
+                                     f"updates (largest value {torch.finfo(p.dtype).max:.3g})")

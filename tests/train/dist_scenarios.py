@@ -1,0 +1,131 @@
+"""Distributed Trainer scenarios, run as the processes torchrun would start (see test_distributed.py).
+
+Usage: ``python dist_scenarios.py SCENARIO OUT_DIR``, with ``WORLD_SIZE``, ``RANK``, ``LOCAL_RANK``,
+``MASTER_ADDR`` and ``MASTER_PORT`` set (or none of them, for the single-process reference). Every
+process writes ``OUT_DIR/result_<rank>.json``; the test compares them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+
+import torch
+from torch import nn
+
+import gseq.train.trainer as trainer_module
+from gseq.train import Mean, RankLostError, Trainer, launched_env
+
+B, STEPS, FEATURES = 4, 5, 3  # per-rank batch, steps, input features
+
+
+def global_batches(steps: int = STEPS, world: int = 2) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """The same global batches (``world * B`` rows each) in every process."""
+    g = torch.Generator().manual_seed(123)
+    return [(torch.randn(world * B, FEATURES, generator=g), torch.randn(world * B, 1, generator=g))
+            for _ in range(steps)]
+
+
+def model() -> nn.Module:
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Linear(FEATURES, 8), nn.Tanh(), nn.Linear(8, 1))
+
+
+def mse(m, batch):
+    x, y = batch
+    return ((m(x) - y) ** 2).mean()
+
+
+def flat(m: nn.Module) -> list[float]:
+    return torch.cat([p.detach().flatten() for p in m.parameters()]).tolist()
+
+
+def exactness(out: Path, rank: int, world: int) -> dict:
+    """Per-rank halves of the global batches through DDP vs whole global batches in one process; metrics
+    reduced exactly; only rank 0 writes."""
+    batches = global_batches()
+    if world == 1:
+        data = batches  # one process, global batches of 2B
+    else:
+        calls = iter(range(STEPS))
+        data = lambda g: [t[rank * B:(rank + 1) * B] for t in batches[next(calls)]]  # noqa: E731
+    writers = []
+    for name in ("save_checkpoint", "write_csv", "write_json"):  # record who writes
+        real = getattr(trainer_module, name)
+        setattr(trainer_module, name, lambda *a, _real=real, _name=name, **k: (writers.append(_name), _real(*a, **k))[1])
+
+    def evaluate(m):
+        # rank r holds r + 1 samples, all correct on rank 0 and none on rank 1: the exact mean is 1/3,
+        # the mean of the ranks' means 1/2
+        return {"exact": Mean(1.0 if rank == 0 else 0.0, rank + 1), "plain": float(rank)}
+
+    m = model()
+    trainer = Trainer(m, optimizer="sgd", lr=0.1, optimizer_kwargs={"momentum": 0.9}, max_steps=STEPS, seed=0,
+                      device="cpu", progress=False, out_dir=out / "run" if world > 1 else None, eval_every=STEPS)
+    trainer.fit(mse, data, evaluate)
+    ckpt_keys = []
+    if world > 1 and rank == 0:
+        ckpt = torch.load(out / "run" / "checkpoint.pt", weights_only=True)
+        fresh = model()
+        fresh.load_state_dict(ckpt["model"])  # no "module." prefix: loads into a plain module
+        ckpt_keys = sorted(ckpt["model"])
+        assert flat(fresh) == flat(m)
+    return {"weights": flat(m), "eval": trainer.last_eval, "writers": sorted(set(writers)), "ckpt_keys": ckpt_keys,
+            "history": trainer.history}
+
+
+def sample_batch(g: torch.Generator):
+    x = torch.randn(B, FEATURES, generator=g)
+    return x, x.sum(dim=1, keepdim=True) + 0.1 * torch.randn(B, 1, generator=g)
+
+
+def resume(out: Path, rank: int, world: int) -> dict:
+    """6 steps in one go vs 3 steps, a checkpoint, then 3 more in a new Trainer: the same weights."""
+    straight = Trainer(model(), lr=0.05, max_steps=6, seed=1, device="cpu", progress=False)
+    straight.fit(mse, sample_batch)
+    first = Trainer(model(), lr=0.05, max_steps=3, seed=1, device="cpu", progress=False, out_dir=out / "resume")
+    first.fit(mse, sample_batch)
+    second = Trainer(model(), lr=0.05, max_steps=6, seed=1, device="cpu", progress=False, out_dir=out / "resume")
+    second.fit(mse, sample_batch, resume=True)
+    return {"straight": flat(straight.model), "resumed": flat(second.model), "step": second.step}
+
+
+def killed(out: Path, rank: int, world: int) -> dict:
+    """Rank 1 dies at step 3; rank 0 must stop with a message naming it, its checkpoint loadable."""
+
+    class Die:
+        def on_step_end(self, trainer, step, logs):
+            if rank == 1 and step == 3:
+                os._exit(3)
+
+    trainer = Trainer(model(), lr=0.05, max_steps=50, seed=1, device="cpu", progress=False, out_dir=out / "killed",
+                      checkpoint_every=1, callbacks=[Die()], dist_timeout=20)
+    try:
+        trainer.fit(mse, sample_batch)
+    except RankLostError as err:
+        return {"error": str(err)}
+    return {"error": None}
+
+
+def reference_world_size_change(out: Path, rank: int, world: int) -> dict:
+    """A single process refuses to resume the 2-process checkpoint of ``resume``."""
+    trainer = Trainer(model(), lr=0.05, max_steps=6, seed=1, device="cpu", progress=False, out_dir=out / "resume")
+    try:
+        trainer.fit(mse, sample_batch, resume=True)
+    except ValueError as err:
+        return {"error": str(err)}
+    return {"error": None}
+
+
+SCENARIOS = {"exactness": exactness, "resume": resume, "killed": killed,
+             "world_size_change": reference_world_size_change}
+
+if __name__ == "__main__":
+    torch.set_num_threads(1)
+    name, out = sys.argv[1], Path(sys.argv[2])
+    env = launched_env()
+    rank, world = (env.rank, env.world_size) if env else (0, 1)
+    result = SCENARIOS[name](out, rank, world)
+    (out / f"{name}_{world}_{rank}.json").write_text(json.dumps(result))
