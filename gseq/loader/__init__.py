@@ -5,7 +5,7 @@ first), like PyG's ``NeighborLoader`` but with nothing beyond torch: no pyg-lib,
 :class:`NeighborSampler` is the vectorised sampler underneath.
 """
 
-from .neighbor_loader import NeighborLoader
+from .neighbor_loader import NeighborLoader, NeighborLoaderShard
 from .sampler import NeighborSampler, SamplerOutput
 
-__all__ = ["NeighborLoader", "NeighborSampler", "SamplerOutput"]
+__all__ = ["NeighborLoader", "NeighborLoaderShard", "NeighborSampler", "SamplerOutput"]

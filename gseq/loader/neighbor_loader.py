@@ -21,7 +21,7 @@ from torch_geometric.data import Data
 
 from .sampler import NeighborSampler, SamplerOutput, check_num_neighbors
 
-__all__ = ["NeighborLoader"]
+__all__ = ["NeighborLoader", "NeighborLoaderShard"]
 
 
 class NeighborLoader:
@@ -121,11 +121,36 @@ class NeighborLoader:
         for i in range(len(self)):
             yield self(order[i * self.batch_size:(i + 1) * self.batch_size])
 
-    def __call__(self, index: Tensor | Sequence[int]) -> Data:
-        """The batch whose seeds are ``input_nodes[index]`` (PyG's ``loader(index)``)."""
+    def shard(self, rank: int, world_size: int, *, epoch: int = 0, seed: int = 0) -> "NeighborLoaderShard":
+        """Rank ``rank``'s batches of epoch ``epoch`` in a run of ``world_size`` processes.
+
+        The input nodes are split as ``torch.utils.data.DistributedSampler`` splits a dataset (one order
+        from ``seed + epoch``, shuffled when ``shuffle`` is True, padded to a multiple of ``world_size``;
+        every ``world_size``-th node from ``rank``), so every rank takes as many batches and every node
+        is a seed once per epoch across the ranks. The neighbours of batch ``i`` are drawn from a
+        generator seeded with ``(seed, epoch, rank, i)``: the ranks draw independently, and a resumed
+        run draws what the first run drew. :class:`~gseq.train.Trainer` calls this under ``torchrun``.
+        """
+        from torch.utils.data import DistributedSampler
+
+        for name, value in (("rank", rank), ("world_size", world_size), ("epoch", epoch), ("seed", seed)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise ValueError(f"{name}: must be an integer >= 0, got {value!r}")
+        if world_size < 1 or rank >= world_size:
+            raise ValueError(f"rank: must lie in [0, world_size={world_size}), got {rank}")
+        split = DistributedSampler(range(self.input_nodes.numel()), num_replicas=world_size, rank=rank,
+                                   shuffle=self.shuffle, seed=seed)
+        split.set_epoch(epoch)
+        return NeighborLoaderShard(self, torch.tensor(list(split), dtype=torch.long, device=self.input_nodes.device),
+                                   (seed, epoch, rank))
+
+    def __call__(self, index: Tensor | Sequence[int], generator: torch.Generator | None = None) -> Data:
+        """The batch whose seeds are ``input_nodes[index]`` (PyG's ``loader(index)``); neighbours drawn from
+        ``generator`` (default: the loader's)."""
         index = torch.as_tensor(index, dtype=torch.long, device=self.input_nodes.device)
         seeds = self.input_nodes.index_select(0, index)
-        out = self.sampler.sample(seeds, self.generator, check=False)  # input_nodes were checked once
+        generator = generator if generator is not None else self.generator
+        out = self.sampler.sample(seeds, generator, check=False)  # input_nodes were checked once
         batch = self._filter(out)
         batch.input_id = index if self._input_id is None else self._input_id.index_select(0, index)
         batch.batch_size = seeds.numel()
@@ -155,6 +180,26 @@ class NeighborLoader:
     def __repr__(self) -> str:
         return (f"{self.__class__.__name__}(num_neighbors={self.num_neighbors}, batch_size={self.batch_size}, "
                 f"input_nodes={self.input_nodes.numel()}, shuffle={self.shuffle}, replace={self.replace})")
+
+
+class NeighborLoaderShard:
+    """One rank's batches of one epoch (from :meth:`NeighborLoader.shard`): ``len()`` batches of the
+    seeds at ``positions`` of the loader's input nodes."""
+
+    def __init__(self, loader: NeighborLoader, positions: Tensor, key: tuple[int, int, int]) -> None:
+        self.loader, self.positions, self.key = loader, positions, key
+
+    def __len__(self) -> int:
+        n, size = self.positions.numel(), self.loader.batch_size
+        return n // size if self.loader.drop_last else math.ceil(n / size)
+
+    def __iter__(self) -> Iterator[Data]:
+        size, device = self.loader.batch_size, self.positions.device
+        seed, epoch, rank = self.key
+        for i in range(len(self)):
+            generator = torch.Generator(device=device)
+            generator.manual_seed((((seed * 1_000_003 + epoch) * 1_000_003 + rank) * 1_000_003 + i) % (2**63 - 1))
+            yield self.loader(self.positions[i * size:(i + 1) * size], generator)
 
 
 def _check_input_nodes(input_nodes: object, num_nodes: int, device: torch.device) -> tuple[Tensor, Tensor | None]:

@@ -100,22 +100,18 @@ def shard_indices(n: int, rank: int, world_size: int, *, epoch: int = 0, seed: i
                   shuffle: bool = True) -> list[int]:
     """The positions of ``n`` items that rank ``rank`` takes in epoch ``epoch``.
 
-    ``torch.utils.data.DistributedSampler``'s rule: one permutation of ``range(n)`` from
-    ``seed + epoch`` (identity when ``shuffle`` is False), padded by repeating its start to a multiple
-    of ``world_size``, then every ``world_size``-th item from ``rank``. Every rank gets
-    ``ceil(n / world_size)`` items, so all ranks take the same number of steps.
+    ``torch.utils.data.DistributedSampler``'s rule (it is computed by one): one permutation of
+    ``range(n)`` from ``seed + epoch`` (identity when ``shuffle`` is False), padded by repeating its
+    start to a multiple of ``world_size``, then every ``world_size``-th item from ``rank``. Every rank
+    gets ``ceil(n / world_size)`` items, so all ranks take the same number of steps.
     """
     if n < 1:
         raise ValueError("data: the iterable yielded no batches")
-    if shuffle:
-        gen = torch.Generator()
-        gen.manual_seed(seed + epoch)
-        order = torch.randperm(n, generator=gen).tolist()
-    else:
-        order = list(range(n))
-    total = math.ceil(n / world_size) * world_size
-    order += (order * math.ceil(total / n))[: total - n]
-    return order[rank:total:world_size]
+    from torch.utils.data import DistributedSampler
+
+    sampler = DistributedSampler(range(n), num_replicas=world_size, rank=rank, shuffle=shuffle, seed=seed)
+    sampler.set_epoch(epoch)
+    return list(sampler)
 
 
 class Mean:

@@ -273,3 +273,31 @@ def test_sampling_stays_on_the_graphs_device(device):
     if device == "cuda":  # a CPU generator cannot drive CUDA sampling
         with pytest.raises(ValueError, match="generator"):
             NeighborLoader(data, [2], generator=torch.Generator())
+
+
+@pytest.mark.parametrize("world,n,shuffle", [(2, 40, True), (3, 40, False), (4, 10, True)])
+def test_shards_split_the_seeds_across_ranks_as_distributed_sampler(world, n, shuffle):
+    data = random_graph(n=n, e=200)
+    loader = NeighborLoader(data, [3, 2], batch_size=4, shuffle=shuffle)
+    for epoch in (0, 1):
+        shards = [loader.shard(r, world, epoch=epoch, seed=5) for r in range(world)]
+        assert len({len(s) for s in shards}) == 1  # every rank takes as many steps
+        seeds = [int(v) for s in shards for batch in s for v in batch.n_id[:batch.batch_size]]
+        assert set(seeds) == set(range(n))  # every input node is a seed in this epoch
+        assert len(seeds) == math.ceil(n / world) * world  # padded as DistributedSampler pads
+        if n % world == 0:
+            assert sorted(seeds) == list(range(n))  # exactly once
+        for s in shards:  # reproducible: the same subgraphs again (resume draws what the first run drew)
+            for a, b in zip(s, loader.shard(s.key[2], world, epoch=epoch, seed=5)):
+                assert torch.equal(a.n_id, b.n_id) and torch.equal(a.edge_index, b.edge_index)
+    first = [int(v) for batch in loader.shard(0, world, epoch=0, seed=5) for v in batch.n_id[:batch.batch_size]]
+    second = [int(v) for batch in loader.shard(0, world, epoch=1, seed=5) for v in batch.n_id[:batch.batch_size]]
+    assert (first != second) == shuffle  # reshuffled per epoch only when shuffling
+
+
+@pytest.mark.parametrize("kwargs,name", [({"rank": 2, "world_size": 2}, "rank"), ({"rank": -1, "world_size": 2}, "rank"),
+                                         ({"rank": 0, "world_size": 2, "epoch": -1}, "epoch")])
+def test_bad_shard_arguments_name_the_argument(kwargs, name):
+    loader = NeighborLoader(random_graph(), [2], batch_size=4)
+    with pytest.raises(ValueError, match=name):
+        loader.shard(**kwargs)
