@@ -25,7 +25,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from gseq.analysis import run_grid  # noqa: E402
-from gseq.train.io import write_csv  # noqa: E402
+from gseq.io import write_csv  # noqa: E402
 
 FIELDS = ["model", "length", "offset", "depth", "w", "seed", "accuracy", "steps", "stop_reason", "seconds",
           "final_w"]

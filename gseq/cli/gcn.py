@@ -140,7 +140,7 @@ def run(args) -> int:
     if args.trust and args.dataset not in ("example", "karate"):
         print(f"gseq gcn: {TRUST_WARNING}", file=sys.stderr)
 
-    from ..train.io import write_json
+    from ..io import write_json
 
     train, extra = _trainer(args)
     data = load_dataset(args.dataset, args.root, args.trust, args.num_nodes)

@@ -196,7 +196,7 @@ def run_grads(args) -> int:
     from ..data.palindromes import palindromes
     from ..models.sequence import SequenceClassifier, fit_palindrome
     from ..plots import plot_grad_norms
-    from ..train.io import write_csv, write_json
+    from ..io import write_csv, write_json
 
     from ..train.trainer import resolve_device
 

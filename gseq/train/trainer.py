@@ -44,7 +44,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from .io import check_writable_dir, load_checkpoint, remove_stale_temp_files, save_checkpoint, write_csv, write_json
+from ..io import check_writable_dir, load_checkpoint, remove_stale_temp_files, save_checkpoint, write_csv, write_json
 
 __all__ = ["Trainer", "TrainingInterrupted", "seed_everything", "resolve_device", "move_to", "check_model_state",
            "CHECKPOINT_FORMAT", "RESUMABLE_SETTINGS"]
