@@ -121,7 +121,7 @@ def _refuse_finished_run(out, seeds: int, overwrite: bool) -> None:
 
 def _trainer(args):
     """The training function and its extra arguments: full-batch, or mini-batch with --batch-size."""
-    from ..models.gcn_net import train_node_classifier, train_node_classifier_minibatch
+    from ..tasks.node_classification import train_node_classifier, train_node_classifier_minibatch
 
     if args.batch_size is None:
         if args.num_neighbors is not None:
