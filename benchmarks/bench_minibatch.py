@@ -6,8 +6,8 @@
     python benchmarks/bench_minibatch.py synthetic             # accuracy on a 200k-node synthetic graph
     python benchmarks/bench_minibatch.py memory --nodes 200000 2000000 --full-batch 2000000 --steps 10
 
-``cora``: :func:`gseq.models.train_node_classifier` (full-batch) and
-:func:`gseq.models.train_node_classifier_minibatch` (batches of 1024 training seeds, shuffled, each the
+``cora``: :func:`gseq.tasks.train_node_classifier` (full-batch) and
+:func:`gseq.tasks.train_node_classifier_minibatch` (batches of 1024 training seeds, shuffled, each the
 seeds' sampled 2-hop neighbourhood; evaluated every epoch by exact layer-wise inference), Kipf &
 Welling's settings otherwise (200 epochs, hidden 16, dropout 0.5, Adam 0.01, weight decay 5e-4 on the
 first layer); mean and standard deviation of the test accuracy at the epoch of best validation accuracy.
@@ -45,7 +45,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
 from gseq.data import synthetic_graph  # noqa: E402
-from gseq.models import train_node_classifier, train_node_classifier_minibatch  # noqa: E402
+from gseq.tasks import train_node_classifier, train_node_classifier_minibatch  # noqa: E402
 
 
 def cora(args) -> None:

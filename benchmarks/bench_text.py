@@ -4,7 +4,7 @@
     python benchmarks/bench_text.py --threads 2 --csv docs/_static/results/bench_text_cpu.csv
     python benchmarks/bench_text.py --device cuda          # where a GPU is present (adds the CUDA graph)
 
-Training: one step of ``gseq.models.train_char_lstm``'s loop (``Trainer.fit`` with ``char_lm_loss``, windows
+Training: one step of ``gseq.tasks.train_char_lstm``'s loop (``Trainer.fit`` with ``char_lm_loss``, windows
 from ``gseq.data.window_sampler``, Adam, clipping) against the obvious loop a course notebook writes
 (windows gathered by a Python list of slices, ``F.one_hot(x).float()`` into ``nn.LSTM``, ``nn.Linear``,
 cross-entropy, backward, clipping, Adam). Same model size (2 x 128, vocabulary of the preprocessed book),

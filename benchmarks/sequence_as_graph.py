@@ -4,7 +4,7 @@
     python benchmarks/sequence_as_graph.py --lengths 5 10 --seeds 1 --max-steps 300 --out runs/sag-quick
 
 For every palindrome length T and seed: an LSTM (one-hot digits, Adam, forget-gate bias 1) on the digit
-sequence, and GCNs (gseq.models.train_palindrome_gcn: a GCNNet on the directed path 0 -> ... -> T-1,
+sequence, and GCNs (gseq.tasks.train_palindrome_gcn: a GCNNet on the directed path 0 -> ... -> T-1,
 answer read at the last node) of depth T-1+offset for each --depth-offsets (default T-2, T-1 and T+1
 layers) and each self-loop weight (default 1 = Kipf's, and 0.1). Every run stops at accuracy 1 on fresh
 palindromes or after --max-steps; the reported accuracy is on 2048 further fresh palindromes. Writes
@@ -25,7 +25,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from gseq.analysis import run_grid  # noqa: E402
-from gseq.train.io import write_csv  # noqa: E402
+from gseq.io import write_csv  # noqa: E402
 
 FIELDS = ["model", "length", "offset", "depth", "w", "seed", "accuracy", "steps", "stop_reason", "seconds",
           "final_w"]
@@ -41,7 +41,7 @@ def key(row) -> tuple:
 def run_one(model: str, length: int, offset: int, w: str, seed: int, *, max_steps: int, hidden: int,
             lstm_hidden: int) -> dict:
     """One run; ``offset`` and ``w`` are placeholders (0, "") for the LSTM."""
-    from gseq.models import train_palindrome, train_palindrome_gcn
+    from gseq.tasks import train_palindrome, train_palindrome_gcn
 
     if model == "lstm":
         r = train_palindrome("lstm", length, input="onehot", hidden_size=lstm_hidden, optimizer="adam",

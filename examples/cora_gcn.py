@@ -13,8 +13,8 @@ import os
 from pathlib import Path
 
 from gseq.data import planetoid
-from gseq.models import train_node_classifier
 from gseq.plots import plot_history
+from gseq.tasks import train_node_classifier
 
 p = argparse.ArgumentParser(description='Node classification on Cora with a GCN')
 p.add_argument("--out", default=os.environ.get("GSEQ_EXAMPLES_OUT", "gseq-examples"), help="figure folder")

@@ -19,8 +19,9 @@ import torch
 
 from gseq.analysis import hidden_grad_norms
 from gseq.data import palindromes
-from gseq.models import SequenceClassifier, fit_palindrome
+from gseq.models import SequenceClassifier
 from gseq.plots import plot_grad_norms
+from gseq.tasks import fit_palindrome
 
 p = argparse.ArgumentParser(description="Gradient flow through time: RNN against LSTM")
 p.add_argument("--out", default=os.environ.get("GSEQ_EXAMPLES_OUT", "gseq-examples"), help="figure folder")

@@ -14,8 +14,8 @@ import argparse
 import os
 from pathlib import Path
 
-from gseq.models import train_palindrome
 from gseq.plots import plot_palindrome_sweep
+from gseq.tasks import train_palindrome
 
 p = argparse.ArgumentParser(description="Palindromes: a vanilla RNN against an LSTM")
 p.add_argument("--out", default=os.environ.get("GSEQ_EXAMPLES_OUT", "gseq-examples"), help="figure folder")

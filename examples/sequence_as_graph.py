@@ -21,8 +21,9 @@ import torch
 
 from gseq.analysis import influence
 from gseq.data import palindrome_graphs, palindromes
-from gseq.models import GCNNet, train_palindrome, train_palindrome_gcn
+from gseq.models import GCNNet
 from gseq.plots import save_figure
+from gseq.tasks import train_palindrome, train_palindrome_gcn
 
 p = argparse.ArgumentParser(description="A sequence is a directed path graph: palindromes for an LSTM and a GCN")
 p.add_argument("--out", default=os.environ.get("GSEQ_EXAMPLES_OUT", "gseq-examples"), help="figure folder")

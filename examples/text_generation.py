@@ -16,8 +16,9 @@ from pathlib import Path
 
 import torch
 
-from gseq.models import generate, train_char_lstm
+from gseq.models import generate
 from gseq.plots import plot_history
+from gseq.tasks import train_char_lstm
 
 p = argparse.ArgumentParser(description='Character-level text generation with an LSTM')
 p.add_argument("--out", default=os.environ.get("GSEQ_EXAMPLES_OUT", "gseq-examples"), help="figure folder")

@@ -15,7 +15,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from .train.io import atomic_write_bytes
+from .io import atomic_write_bytes
 
 __all__ = ["read_rows", "save_figure", "plot_history"]
 

@@ -67,3 +67,113 @@ def test_a_wheel_ships_cora_and_the_book_and_finds_them_installed(tmp_path):
                          cwd=tmp_path)
     assert run.returncode == 0, run.stderr[-3000:]
     assert run.stdout.split() == ["2708", "True"]
+
+
+# ---------------------------------------------------------------------- imports run downwards, no cycles
+#: the import order, lowest first: a module imports from its own package, or from packages of its rank or lower
+RANKS = {"ops": 0, "io": 0, "layers": 1, "data": 2, "loader": 2, "models": 2, "train": 2, "plots": 2, "tasks": 3,
+         "analysis": 4, "cli": 5, "__main__": 5}
+#: imports between packages of one rank that are refused all the same: models are nn.Modules (no loop, no
+#: loader, no figures, no tasks); data knows no loop
+REFUSED = {"models": {"train", "loader", "plots", "tasks"}, "data": {"train", "models", "loader", "plots", "tasks"}}
+#: the namespace itself (lazy, imports nothing of its own) is above and below everything
+EXEMPT = {"gseq", "gseq._lazy"}
+
+
+def gseq_modules() -> dict[str, Path]:
+    modules = {}
+    for path in sorted((ROOT / "gseq").rglob("*.py")):
+        parts = path.relative_to(ROOT).with_suffix("").parts
+        modules[".".join(parts[:-1] if parts[-1] == "__init__" else parts)] = path
+    return modules
+
+
+def imports_of(name: str, path: Path, modules) -> set[str]:
+    """The gseq modules ``name`` imports anywhere (inside functions too), each resolved to its file's module."""
+    import ast
+
+    def known(target: str) -> str:
+        while target not in modules:
+            target = target.rpartition(".")[0]
+        return target
+
+    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            found |= {known(a.name) for a in node.names if a.name.split(".")[0] == "gseq"}
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package.rsplit(".", node.level - 1)[0] if node.level > 1 else package
+                base = f"{base}.{node.module}" if node.module else base
+            elif (node.module or "").split(".")[0] == "gseq":
+                base = node.module
+            else:
+                continue
+            submodules = {f"{base}.{a.name}" for a in node.names} & set(modules)
+            if len(submodules) < len(node.names):  # names defined in base itself, not only its submodules
+                found.add(known(base))
+            found |= submodules
+    return found - {name}
+
+
+def import_graph() -> dict[str, set[str]]:
+    modules = gseq_modules()
+    return {name: imports_of(name, path, modules) for name, path in modules.items()}
+
+
+def top(module: str) -> str:
+    return module.split(".")[1]
+
+
+def test_every_package_has_a_rank():
+    assert {top(m) for m in gseq_modules() if m not in EXEMPT} <= set(RANKS), "give the new package a rank in RANKS"
+
+
+def test_the_import_graph_is_read_correctly():
+    graph = import_graph()
+    assert "gseq.ops.csr" in graph["gseq.ops"]  # from .csr import CSR
+    assert "gseq.train.trainer" in graph["gseq.train"]
+    assert "gseq.layers.gcn" in graph["gseq.models.gcn_net"]  # from ..layers.gcn import GCN
+    assert "gseq.tasks.node_classification" in graph["gseq.cli.gcn"]  # inside a function
+
+
+def test_no_module_imports_upwards():
+    upward = []
+    for src, targets in import_graph().items():
+        if src in EXEMPT:
+            continue
+        for dst in targets - EXEMPT:
+            a, b = top(src), top(dst)
+            if a != b and (RANKS[b] > RANKS[a] or b in REFUSED.get(a, ())):
+                upward.append(f"{src} -> {dst}")
+    assert not upward, "imports run cli -> analysis -> tasks -> (train, models, loader, data, plots) -> layers " \
+                       "-> (ops, io); these do not:\n" + "\n".join(sorted(upward))
+
+
+def test_no_import_cycles():
+    graph = import_graph()
+    index, low, stack, on_stack, cycles = {}, {}, [], set(), []
+
+    def visit(v):  # Tarjan's strongly connected components
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        on_stack.add(v)
+        for w in sorted(graph[v]):
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in on_stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            component = []
+            while not component or component[-1] != v:
+                component.append(stack.pop())
+                on_stack.discard(component[-1])
+            if len(component) > 1:
+                cycles.append(sorted(component))
+
+    for v in sorted(graph):
+        if v not in index:
+            visit(v)
+    assert not cycles, f"import cycles between gseq modules: {cycles}"

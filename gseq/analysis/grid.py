@@ -19,7 +19,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from ..train.io import write_csv, write_json
+from ..io import write_csv, write_json
 
 __all__ = ["run_grid", "read_rows_typed", "default_jobs", "start_method"]
 

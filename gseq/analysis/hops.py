@@ -84,7 +84,7 @@ def hop_table(data: Data | None = None, *, max_k: int | None = None, hidden: int
 def _depth_run(depth: int, w: str, seed: int, spec: dict[str, Any]) -> dict[str, Any]:
     """One (depth, self-loop setting, seed) run of :func:`depth_study` (module level: picklable)."""
     from ..data.planetoid import planetoid
-    from ..models.gcn_net import train_node_classifier
+    from ..tasks.node_classification import train_node_classifier
 
     data = spec["data"] if spec.get("data") is not None else planetoid(spec["dataset"], root=spec.get("root"))
     weight: float | str = w if w == "learn" else float(w)
@@ -123,7 +123,7 @@ def depth_study(
 ) -> list[dict[str, Any]]:
     """Train GCNs for every (depth, self-loop weight, seed) and record what depth buys; resumable.
 
-    Each run trains :func:`~gseq.models.train_node_classifier` (Kipf's settings, ``num_layers=depth``) and
+    Each run trains :func:`~gseq.tasks.train_node_classifier` (Kipf's settings, ``num_layers=depth``) and
     records test accuracy, the mean receptive-field size as a fraction of the graph, and, over
     ``influence_nodes`` fixed probe nodes, the mean influence of a node on itself and of its exact
     ``depth``-hop ring (Xu et al., 2018). Rows go to the CSV at ``path`` (see :data:`DEPTH_FIELDS`).

@@ -77,7 +77,7 @@ def read_sweep(out: str | os.PathLike) -> list[dict[str, Any]]:
 
 
 def _run_one(cell: str, length: int, seed: int, settings: dict[str, Any]) -> dict[str, Any]:
-    from ..models.sequence import train_palindrome
+    from ..tasks.palindrome import train_palindrome
 
     s = dict(settings)
     forget_bias = s.pop("forget_bias") if cell == "lstm" else 0.0

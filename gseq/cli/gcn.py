@@ -121,7 +121,7 @@ def _refuse_finished_run(out, seeds: int, overwrite: bool) -> None:
 
 def _trainer(args):
     """The training function and its extra arguments: full-batch, or mini-batch with --batch-size."""
-    from ..models.gcn_net import train_node_classifier, train_node_classifier_minibatch
+    from ..tasks.node_classification import train_node_classifier, train_node_classifier_minibatch
 
     if args.batch_size is None:
         if args.num_neighbors is not None:
@@ -140,7 +140,7 @@ def run(args) -> int:
     if args.trust and args.dataset not in ("example", "karate"):
         print(f"gseq gcn: {TRUST_WARNING}", file=sys.stderr)
 
-    from ..train.io import write_json
+    from ..io import write_json
 
     train, extra = _trainer(args)
     data = load_dataset(args.dataset, args.root, args.trust, args.num_nodes)

@@ -139,7 +139,7 @@ def run_train(args) -> int:
         raise ValueError("--forget-bias: only the LSTM has a forget gate")
     _check_memory([args.length], args.batch_size, args.hidden_size)
 
-    from ..models.sequence import train_palindrome
+    from ..tasks.palindrome import train_palindrome
 
     _set_threads(args.threads)
     settings = _settings(args)
@@ -194,9 +194,10 @@ def run_grads(args) -> int:
 
     from ..analysis.gradients import hidden_grad_norms
     from ..data.palindromes import palindromes
-    from ..models.sequence import SequenceClassifier, fit_palindrome
+    from ..io import write_csv, write_json
+    from ..models.sequence import SequenceClassifier
     from ..plots import plot_grad_norms
-    from ..train.io import write_csv, write_json
+    from ..tasks.palindrome import fit_palindrome
 
     from ..train.trainer import resolve_device
 

@@ -101,7 +101,7 @@ def run_train(args) -> int:
         raise ValueError(f"--resume: {str(out)!r} holds no checkpoint.pt to continue")
     import torch
 
-    from ..models.char_lstm import train_char_lstm
+    from ..tasks.char_lm import train_char_lstm
 
     if args.threads is not None:
         torch.set_num_threads(args.threads)
@@ -130,8 +130,8 @@ def run_generate(args) -> int:
     import torch
 
     from ..data.text import preprocess_text
-    from ..models.char_lstm import load_char_lstm
     from ..models.generate import _check_fits, generate
+    from ..tasks.char_lm import load_char_lstm
 
     model, vocab, info = load_char_lstm(args.checkpoint, device=args.device)
     _check_fits(args.length, args.num_samples, len(vocab), names=("--length", "--num-samples"))

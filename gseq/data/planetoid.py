@@ -30,7 +30,7 @@ import torch
 from torch import Tensor
 from torch_geometric.data import Data
 
-from ..train.io import atomic_write_bytes, save_checkpoint
+from ..io import atomic_write_bytes, save_checkpoint
 
 __all__ = ["planetoid", "PLANETOID_NAMES", "PLANETOID_SHA256", "cache_dir", "normalize_features"]
 

@@ -1,16 +1,12 @@
 """Node classification with a stack of :class:`gseq.layers.GCN` layers (Kipf & Welling's setup).
 
-:class:`GCNNet` is the model, with :meth:`GCNNet.inference` for exact layer-wise evaluation of big graphs;
-:func:`train_node_classifier` trains it full-batch on one graph through the shared
-:class:`~gseq.train.Trainer`, :func:`train_node_classifier_minibatch` on sampled subgraphs
-(:class:`~gseq.loader.NeighborLoader`); both report the test accuracy of the epoch with the best
-validation accuracy.
+:class:`GCNNet` is the model, with :meth:`GCNNet.inference` for exact layer-wise evaluation of big graphs
+and :meth:`GCNNet.param_groups` for Kipf's weight decay; :func:`sparse_features` prepares bag-of-words
+features as a sparse matrix. Training it is a task: :mod:`gseq.tasks.node_classification`.
 """
 
 from __future__ import annotations
 
-import copy
-import time
 import warnings
 from typing import Any
 
@@ -21,11 +17,9 @@ from torch_geometric.data import Data
 
 from ..layers.gcn import GCN, GCNGraph, gcn_graph
 from ..layers.gcn_structure import normalization
-from ..loader import NeighborLoader
 from ..ops import CSR, spmm
-from ..train import Trainer, resolve_device, seed_everything
 
-__all__ = ["GCNNet", "train_node_classifier", "train_node_classifier_minibatch", "sparse_features"]
+__all__ = ["GCNNet", "sparse_features"]
 
 _ACTIVATIONS = {"relu": F.relu, "tanh": torch.tanh, "identity": lambda x: x}
 _ACTIVATIONS_INPLACE = {"relu": torch.relu_, "tanh": torch.tanh_, "identity": lambda x: x}  # in place, for inference
@@ -216,179 +210,3 @@ def sparse_features(x: Tensor) -> Tensor:
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", ".*Sparse CSR tensor support is in beta.*")
         return x.to_sparse_csr()
-
-
-def _accuracy(logits: Tensor, y: Tensor, mask: Tensor) -> float:
-    return float((logits[mask].argmax(-1) == y[mask]).float().mean()) if bool(mask.any()) else float("nan")
-
-
-def train_node_classifier(
-    data: Data,
-    *,
-    num_layers: int = 2,
-    hidden_channels: int = 16,
-    dropout: float = 0.5,
-    self_loop_weight: float | str = 1.0,
-    epochs: int = 200,
-    lr: float = 0.01,
-    weight_decay: float = 5e-4,
-    seed: int = 0,
-    device: str = "auto",
-    progress: bool = False,
-    out_dir: str | None = None,
-    overwrite: bool = False,
-    callbacks=(),
-    sparse_input: bool | None = None,
-) -> dict[str, Any]:
-    """Train a :class:`GCNNet` full-batch with Adam and return its accuracies.
-
-    Kipf & Welling's settings by default: 2 layers, 16 hidden, dropout 0.5, Adam lr 0.01, weight decay
-    5e-4 on the first layer, 200 epochs. The reported ``test_acc`` is that of the epoch with the best
-    validation accuracy (the first such epoch), as PyG's ``examples/gcn.py`` reports it.
-
-    ``sparse_input`` feeds the features as a sparse CSR matrix (the first layer becomes a sparse-dense
-    product and input dropout touches only stored entries, as in Kipf's code); None chooses it on the
-    CPU when fewer than 10% of the features are non-zero (Cora: 1.3%).
-
-    ``out_dir`` receives the Trainer's ``metrics.csv``, ``config.json`` and ``checkpoint.pt``; a checkpoint
-    already there is only replaced with ``overwrite=True``.
-
-    Returns:
-        ``{"test_acc", "val_acc", "train_acc", "best_epoch", "seconds", "self_loop_weights", "history"}``.
-    """
-    for mask in ("train_mask", "val_mask", "test_mask"):
-        if getattr(data, mask, None) is None:
-            raise ValueError(f"data: needs a boolean {mask}; use gseq.data.planetoid() or add the masks")
-    seed_everything(seed)
-    model = GCNNet(data.num_features, int(data.y.max()) + 1, hidden_channels=hidden_channels, num_layers=num_layers,
-                   dropout=dropout, self_loop_weight=self_loop_weight, cached=True)
-    trainer = Trainer(
-        model, optimizer="adam", lr=lr, param_groups=lambda m: m.param_groups(weight_decay), max_steps=epochs,
-        eval_every=1, monitor="val_acc", mode="max", keep_best=True, seed=seed, device=device, progress=progress,
-        out_dir=out_dir, overwrite=overwrite, callbacks=callbacks, desc="gcn",
-        config={"task": "node_classification", "dataset": getattr(data, "name", None), "num_layers": num_layers,
-                "hidden_channels": hidden_channels, "dropout": dropout, "self_loop_weight": self_loop_weight,
-                "epochs": epochs, "weight_decay_first_layer": weight_decay},
-    )
-
-    graph = data.to(trainer.device)
-    if sparse_input is None:
-        sparse_input = trainer.device.type == "cpu" and float((graph.x != 0).float().mean()) < 0.1
-    features = sparse_features(graph.x) if sparse_input else graph.x
-
-    def loss_fn(model, g):
-        out = model(features, g.edge_index, getattr(g, "edge_weight", None))
-        return F.cross_entropy(out[g.train_mask], g.y[g.train_mask])
-
-    def evaluate(model):
-        out = model(features, graph.edge_index, getattr(graph, "edge_weight", None))
-        return {
-            "val_loss": F.cross_entropy(out[graph.val_mask], graph.y[graph.val_mask]),
-            "train_acc": _accuracy(out, graph.y, graph.train_mask),
-            "val_acc": _accuracy(out, graph.y, graph.val_mask),
-            "test_acc": _accuracy(out, graph.y, graph.test_mask),
-        }
-
-    start = time.perf_counter()
-    result = trainer.fit(loss_fn, lambda g: graph, evaluate)
-    best = next(row for row in trainer.history if row["step"] == result["best_step"])
-    return {
-        "test_acc": best["test_acc"], "val_acc": best["val_acc"], "train_acc": best["train_acc"],
-        "best_epoch": result["best_step"], "seconds": time.perf_counter() - start,
-        "self_loop_weights": model.self_loop_weights(), "history": trainer.history, "model": model,
-    }
-
-
-def train_node_classifier_minibatch(
-    data: Data,
-    *,
-    num_neighbors: tuple[int, ...] | list[int] = (10, 10),
-    batch_size: int = 1024,
-    replace: bool = False,
-    eval_batch_size: int = 4096,
-    eval_every: int = 1,
-    num_layers: int = 2,
-    hidden_channels: int = 16,
-    dropout: float = 0.5,
-    self_loop_weight: float | str = 1.0,
-    epochs: int = 200,
-    lr: float = 0.01,
-    weight_decay: float = 5e-4,
-    seed: int = 0,
-    device: str = "auto",
-    progress: bool = False,
-    out_dir: str | None = None,
-    overwrite: bool = False,
-    callbacks=(),
-    sparse_input: bool | None = None,
-) -> dict[str, Any]:
-    """Train a :class:`GCNNet` on sampled subgraphs and evaluate it exactly by layer-wise inference.
-
-    Each epoch walks the training nodes in shuffled batches of ``batch_size`` seeds; every batch is the
-    seeds' sampled ``num_layers``-hop neighbourhood (:class:`~gseq.loader.NeighborLoader`, one fan-out
-    per layer), and the loss is the cross-entropy of the seeds' logits, PyG's pattern
-    ``model(batch.x, batch.edge_index)[:batch.batch_size]``. As with PyG's ``GCNConv`` on sampled
-    subgraphs, each layer normalises by the degrees *within the sampled subgraph*; evaluation
-    (every ``eval_every`` epochs) runs :meth:`GCNNet.inference` on the full graph, with the full
-    graph's degrees. The other settings (``sparse_input`` included: the loader then slices rows of the
-    sparse CSR features), and the reported ``test_acc`` (at the epoch of best validation accuracy),
-    are those of :func:`train_node_classifier`. The sampling generator lives on the training device and
-    is seeded with ``seed``.
-
-    Returns:
-        ``{"test_acc", "val_acc", "train_acc", "best_epoch", "seconds", "self_loop_weights", "history",
-        "model"}``; ``best_epoch`` counts epochs.
-    """
-    for mask in ("train_mask", "val_mask", "test_mask"):
-        if getattr(data, mask, None) is None:
-            raise ValueError(f"data: needs a boolean {mask}; use gseq.data.planetoid() or add the masks")
-    num_neighbors = list(num_neighbors)
-    if len(num_neighbors) != num_layers:
-        raise ValueError(f"num_neighbors: give one fan-out per layer ({num_layers} layers), got {num_neighbors}")
-    if isinstance(eval_every, bool) or not isinstance(eval_every, int) or eval_every < 1:
-        raise ValueError(f"eval_every: must be an integer >= 1 (epochs), got {eval_every!r}")
-    seed_everything(seed)
-    dev = resolve_device(device)
-    graph = data.to(dev)
-    if sparse_input is None:
-        sparse_input = dev.type == "cpu" and float((graph.x != 0).float().mean()) < 0.1
-    if sparse_input:
-        graph = copy.copy(graph)  # a new store sharing the tensors: the caller's Data keeps its x
-        graph.x = sparse_features(graph.x)
-    generator = torch.Generator(device=dev).manual_seed(seed)
-    loader = NeighborLoader(graph, num_neighbors, input_nodes=graph.train_mask, batch_size=batch_size,
-                            shuffle=True, replace=replace, generator=generator)
-    # cached=False: every batch is another graph
-    model = GCNNet(data.num_features, int(data.y.max()) + 1, hidden_channels=hidden_channels, num_layers=num_layers,
-                   dropout=dropout, self_loop_weight=self_loop_weight, cached=False)
-    trainer = Trainer(
-        model, optimizer="adam", lr=lr, param_groups=lambda m: m.param_groups(weight_decay), max_epochs=epochs,
-        eval_every=eval_every * len(loader), monitor="val_acc", mode="max", keep_best=True, seed=seed, device=dev,
-        progress=progress, out_dir=out_dir, overwrite=overwrite, callbacks=callbacks, desc="gcn",
-        config={"task": "node_classification", "dataset": getattr(data, "name", None), "num_layers": num_layers,
-                "hidden_channels": hidden_channels, "dropout": dropout, "self_loop_weight": self_loop_weight,
-                "epochs": epochs, "weight_decay_first_layer": weight_decay, "batch_size": batch_size,
-                "num_neighbors": num_neighbors, "replace": replace},
-    )
-
-    def loss_fn(model, batch):
-        out = model(batch.x, batch.edge_index, getattr(batch, "edge_weight", None))[:batch.batch_size]
-        return F.cross_entropy(out, batch.y[:batch.batch_size])
-
-    def evaluate(model):
-        out = model.inference(graph, eval_batch_size)
-        return {
-            "val_loss": F.cross_entropy(out[graph.val_mask], graph.y[graph.val_mask]),
-            "train_acc": _accuracy(out, graph.y, graph.train_mask),
-            "val_acc": _accuracy(out, graph.y, graph.val_mask),
-            "test_acc": _accuracy(out, graph.y, graph.test_mask),
-        }
-
-    start = time.perf_counter()
-    result = trainer.fit(loss_fn, loader, evaluate)
-    best = next(row for row in trainer.history if row["step"] == result["best_step"])
-    return {
-        "test_acc": best["test_acc"], "val_acc": best["val_acc"], "train_acc": best["train_acc"],
-        "best_epoch": best["epoch"], "seconds": time.perf_counter() - start,
-        "self_loop_weights": model.self_loop_weights(), "history": trainer.history, "model": model,
-    }

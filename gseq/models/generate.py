@@ -31,6 +31,7 @@ import torch
 from torch import Tensor, nn
 
 from ..data.text import CharVocab
+from .char_lstm import CharLSTM  # for the fast paths (noise in the read-out bias, CUDA graphs); one-way
 
 __all__ = ["generate"]
 
@@ -134,8 +135,6 @@ def _noise(model, t: int, length: int, batch: int, generator, temperature: float
 
 def _fused(model) -> bool:
     """Whether the model's step takes the sampling noise as its read-out bias (a CharLSTM)."""
-    from .char_lstm import CharLSTM
-
     return isinstance(model, CharLSTM)
 
 
@@ -381,8 +380,6 @@ def _mkldnn_off():
 
 
 def _graph_eligible(model, device: torch.device, top_k, top_p) -> bool:
-    from .char_lstm import CharLSTM
-
     return device.type == "cuda" and isinstance(model, CharLSTM) and top_k is None and top_p in (None, 1.0)
 
 

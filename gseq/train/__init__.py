@@ -2,8 +2,8 @@
 
 from .checkpoint import CHECKPOINT_FORMAT, RESUMABLE_SETTINGS, check_model_state
 from .distributed import Mean, RankLostError, launched_env, rank_seed, shard_indices
-from .io import (atomic_write_bytes, atomic_write_text, check_writable_dir, load_checkpoint, remove_stale_temp_files,
-                 save_checkpoint, write_csv, write_json)
+from ..io import (atomic_write_bytes, atomic_write_text, check_writable_dir, load_checkpoint, remove_stale_temp_files,
+                  save_checkpoint, write_csv, write_json)
 from .runtime import move_to, resolve_device, seed_everything
 from .trainer import Trainer, TrainingInterrupted
 

@@ -57,7 +57,7 @@ from .checkpoint import (CHECKPOINT_FORMAT, RESUMABLE_SETTINGS, check_model_stat
                          set_rng_state)
 from .distributed import (DistEnv, Distributed, Mean, group_env, launched_env, rank_device, rank_seed,
                           shard_sequence)
-from .io import check_writable_dir, load_checkpoint, remove_stale_temp_files, save_checkpoint, write_csv, write_json
+from ..io import check_writable_dir, load_checkpoint, remove_stale_temp_files, save_checkpoint, write_csv, write_json
 from .runtime import check_optimizer_groups, move_to, resolve_device, seed_everything
 
 __all__ = ["Trainer", "TrainingInterrupted"]

@@ -100,17 +100,17 @@ def test_resume_with_other_settings_is_refused_naming_each(capsys, tmp_path):
 
 
 def test_a_loss_that_becomes_nan_stops_with_one_line(capsys, tmp_path, monkeypatch):
-    from gseq.models import sequence
+    from gseq.tasks import palindrome
 
     calls = []
-    loss = sequence._loss
+    loss = palindrome._sequence_loss
 
     def poisoned(model, batch):
         calls.append(1)
         out = loss(model, batch)
         return {**out, "loss": out["loss"] * float("nan")} if len(calls) == 3 else out
 
-    monkeypatch.setattr(sequence, "_loss", poisoned)
+    monkeypatch.setattr(palindrome, "_sequence_loss", poisoned)
     code = main(["palindrome", "train", "--cell", "rnn", "--length", "4", "--hidden-size", "8", "--max-steps", "50",
                  "--out", str(tmp_path)])
     err = capsys.readouterr().err

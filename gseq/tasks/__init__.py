@@ -1,0 +1,21 @@
+"""gseq.tasks: what the shared :class:`~gseq.train.Trainer` runs (imported on first use).
+
+A task is a data stream, a ``loss_fn``, an ``evaluate`` and its callbacks (sample logger, figures,
+targets) around a model of :mod:`gseq.models`, handed to the one Trainer: node classification
+(:mod:`gseq.tasks.node_classification`), palindromes read by a recurrent network or by a GCN on path graphs
+(:mod:`gseq.tasks.palindrome`), and the character language model (:mod:`gseq.tasks.char_lm`).
+"""
+
+from .._lazy import attach
+
+__all__: list[str] = ["train_node_classifier", "train_node_classifier_minibatch"]
+__all__ += ["train_palindrome", "fit_palindrome", "palindrome_accuracy", "train_palindrome_gcn",
+            "palindrome_gcn_accuracy", "last_node_logits"]
+__all__ += ["train_char_lstm", "load_char_lstm", "char_lm_evaluator", "SampleLogger"]
+
+__getattr__, __dir__ = attach(__name__, submodules=["node_classification", "palindrome", "char_lm"], names={
+    "node_classification": ["train_node_classifier", "train_node_classifier_minibatch"],
+    "palindrome": ["train_palindrome", "fit_palindrome", "palindrome_accuracy", "train_palindrome_gcn",
+                   "palindrome_gcn_accuracy", "last_node_logits"],
+    "char_lm": ["train_char_lstm", "load_char_lstm", "char_lm_evaluator", "SampleLogger"],
+})
