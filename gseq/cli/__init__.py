@@ -4,18 +4,25 @@ Each module named in :data:`COMMANDS` defines ``register(subparsers)``, which ad
 argparse alone (no torch, so ``gseq --help`` and argument errors are immediate) and sets ``func``
 (called with the parsed arguments, returning an exit status), which imports what it needs.
 
-Exit status: 0 done; 1 training failed (a loss that became NaN, out of memory); 2 a refused argument,
-file or folder (one line ``gseq X: error: ...``); 130 interrupted (Ctrl-C; a training run with ``--out``
-saves its checkpoint first).
+Exit status: 0 done; 1 training failed (a loss that became NaN, out of memory, a lost rank); 2 a refused
+argument, file or folder (one line ``gseq X: error: ...``); 130 interrupted (Ctrl-C; a training run with
+``--out`` saves its checkpoint first).
+
+Under ``torchrun`` (``torchrun --nproc-per-node 2 -m gseq gcn ...``) the training commands (``gcn``,
+``palindrome train``, ``text train``) run one process per rank on ``torch.distributed``; rank 0 alone
+prints results and writes files, and the other ranks print only their errors. The other commands refuse
+to run under ``torchrun``.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
+import os
 import sys
 
-from ._args import HelpFormatter, RawHelpFormatter
+from ._args import HelpFormatter, RawHelpFormatter, launch_rank
 
 __all__ = ["main", "build_parser", "COMMANDS"]
 
@@ -55,6 +62,22 @@ def _check_device(args: argparse.Namespace) -> None:
             raise ValueError(f"--{err}") from None
 
 
+def _check_distributed(args: argparse.Namespace, world: int) -> None:
+    """Under ``torchrun``, only the commands that train through the Trainer run (once per rank)."""
+    if world > 1 and not getattr(args, "distributed", False):
+        action = getattr(args, f"{args.command}_command", None)
+        name = f"{args.command} {action}" if action else args.command
+        raise ValueError(f"torchrun: `gseq {name}` does not run distributed (only gcn, palindrome train and text "
+                         "train do); run it as a single process")
+
+
+def _quiet(rank: int):
+    """Rank 0 prints; the other ranks' standard output goes nowhere (their errors still show)."""
+    if rank == 0:
+        return contextlib.nullcontext()
+    return contextlib.redirect_stdout(open(os.devnull, "w"))  # noqa: SIM115 - closed with the process
+
+
 def _out_of_memory(err: BaseException) -> bool:
     return isinstance(err, MemoryError) or type(err).__name__ == "OutOfMemoryError" or \
         "can't allocate memory" in str(err) or "out of memory" in str(err).lower()
@@ -63,10 +86,13 @@ def _out_of_memory(err: BaseException) -> bool:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    command = f"gseq {args.command}"
+    rank, world = launch_rank()
+    command = f"gseq {args.command}" + (f" (rank {rank})" if rank else "")
     try:
+        _check_distributed(args, world)
         _check_device(args)
-        return int(args.func(args) or 0)
+        with _quiet(rank):
+            return int(args.func(args) or 0)
     except KeyboardInterrupt as err:  # Trainer.fit raises TrainingInterrupted, after saving with --out
         detail = str(err).strip()
         if getattr(err, "checkpoint", None) is not None and hasattr(args, "resume"):
@@ -80,6 +106,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{command}: error: {err}", file=sys.stderr)
         return 1
     except (MemoryError, RuntimeError) as err:
+        if type(err).__name__ == "RankLostError":  # gseq.train.RankLostError: its message names the lost rank
+            print(f"{command}: error: {err}", file=sys.stderr)
+            return 1
         if not _out_of_memory(err):
             raise
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__

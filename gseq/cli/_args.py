@@ -139,6 +139,22 @@ def check_out(out: str | os.PathLike | None, flag: str = "--out") -> Path | None
     return path
 
 
+def launch_rank() -> tuple[int, int]:
+    """``(rank, world_size)`` from the environment ``torchrun`` sets; ``(0, 1)`` when run alone (no torch
+    import: the command line stays fast)."""
+    try:
+        world = int(os.environ.get("WORLD_SIZE", "1"))
+        rank = int(os.environ.get("RANK", "0"))
+    except ValueError:
+        return 0, 1
+    return (rank, world) if world > 1 else (0, 1)
+
+
+def is_main_process() -> bool:
+    """True alone and on rank 0 under ``torchrun``: the one process that prints results and writes files."""
+    return launch_rank()[0] == 0
+
+
 def announce(paths, since: float, *, stream=None) -> None:
     """Print one line ``wrote A, B, ...`` naming the files of ``paths`` written since ``since``
     (a ``time.time()``); files that were not written are not named."""

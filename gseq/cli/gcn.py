@@ -8,8 +8,8 @@ import statistics
 import sys
 import time
 
-from ._args import (add_device, add_out_flags, announce, check_out, dropout, learning_rate, non_negative_float,
-                    positive_int)
+from ._args import (add_device, add_out_flags, announce, check_out, dropout, is_main_process, learning_rate,
+                    non_negative_float, positive_int)
 
 DATASETS = ("Cora", "CiteSeer", "PubMed", "example", "karate", "synthetic")
 SYNTHETIC_NODES = 100_000
@@ -81,7 +81,7 @@ def register(sub) -> None:
     add_out_flags(p, resume=False)
     p.add_argument("--json", action="store_true", help="print one JSON object instead of text")
     p.add_argument("--progress", action="store_true", help="show a progress bar per seed")
-    p.set_defaults(func=run)
+    p.set_defaults(func=run, distributed=True)
 
 
 def _dataset_name(text: str) -> str:
@@ -135,9 +135,10 @@ def _trainer(args):
 
 def run(args) -> int:
     started = time.time()
+    main = is_main_process()  # under torchrun: rank 0 writes the figures and results.json
     out = check_out(args.out)
     _refuse_finished_run(out, args.seeds, args.overwrite)
-    if args.trust and args.dataset not in ("example", "karate"):
+    if args.trust and args.dataset not in ("example", "karate") and main:
         print(f"gseq gcn: {TRUST_WARNING}", file=sys.stderr)
 
     from ..io import write_json
@@ -157,7 +158,7 @@ def run(args) -> int:
         row = {"seed": seed, "test_acc": r["test_acc"], "val_acc": r["val_acc"], "best_epoch": r["best_epoch"],
                "self_loop_weights": r["self_loop_weights"], "seconds": round(r["seconds"], 3)}
         per_seed.append(row)
-        if seed_dir is not None:
+        if seed_dir is not None and main:
             import matplotlib.pyplot as plt
 
             from ..plots import plot_history
@@ -179,7 +180,7 @@ def run(args) -> int:
         "test_acc_mean": statistics.fmean(accs), "test_acc_std": statistics.stdev(accs) if len(accs) > 1 else 0.0,
         "per_seed": per_seed, "seconds": round(time.perf_counter() - start, 3),
     }
-    if out is not None:
+    if out is not None and main:
         written.insert(0, write_json(out / "results.json", summary))
     if args.json:
         print(json.dumps(summary))
@@ -188,7 +189,8 @@ def run(args) -> int:
               f"{100 * summary['test_acc_std']:.2f} % over {len(accs)} seed(s) "
               f"({args.layers} layers, hidden {args.hidden}, self_loop_weight {args.self_loop_weight}, "
               f"{_batching(summary)}{summary['seconds']:.1f} s)")
-    announce(written, started, stream=sys.stderr if args.json else None)
+    if main:
+        announce(written, started, stream=sys.stderr if args.json else None)
     return 0
 
 

@@ -17,8 +17,8 @@ import json
 import sys
 import time
 
-from ._args import (add_device, add_out_flags, announce, check_out, finite_float, learning_rate, non_negative_int,
-                    physical_memory, positive_float, positive_int)
+from ._args import (add_device, add_out_flags, announce, check_out, finite_float, is_main_process, learning_rate,
+                    non_negative_int, physical_memory, positive_float, positive_int)
 
 __all__ = ["register"]
 
@@ -91,7 +91,7 @@ def register(sub) -> None:
     t.add_argument("--threads", type=positive_int, default=None, help="torch CPU threads (default: torch's choice)")
     t.add_argument("--progress", action="store_true", help="show a progress bar")
     t.add_argument("--json", action="store_true", help="print one JSON object")
-    t.set_defaults(func=run_train)
+    t.set_defaults(func=run_train, distributed=True)
 
     s = cmds.add_parser("sweep", help="train every (cell, length, seed); CSV and figure; resumable")
     s.add_argument("--cells", nargs="+", choices=["rnn", "lstm"], default=["rnn", "lstm"], help="recurrent cells")
@@ -153,7 +153,7 @@ def run_train(args) -> int:
     else:
         print(f"{args.cell} T={args.length} seed={args.seed}: accuracy {result['accuracy']:.4f} on 2048 fresh "
               f"palindromes after {result['steps']} steps, {result['seconds']:.1f} s ({result['stop_reason']})")
-    if out is not None:
+    if out is not None and is_main_process():
         announce([out / name for name in ("checkpoint.pt", "metrics.csv", "config.json")], started,
                  stream=sys.stderr if args.json else None)
     return 0

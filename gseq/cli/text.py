@@ -72,7 +72,7 @@ def register(sub) -> None:
     t.add_argument("--threads", type=positive_int, default=None, help="torch CPU threads (default: torch's choice)")
     t.add_argument("--no-progress", action="store_true", help="no progress bar")
     t.add_argument("--quiet-samples", action="store_true", help="do not print the logged samples")
-    t.set_defaults(func=run_train)
+    t.set_defaults(func=run_train, distributed=True)
 
     g = tsub.add_parser("generate", help="sample text from a checkpoint written by `gseq text train`")
     g.add_argument("--checkpoint", required=True, help="checkpoint.pt of a text run")

@@ -21,7 +21,7 @@ from ..data.text import CharVocab, eval_windows, load_text, split_text, window_s
 from ..io import load_checkpoint, write_csv
 from ..models.char_lstm import CharLSTM, char_lm_loss
 from ..models.generate import generate
-from ..train import CHECKPOINT_FORMAT, Trainer, check_model_state, resolve_device
+from ..train import CHECKPOINT_FORMAT, Mean, Trainer, check_model_state, rank_and_world_size, resolve_device
 
 __all__ = ["train_char_lstm", "load_char_lstm", "char_lm_evaluator", "SampleLogger", "TEXT_CHECKPOINT_KIND"]
 
@@ -60,21 +60,24 @@ def char_lm_evaluator(ids: Tensor, seq_length: int = 30, *, segments: int = 8, c
         flat, y = logits.reshape(-1, logits.size(-1)), y.reshape(-1)
         return float(F.cross_entropy(flat, y, reduction="sum")), int((flat.argmax(-1) == y).sum()), y.numel(), state
 
-    def evaluate(model: nn.Module) -> dict[str, float]:
+    def evaluate(model: nn.Module) -> dict[str, Mean]:
+        # in a distributed run every rank scores its own segments and windows; the Trainer adds the
+        # sums and counts of all ranks (a Mean), so the result is that of one process reading everything
+        rank, world = rank_and_world_size()
         device = next(model.parameters()).device
         out = {}
         total = correct = count = 0
         state = None
-        for x, y in zip(inputs.split(chunk, dim=1), targets.split(chunk, dim=1)):
+        for x, y in zip(inputs[rank::world].split(chunk, dim=1), targets[rank::world].split(chunk, dim=1)):
             t, c, k, state = score(model, x.to(device), y.to(device), state)
             total, correct, count = total + t, correct + c, count + k
-        out[f"{prefix}_loss"], out[f"{prefix}_acc"] = total / count, correct / count
+        out[f"{prefix}_loss"], out[f"{prefix}_acc"] = Mean(total, count), Mean(correct, count)
         total = correct = count = 0
-        for w in windows.split(batch_size):
+        for w in windows[rank::world].split(batch_size):
             w = w.to(device)
             t, c, k, _ = score(model, w[:, :-1], w[:, 1:], None)
             total, correct, count = total + t, correct + c, count + k
-        out[f"{prefix}_window_loss"], out[f"{prefix}_window_acc"] = total / count, correct / count
+        out[f"{prefix}_window_loss"], out[f"{prefix}_window_acc"] = Mean(total, count), Mean(correct, count)
         return out
 
     return evaluate
@@ -118,7 +121,7 @@ class SampleLogger:
                 self.rows = [r for r in csv.DictReader(f) if int(r["step"]) <= trainer.step]
 
     def on_step_end(self, trainer, step: int, logs) -> None:
-        if step % self.every:
+        if step % self.every or not trainer.is_main:  # rank 0 alone samples and writes
             return
         g = torch.Generator(device=trainer.device).manual_seed(self.seed * 1_000_003 + step)
         for temperature in self.temperatures:

@@ -18,7 +18,7 @@ from torch_geometric.data import Data
 
 from ..loader import NeighborLoader
 from ..models.gcn_net import GCNNet, sparse_features
-from ..train import Trainer, resolve_device, seed_everything
+from ..train import Trainer, launched_env, seed_everything, training_device
 
 __all__ = ["train_node_classifier", "train_node_classifier_minibatch"]
 
@@ -154,7 +154,7 @@ def train_node_classifier_minibatch(
     if isinstance(eval_every, bool) or not isinstance(eval_every, int) or eval_every < 1:
         raise ValueError(f"eval_every: must be an integer >= 1 (epochs), got {eval_every!r}")
     seed_everything(seed)
-    dev = resolve_device(device)
+    dev = training_device(device)  # under torchrun: this rank's device
     graph = data.to(dev)
     if sparse_input is None:
         sparse_input = dev.type == "cpu" and float((graph.x != 0).float().mean()) < 0.1
@@ -164,12 +164,14 @@ def train_node_classifier_minibatch(
     generator = torch.Generator(device=dev).manual_seed(seed)
     loader = NeighborLoader(graph, num_neighbors, input_nodes=graph.train_mask, batch_size=batch_size,
                             shuffle=True, replace=replace, generator=generator)
+    env = launched_env()  # under torchrun each rank walks its share of the seeds: an epoch is fewer steps
+    steps_per_epoch = len(loader.shard(env.rank, env.world_size)) if env is not None else len(loader)
     # cached=False: every batch is another graph
     model = GCNNet(data.num_features, int(data.y.max()) + 1, hidden_channels=hidden_channels, num_layers=num_layers,
                    dropout=dropout, self_loop_weight=self_loop_weight, cached=False)
     trainer = Trainer(
         model, optimizer="adam", lr=lr, param_groups=lambda m: m.param_groups(weight_decay), max_epochs=epochs,
-        eval_every=eval_every * len(loader), monitor="val_acc", mode="max", keep_best=True, seed=seed, device=dev,
+        eval_every=eval_every * steps_per_epoch, monitor="val_acc", mode="max", keep_best=True, seed=seed, device=dev,
         progress=progress, out_dir=out_dir, overwrite=overwrite, callbacks=callbacks, desc="gcn",
         config={"task": "node_classification", "dataset": getattr(data, "name", None), "num_layers": num_layers,
                 "hidden_channels": hidden_channels, "dropout": dropout, "self_loop_weight": self_loop_weight,

@@ -1,10 +1,10 @@
 """The shared training loop, its checkpoints, atomic file writing, and training across processes."""
 
 from .checkpoint import CHECKPOINT_FORMAT, RESUMABLE_SETTINGS, check_model_state
-from .distributed import Mean, RankLostError, launched_env, rank_seed, shard_indices
+from .distributed import Mean, RankLostError, launched_env, rank_and_world_size, rank_seed, shard_indices
 from ..io import (atomic_write_bytes, atomic_write_text, check_writable_dir, load_checkpoint, remove_stale_temp_files,
                   save_checkpoint, write_csv, write_json)
-from .runtime import move_to, resolve_device, seed_everything
+from .runtime import move_to, resolve_device, seed_everything, training_device
 from .trainer import Trainer, TrainingInterrupted
 
 __all__ = [
@@ -13,12 +13,14 @@ __all__ = [
     "RESUMABLE_SETTINGS",
     "seed_everything",
     "resolve_device",
+    "training_device",
     "move_to",
     "check_model_state",
     "CHECKPOINT_FORMAT",
     "Mean",
     "RankLostError",
     "launched_env",
+    "rank_and_world_size",
     "rank_seed",
     "shard_indices",
     "atomic_write_bytes",

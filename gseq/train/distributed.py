@@ -30,7 +30,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-__all__ = ["Distributed", "DistEnv", "Mean", "RankLostError", "launched_env", "group_env", "rank_device", "shard_indices", "shard_sequence", "rank_seed",
+__all__ = ["Distributed", "DistEnv", "Mean", "RankLostError", "launched_env", "group_env", "rank_and_world_size", "rank_device", "shard_indices", "shard_sequence", "rank_seed",
            "DEFAULT_TIMEOUT"]
 
 #: seconds a collective waits for the other ranks before it fails (``GSEQ_DIST_TIMEOUT`` overrides)
@@ -88,6 +88,16 @@ def launched_env(environ: Mapping[str, str] | None = None) -> DistEnv | None:
     return DistEnv(rank, world, local, local_world)
 
 
+def rank_and_world_size() -> tuple[int, int]:
+    """``(rank, world_size)`` of the running process group, ``(0, 1)`` outside one. An ``evaluate``
+    function calls it to score its own share of the held-out data (and returns :class:`Mean` values)."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
 def rank_seed(seed: int, rank: int) -> int:
     """The seed of rank ``rank``'s data generator: ``seed`` itself on rank 0 (so a one-process run draws
     what rank 0 of a larger run draws), distinct and reproducible on every other rank."""
@@ -114,24 +124,22 @@ def shard_indices(n: int, rank: int, world_size: int, *, epoch: int = 0, seed: i
     return list(sampler)
 
 
-class Mean:
-    """A mean kept as its sum and count, so that ranks (and batches) combine it exactly.
+class Mean(float):
+    """A mean that remembers its sum and count, so that ranks combine it exactly.
 
-    Return one from an ``evaluate`` function, e.g. ``{"val_acc": Mean(correct, total)}``: the Trainer
-    adds sums and counts over all ranks before dividing. ``float(m)`` is the mean (NaN when empty).
+    It is the float ``total / count`` (NaN when ``count`` is 0) wherever a number is expected; return
+    one from an ``evaluate`` function, e.g. ``{"val_acc": Mean(correct, total)}``, and a distributed
+    Trainer adds the sums and counts of all ranks before dividing (never a mean of means).
     """
 
-    __slots__ = ("total", "count")
+    total: float
+    count: float
 
-    def __init__(self, total: float | Tensor, count: float | Tensor) -> None:
-        self.total = float(total)
-        self.count = float(count)
-
-    def __float__(self) -> float:
-        return self.total / self.count if self.count else float("nan")
-
-    def __add__(self, other: Mean) -> Mean:
-        return Mean(self.total + other.total, self.count + other.count)
+    def __new__(cls, total: float | Tensor, count: float | Tensor) -> Mean:
+        total, count = float(total), float(count)
+        self = super().__new__(cls, total / count if count else float("nan"))
+        self.total, self.count = total, count
+        return self
 
     def __repr__(self) -> str:
         return f"Mean({self.total!r} / {self.count!r} = {float(self):.6g})"

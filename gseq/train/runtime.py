@@ -10,7 +10,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-__all__ = ["seed_everything", "resolve_device", "move_to", "check_optimizer_groups"]
+__all__ = ["seed_everything", "resolve_device", "training_device", "move_to", "check_optimizer_groups"]
 
 
 def seed_everything(seed: int) -> None:
@@ -51,6 +51,17 @@ def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
         raise ValueError(f"device: {device!r} is not available with this torch build on this machine; use 'auto', "
                          "'cpu' or 'cuda'") from None
     return dev
+
+
+def training_device(device: str | torch.device | None = "auto") -> torch.device:
+    """The device this process trains on, as a :class:`~gseq.train.Trainer` built here would pick it:
+    :func:`resolve_device` in a single process; under ``torchrun``, this rank's (``cuda:LOCAL_RANK`` or
+    the CPU, see :func:`~gseq.train.distributed.rank_device`). Tasks put their data there before the
+    Trainer exists."""
+    from .distributed import group_env, launched_env, rank_device
+
+    env = group_env() or launched_env()
+    return rank_device(device, env) if env is not None else resolve_device(device)
 
 
 def move_to(obj: Any, device: torch.device) -> Any:

@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch.utils.data import DistributedSampler
 
-from gseq.train.distributed import Mean, launched_env, rank_seed, shard_indices
+from gseq.train.distributed import Mean, launched_env, rank_device, rank_seed, shard_indices
 
 
 def test_launched_env_alone_and_under_torchrun():
@@ -49,7 +49,32 @@ def test_rank_seed():
     assert rank_seed(5, 3) == rank_seed(5, 3)
 
 
-def test_mean_adds_sums_and_counts_not_means():
-    a, b = Mean(torch.tensor(3.0), 4), Mean(1, 1)  # 0.75 and 1.0
-    assert float(a + b) == pytest.approx(4 / 5)  # not (0.75 + 1.0) / 2
+def test_mean_is_its_float_and_keeps_sum_and_count():
+    m = Mean(torch.tensor(3.0), 4)
+    assert m == 0.75 and isinstance(m, float) and f"{m:.2f}" == "0.75"
+    assert (m.total, m.count) == (3.0, 4.0)
     assert float(Mean(0, 0)) != float(Mean(0, 0))  # NaN when empty
+
+
+ENV2 = launched_env({"WORLD_SIZE": "2", "RANK": "1", "LOCAL_RANK": "1", "LOCAL_WORLD_SIZE": "2"})
+
+
+def test_rank_device_is_the_cpu_or_the_local_rank_gpu(monkeypatch):
+    assert rank_device("cpu", ENV2) == torch.device("cpu")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 4)
+    assert rank_device("cuda", ENV2) == torch.device("cuda", 1)
+    assert rank_device("auto", ENV2) == torch.device("cuda", 1)
+
+
+@pytest.mark.parametrize("device, gpus, match", [
+    ("cuda", 1, "needs one GPU per process, but this machine runs 2 processes and sees 1 GPU"),
+    ("cuda", 0, "CUDA is not available"),
+    ("cuda:1", 4, "names one GPU"),
+    ("mps", 0, "not supported for distributed"),
+])
+def test_rank_device_refuses_what_cannot_serve_every_rank(monkeypatch, device, gpus, match):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: gpus > 0)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: gpus)
+    with pytest.raises(ValueError, match=match):
+        rank_device(device, ENV2)
