@@ -19,6 +19,7 @@ Nothing here starts processes or opens sockets of its own; it is ``torch.distrib
 
 from __future__ import annotations
 
+import atexit
 import math
 import os
 import time
@@ -30,12 +31,13 @@ from typing import Any
 import torch
 from torch import Tensor
 
-__all__ = ["Distributed", "DistEnv", "Mean", "RankLostError", "launched_env", "group_env", "rank_and_world_size", "rank_device", "shard_indices", "shard_sequence", "rank_seed",
+__all__ = ["Distributed", "DistEnv", "Mean", "RankLostError", "shutdown", "launched_env", "group_env", "rank_and_world_size", "rank_device", "shard_indices", "shard_sequence", "rank_seed",
            "DEFAULT_TIMEOUT"]
 
 #: seconds a collective waits for the other ranks before it fails (``GSEQ_DIST_TIMEOUT`` overrides)
 DEFAULT_TIMEOUT = 300.0
 _FAILED_KEY = "gseq/failed/{}"
+_CREATED_TIMEOUT: float | None = None  # set while a group gseq created is alive
 
 
 class RankLostError(RuntimeError):
@@ -148,61 +150,59 @@ class Mean(float):
 class Distributed:
     """The process group a distributed Trainer runs in.
 
-    Build it with :meth:`start`. When this object created the group, :meth:`close` destroys it; a group
-    the caller created stays theirs.
+    Build it with :meth:`start`. The group gseq creates lives as long as the process: the next ``fit``
+    (another seed, another task) joins it again, and it is destroyed when the process exits (or by
+    :func:`shutdown`); destroying and re-creating a group under one ``torchrun`` rendezvous can read
+    the old group's addresses. A group the caller created stays theirs.
 
     Attributes:
         rank, world_size, local_rank: this process's place (``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK``).
         device: the device of this rank (``cuda:LOCAL_RANK`` with NCCL, the CPU with gloo).
         backend: ``"nccl"`` or ``"gloo"``.
-        timeout: seconds a collective waits before it fails.
+        timeout: seconds a collective waits before it fails (that of the group's first ``start``).
     """
 
     def __init__(self, rank: int, world_size: int, local_rank: int, device: torch.device, backend: str,
-                 timeout: float, owns_group: bool) -> None:
+                 timeout: float) -> None:
         self.rank, self.world_size, self.local_rank = rank, world_size, local_rank
         self.device, self.backend, self.timeout = device, backend, timeout
-        self.owns_group = owns_group
 
     # ------------------------------------------------------------------ set-up
     @classmethod
     def start(cls, env: DistEnv, device: torch.device, timeout: float | None = None) -> Distributed:
-        """Join the process group of ``env``: create it (NCCL for a CUDA ``device``, gloo otherwise) unless
-        the caller already did, in which case it stays theirs (:meth:`close` leaves it).
+        """Join the process group of ``env``, creating it (NCCL for a CUDA ``device``, gloo otherwise) on
+        the first call of the process; later calls, and a group the caller created, are joined as they are.
 
         Args:
             env: this process's place, from :func:`launched_env` (or :func:`group_env`).
             device: this rank's device, from :func:`rank_device`.
             timeout: seconds a collective waits for the other ranks (default: ``GSEQ_DIST_TIMEOUT``,
-                else :data:`DEFAULT_TIMEOUT`).
+                else :data:`DEFAULT_TIMEOUT`); it is fixed when the group is created.
         """
         import torch.distributed as dist
 
+        global _CREATED_TIMEOUT
         timeout = _timeout(timeout)
         if dist.is_initialized():
             if dist.get_world_size() != env.world_size or dist.get_rank() != env.rank:
                 raise ValueError(f"distributed: the process group has rank {dist.get_rank()} of "
                                  f"{dist.get_world_size()}, but the environment says rank {env.rank} of "
                                  f"{env.world_size}")
-            return cls(env.rank, env.world_size, env.local_rank, device, dist.get_backend(), timeout,
-                       owns_group=False)
+            return cls(env.rank, env.world_size, env.local_rank, device, dist.get_backend(),
+                       _CREATED_TIMEOUT or timeout)
         backend = "nccl" if device.type == "cuda" else "gloo"
         if device.type == "cuda":
             torch.cuda.set_device(device)
         dist.init_process_group(backend, timeout=timedelta(seconds=timeout))
-        return cls(env.rank, env.world_size, env.local_rank, device, backend, timeout, owns_group=True)
+        if _CREATED_TIMEOUT is None:
+            atexit.register(shutdown)
+        _CREATED_TIMEOUT = timeout
+        return cls(env.rank, env.world_size, env.local_rank, device, backend, timeout)
 
     @property
     def is_main(self) -> bool:
         """True on rank 0, the one rank that writes files and shows progress."""
         return self.rank == 0
-
-    def close(self) -> None:
-        """Destroy the process group when this object created it."""
-        import torch.distributed as dist
-
-        if self.owns_group and dist.is_initialized():
-            dist.destroy_process_group()
 
     # ------------------------------------------------------------------ collectives
     def all_reduce_means(self, means: Mapping[str, Mean]) -> dict[str, Mean]:
@@ -308,6 +308,16 @@ def _timeout(timeout: float | None) -> float:
     if not (isinstance(timeout, (int, float)) and math.isfinite(timeout) and timeout > 0):
         raise ValueError(f"dist_timeout: must be a positive number of seconds, got {timeout!r}")
     return float(timeout)
+
+
+def shutdown() -> None:
+    """Destroy the process group gseq created (at exit; a group the caller created is left alone)."""
+    import torch.distributed as dist
+
+    global _CREATED_TIMEOUT
+    if _CREATED_TIMEOUT is not None and dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
+    _CREATED_TIMEOUT = None
 
 
 def group_env() -> DistEnv | None:

@@ -30,13 +30,14 @@ a checkpoint is continued only with ``resume=True`` and the same settings (only 
 checked to be writable before the first step.
 
 Under ``torchrun`` (``WORLD_SIZE`` > 1) the same loop trains one replica per process on
-``torch.distributed`` (see :mod:`gseq.train.distributed`): ``fit`` creates the process group (NCCL on
-CUDA, one device per local rank; gloo on the CPU) and destroys it at the end, wraps the model in
-``DistributedDataParallel``, hands each rank its own share of the data (a sampler gets a generator
-seeded from ``(seed, rank)``; a list is split as ``DistributedSampler`` splits it, reshuffled per epoch;
-an object with ``shard(rank, world_size, epoch=, seed=)`` such as ``NeighborLoader`` splits itself),
-reduces metrics exactly, stops every rank at the same step, and lets rank 0 alone write files and show
-progress. Callbacks run on every rank; one that writes files checks :attr:`is_main`.
+``torch.distributed`` (see :mod:`gseq.train.distributed`): the first ``fit`` creates the process group
+(NCCL on CUDA, one device per local rank; gloo on the CPU; destroyed when the process exits), ``fit``
+wraps the model in ``DistributedDataParallel``, hands each rank its own share of the data (a sampler
+gets a generator seeded from ``(seed, rank)``; a list is split as ``DistributedSampler`` splits it,
+reshuffled per epoch; an object with ``shard(rank, world_size, epoch=, seed=)`` such as
+``NeighborLoader`` splits itself), reduces metrics exactly, stops every rank at the same step, and lets
+rank 0 alone write files and show progress. Callbacks run on every rank; one that writes files checks
+:attr:`is_main`.
 """
 
 from __future__ import annotations
@@ -390,9 +391,7 @@ class Trainer:
                 raise self._dist.lost_rank_error(err, self.step) from err
             raise
         finally:
-            dist, self._dist = self._dist, None
-            if dist is not None:
-                dist.close()
+            self._dist = None  # the group itself stays for the next fit (see Distributed)
 
     def _fit(self, loss_fn, data, evaluate, sampler: bool, resume: bool) -> dict[str, Any]:
         if self.out_dir is not None:
