@@ -243,8 +243,6 @@ def _prime(model, prompt_ids: Tensor, length: int, batch: int, generator):
 def _static_step(model, draw: _Draw, batch: int, ids: Tensor, state, noise, capture: bool) -> StaticStep:
     """The cached :class:`StaticStep` of ``(model, batch, draw.kind, capture)``, loaded with ``ids`` and
     ``state``. Its body reads the model through a weak reference and nothing of the draw but its kind."""
-    if draw.kind == FILTERED:
-        raise ValueError("static: a step over static buffers takes no top-k/top-p; run the eager loop")
     model_ref, kind_only = weakref.ref(model), _Draw(draw.kind)
 
     def body(ids, state, row):
@@ -266,28 +264,29 @@ def _sample_ids(model, prompt_ids: Tensor, length: int, temperature: float, top_
     ``capture``): the same draws from the same generator state.
     """
     draw = _Draw.choose(model, temperature, top_k, top_p)
+    if static and draw.kind == FILTERED:
+        raise ValueError("static: a step over static buffers takes no top-k/top-p; run the eager loop")
     out, start, logits, state = _prime(model, prompt_ids, length, batch, generator)
     replay = None
     for t in range(start, length, NOISE_CHUNK):
         n = min(NOISE_CHUNK, length - t)
         noise = draw.noise(model, n, batch, generator)
         k = 0
-        if t == start:
-            ids = draw.first(model, logits, noise)
-            out[t] = ids
+        if t == start:  # the first character, from the prompt's logits
+            out[t] = ids = draw.first(model, logits, noise)
             k = 1
-        if k == n:
+        if k == n:  # nothing more to draw
             continue
         if static:
             if replay is None:
                 replay = _static_step(model, draw, batch, ids, state, noise, capture)
             out[t + k:t + n] = replay.run(noise, k, n)
-            continue
-        picked = []
-        for row in range(k, n):
-            ids, state = draw.step(model, ids, state, None if noise is None else noise[row])
-            picked.append(ids)
-        out[t + k:t + n] = torch.stack(picked)
+        else:
+            picked = []
+            for row in range(k, n):
+                ids, state = draw.step(model, ids, state, None if noise is None else noise[row])
+                picked.append(ids)
+            out[t + k:t + n] = torch.stack(picked)
     return out.t()
 
 

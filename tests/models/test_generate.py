@@ -273,6 +273,8 @@ def test_static_step_holds_none_tensor_or_tuple_states_and_refuses_others():
         static = _sample_ids(model, VOCAB.encode("a"), 30, 1.0, None, None, torch.Generator().manual_seed(0), 4,
                              static=True)
     assert torch.equal(eager, static)
+    with pytest.raises(ValueError, match="no top-k/top-p"):
+        _sample_ids(model, VOCAB.encode("a"), 30, 1.0, 3, None, None, 4, static=True)
     ids = torch.zeros(2, dtype=torch.long)
     for state in (torch.zeros(2, 3), (torch.zeros(2, 3), torch.ones(1))):
         step = StaticStep(lambda i, s, r: (i, s), ids, state, None, 4, capture=False)
