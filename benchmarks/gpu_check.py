@@ -880,7 +880,8 @@ def _count_syncs(fn, dev: torch.device) -> int:
 
 def sec_generate(rep: Report, cfg: Sizes, dev: torch.device) -> None:
     from gseq.models import generate
-    from gseq.models.generate import _STEPS, _sample_ids, _sample_ids_static
+    from gseq.models._step_graph import STEPS
+    from gseq.models.generate import _sample_ids
 
     model, vocab = _text_model(dev, cfg.text_hidden)
     length = cfg.gen_length
@@ -907,7 +908,7 @@ def sec_generate(rep: Report, cfg: Sizes, dev: torch.device) -> None:
         with torch.inference_mode():
             ids = vocab.encode("ab")
             a = _sample_ids(model, ids, length, 0.8, None, None, torch.Generator().manual_seed(1), 2)
-            b = _sample_ids_static(model, ids, length, 0.8, torch.Generator().manual_seed(1), 2, capture=False)
+            b = _sample_ids(model, ids, length, 0.8, None, None, torch.Generator().manual_seed(1), 2, static=True)
         rep.check("gen_equal", "static-buffer step (run eagerly) == eager loop", torch.equal(a, b))
     # the cache: a second call reuses the step, keeps reserved memory; weight updates in place are followed
     capture = dev.type == "cuda"
@@ -916,16 +917,16 @@ def sec_generate(rep: Report, cfg: Sizes, dev: torch.device) -> None:
         if capture:
             return gen(True, temperature, batch, seed)
         with torch.inference_mode():
-            return _sample_ids_static(model, vocab.encode("ab"), length, temperature,
-                                      torch.Generator().manual_seed(seed), batch, capture=False)
+            return _sample_ids(model, vocab.encode("ab"), length, temperature, None, None,
+                               torch.Generator().manual_seed(seed), batch, static=True)
     static()
-    builds = _STEPS.builds
+    builds = STEPS.builds
     reserved = torch.cuda.memory_reserved(dev) if capture else 0
     static(seed=5)
-    again = _STEPS.builds == builds and not fallbacks
+    again = STEPS.builds == builds and not fallbacks
     kept = (torch.cuda.memory_reserved(dev) >= reserved) if capture else True
     rep.check("gen_cache", "second call reuses the captured step (no new capture)", again,
-              f"builds {builds} -> {_STEPS.builds}")
+              f"builds {builds} -> {STEPS.builds}")
     rep.check("gen_cache", "reserved memory kept across a call (no empty_cache)", kept,
               f"{reserved / 2**20:.0f} MiB -> {torch.cuda.memory_reserved(dev) / 2**20:.0f} MiB" if capture else "CPU")
     with torch.no_grad():
@@ -933,11 +934,11 @@ def sec_generate(rep: Report, cfg: Sizes, dev: torch.device) -> None:
             p.mul_(1.1)
     follows = gen(True, 0.8, 2, 6) == gen(False, 0.8, 2, 6)
     rep.check("gen_cache", "after an in-place weight update the cached graph samples the new weights",
-              follows and _STEPS.builds == builds, f"builds {_STEPS.builds}")
+              follows and STEPS.builds == builds, f"builds {STEPS.builds}")
     model.double()
     replaced = gen(True, 0.8, 2, 7) == gen(False, 0.8, 2, 7)
     rep.check("gen_cache", "after model.double() (parameters replaced) a new step is built and is right",
-              replaced and (_STEPS.builds == builds + 1 or not capture), f"builds {_STEPS.builds}")
+              replaced and (STEPS.builds == builds + 1 or not capture), f"builds {STEPS.builds}")
     model.float()
     # host synchronisations: the same count for a short and a long sample, so none per character
     figures = []

@@ -1,11 +1,12 @@
-"""gseq.models: the ``nn.Module`` classes (and a model's own loss) and :func:`generate`.
+"""gseq.models: the ``nn.Module`` classes (and a model's own loss), and :func:`generate` with the contract
+a model meets to be sampled (:class:`CharModel`).
 
 Training them is a task (:mod:`gseq.tasks`); models import no training loop, loader or figures.
 """
 
 from .char_lstm import CharLSTM, char_lm_loss
 from .gcn_net import GCNNet, sparse_features
-from .generate import generate
+from .generate import CharModel, generate
 from .sequence import CELLS, INPUTS, SequenceClassifier
 
 __all__: list[str] = [
@@ -14,5 +15,6 @@ __all__: list[str] = [
     "CharLSTM",
     "char_lm_loss",
     "generate",
+    "CharModel",
 ]
 __all__ += ["SequenceClassifier", "CELLS", "INPUTS"]

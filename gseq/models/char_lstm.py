@@ -119,13 +119,14 @@ class CharLSTM(nn.Module):
         return self.head(out), state
 
     def step(self, ids: Tensor, state: State | None = None, bias: Tensor | None = None) -> tuple[Tensor, State]:
-        """One time step without input checks (the generation loop's inner call).
+        """One time step without input checks: the ``step`` of :class:`~gseq.models.CharModel`, with the
+        optional ``bias`` (:func:`~gseq.models.generate` calls it once per character).
 
         Args:
             ids: the current characters.
             state: the LSTM state, None for zeros.
-            bias: replaces the read-out bias :math:`b` in the same matrix product, e.g. ``b`` plus sampling
-                noise, so that the noisy logits cost no extra operation. (default: None, ``b``)
+            bias: replaces the read-out bias :math:`b` (``head.bias``) in the same matrix product, e.g. ``b``
+                plus sampling noise, so that the noisy logits cost no extra operation. (default: None, ``b``)
 
         Shapes:
             ids :math:`[B]`, bias :math:`[B, V]` or :math:`[V]` -> logits :math:`[B, V]`, new state.

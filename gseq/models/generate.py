@@ -9,31 +9,35 @@ and :math:`T` the temperature (PyTorch's and Hugging Face's convention). The ori
 Sampling uses the Gumbel-max trick: :math:`\arg\max_i (z_i / T + g_i)` with
 :math:`g_i = -\log(-\log u_i)`, :math:`u_i \sim U(0, 1)` is an exact draw from
 :math:`\mathrm{softmax}(z / T)`. The noise for many steps is drawn at once from the given generator
-(reproducible with a seed); for a :class:`~gseq.models.CharLSTM` it is scaled by :math:`T` and folded into
-the read-out bias, :math:`\arg\max_i (W h + b + T g)_i`, so a step costs one bare model step plus an argmax:
-no ``torch.multinomial``, no host synchronisation, and the same work every step, which is what a CUDA
-graph needs.
+(reproducible with a seed). Any model that meets :class:`CharModel` can be sampled; the loop has two
+variations chosen by what the model can do:
+
+- **noise in the bias**: when the model's ``step`` takes ``bias`` (the read-out bias to use), the noise,
+  scaled by :math:`T`, is folded into it: :math:`\arg\max_i (W h + b + T g)_i`, so a step costs one bare
+  model step plus an argmax: no ``torch.multinomial``, no host synchronisation, the same work every step;
+- **CUDA-graph replay**: on CUDA the step (model step and draw) runs over static buffers, is captured
+  once in a CUDA graph and replayed (:mod:`gseq.models._step_graph`).
 """
 
 from __future__ import annotations
 
 import contextlib
-import functools
-import itertools
+import inspect
 import math
 import os
 import warnings
 import weakref
-from collections import OrderedDict
+from dataclasses import dataclass
 from numbers import Real
+from typing import Any, Protocol
 
 import torch
 from torch import Tensor, nn
 
 from ..data.text import CharVocab
-from .char_lstm import CharLSTM  # for the fast paths (noise in the read-out bias, CUDA graphs); one-way
+from ._step_graph import STEPS, StaticStep
 
-__all__ = ["generate"]
+__all__ = ["CharModel", "generate"]
 
 #: steps of Gumbel noise drawn per call to the generator
 NOISE_CHUNK = 256
@@ -41,14 +45,52 @@ NOISE_CHUNK = 256
 SMALL_BATCH = 64
 
 
+class CharModel(Protocol):
+    r"""What :func:`generate` needs from a model: an ``nn.Module`` (its parameters give the device, and it
+    is put in eval mode while sampling) with these members. :class:`~gseq.models.CharLSTM` meets it.
+
+    - ``vocab_size``: the number of characters :math:`V` it predicts (checked against the vocabulary);
+    - ``model(ids, state=None) -> (logits, state)``: ids :math:`[B, T]` to logits :math:`[B, T, V]`; runs
+      the prompt in one call;
+    - ``step(ids, state=None) -> (logits, state)``: ids :math:`[B]` to logits :math:`[B, V]`, one
+      character; ``state`` is what the last call returned (None: the initial state).
+
+    Optional, for a faster sampling step (*noise in the bias*): ``step(ids, state, bias)`` where ``bias``
+    :math:`[B, V]` replaces the read-out bias ``model.head.bias`` :math:`[V]`, that is, returns
+    :math:`W h + \text{bias}` for the logits :math:`W h + b`. :func:`generate` then passes :math:`b + T g`
+    and the step's logits already carry the sampling noise. A ``step`` without ``bias`` samples the same
+    distribution with one addition more per character.
+
+    On CUDA (``generate(cuda_graph=True)``) the step is captured in a CUDA graph and replayed: the state
+    must then be None, a tensor or a tuple of tensors whose shapes stay the same from step to step, and a
+    step must depend on nothing but its arguments and the model's parameters and buffers (no counter kept
+    in Python), which is what a ``step(ids, state)`` means. A state of another form falls back to the eager
+    loop with a warning; pass ``cuda_graph=False`` for a step that keeps Python state.
+    """
+
+    vocab_size: int
+
+    def __call__(self, ids: Tensor, state: Any = None) -> tuple[Tensor, Any]: ...
+
+    def step(self, ids: Tensor, state: Any = None) -> tuple[Tensor, Any]:
+        """One character: ids :math:`[B]` -> logits :math:`[B, V]` and the new state."""
+        ...
+
+
 def _check_args(model, vocab, prompt, length, temperature, top_k, top_p, generator, batch, unknown) -> None:
     if not isinstance(model, nn.Module):
-        raise TypeError(f"model: expected a CharLSTM (torch.nn.Module), got {type(model).__name__}")
+        raise TypeError(f"model: expected a torch.nn.Module that meets gseq.models.CharModel (e.g. a CharLSTM), "
+                        f"got {type(model).__name__}")
+    missing = [name for name, ok in (("vocab_size", isinstance(getattr(model, "vocab_size", None), int)),
+                                     ("step", callable(getattr(model, "step", None)))) if not ok]
+    if missing:
+        raise TypeError(f"model: {type(model).__name__} has no {' and no '.join(missing)}; generate needs a model "
+                        "that meets gseq.models.CharModel: vocab_size, model(ids [B, T], state) -> "
+                        "(logits [B, T, V], state) and step(ids [B], state) -> (logits [B, V], state)")
     if not isinstance(vocab, CharVocab):
         raise TypeError(f"vocab: expected a gseq.data.CharVocab, got {type(vocab).__name__}")
-    size = getattr(model, "vocab_size", None)
-    if size is not None and size != len(vocab):
-        raise ValueError(f"vocab: has {len(vocab)} characters but the model predicts {size}; "
+    if model.vocab_size != len(vocab):
+        raise ValueError(f"vocab: has {len(vocab)} characters but the model predicts {model.vocab_size}; "
                          "use the vocabulary stored with the model's checkpoint")
     if not isinstance(prompt, str):
         raise TypeError(f"prompt: expected str, got {type(prompt).__name__}")
@@ -82,9 +124,14 @@ def _check_fits(length: int, batch: int, vocab_size: int, names: tuple[str, str]
                          f"more than this machine's {memory / 2**30:,.0f} GiB; generate fewer or shorter samples")
 
 
+# ---------------------------------------------------------------------- the draw of one character
 def _gumbel(steps: int, batch: int, vocab: int, generator, device, dtype) -> Tensor:
     u = torch.rand((steps, batch, vocab), generator=generator, device=device, dtype=dtype)
     return u.log_().neg_().log_().neg_()
+
+
+def _filtered(top_k: int | None, top_p: float | None) -> bool:
+    return top_k is not None or (top_p is not None and top_p < 1)
 
 
 def _filter(scaled: Tensor, top_k: int | None, top_p: float | None) -> Tensor:
@@ -100,18 +147,85 @@ def _filter(scaled: Tensor, top_k: int | None, top_p: float | None) -> Tensor:
     return scaled
 
 
-def _step_fn(model: nn.Module):
-    step = getattr(model, "step", None)
-    if step is not None:
-        return step
-
-    def fallback(ids: Tensor, state):
-        logits, state = model(ids.unsqueeze(1), state)
-        return logits[:, -1], state
-
-    return fallback
+def _step_takes_bias(model: nn.Module) -> bool:
+    """Whether ``model.step`` takes ``bias``, the read-out bias to use in place of ``model.head.bias``."""
+    if not isinstance(getattr(getattr(model, "head", None), "bias", None), Tensor):
+        return False
+    try:
+        return "bias" in inspect.signature(model.step).parameters
+    except (TypeError, ValueError):  # a step whose signature Python cannot read
+        return False
 
 
+GREEDY, GUMBEL, NOISE_IN_BIAS, FILTERED = "greedy", "gumbel", "noise_in_bias", "filtered"
+
+
+@dataclass(frozen=True)
+class _Draw:
+    r"""How the loop draws the next character from the logits :math:`z`, one of four kinds:
+
+    - ``greedy`` (:math:`T = 0`): :math:`\arg\max z`, no noise;
+    - ``gumbel``: :math:`\arg\max (z + T g)`, the same draw as :math:`\arg\max (z / T + g)` with the
+      noise scaled once per chunk;
+    - ``noise_in_bias``: the same draw with :math:`b + T g` passed as the step's read-out bias, so the
+      step's logits :math:`W h + b + T g` already carry the noise and the draw is a bare argmax (for a
+      model whose ``step`` takes ``bias``);
+    - ``filtered`` (top-k/top-p): :math:`\arg\max (\mathrm{filter}(z / T) + g)`.
+
+    ``temperature``, ``top_k`` and ``top_p`` are only read where the kind needs them (the noise of every
+    kind but ``greedy``; the step of ``filtered``).
+    """
+
+    kind: str
+    temperature: float | None = None
+    top_k: int | None = None
+    top_p: float | None = None
+
+    @classmethod
+    def choose(cls, model: nn.Module, temperature: float, top_k, top_p) -> _Draw:
+        if temperature == 0:
+            return cls(GREEDY)
+        if _filtered(top_k, top_p):
+            return cls(FILTERED, temperature, top_k, top_p)
+        return cls(NOISE_IN_BIAS if _step_takes_bias(model) else GUMBEL, temperature)
+
+    def noise(self, model: nn.Module, steps: int, batch: int, generator) -> Tensor | None:
+        """The noise rows of ``steps`` steps, :math:`[steps, B, V]`: :math:`g` (``filtered``), :math:`T g`
+        (``gumbel``), :math:`b + T g` (``noise_in_bias``: the steps' read-out bias); None for ``greedy``."""
+        if self.kind == GREEDY:
+            return None
+        param = next(model.parameters())
+        noise = _gumbel(steps, batch, model.vocab_size, generator, param.device, param.dtype)
+        if self.kind == FILTERED:
+            return noise
+        noise.mul_(self.temperature)  # argmax(z / T + g) == argmax(z + T g) for T > 0
+        return noise.add_(model.head.bias) if self.kind == NOISE_IN_BIAS else noise
+
+    def first(self, model: nn.Module, logits: Tensor, noise: Tensor | None) -> Tensor:
+        """The first character, from the prompt's logits :math:`[B, V]` (which carry no noise yet) and the
+        first noise row."""
+        if self.kind == NOISE_IN_BIAS:
+            return (logits + (noise[0] - model.head.bias)).argmax(-1)
+        return self.pick(logits, None if noise is None else noise[0])
+
+    def pick(self, logits: Tensor, row: Tensor | None) -> Tensor:
+        """A character from logits without noise and the step's noise row (not for ``noise_in_bias``)."""
+        if self.kind == GREEDY:
+            return logits.argmax(-1)
+        if self.kind == FILTERED:
+            return (_filter(logits / self.temperature, self.top_k, self.top_p) + row).argmax(-1)
+        return (logits + row).argmax(-1)
+
+    def step(self, model: nn.Module, ids: Tensor, state, row: Tensor | None) -> tuple[Tensor, Any]:
+        """One model step from the characters ``ids``, then the draw: the next ``(ids, state)``."""
+        if self.kind == NOISE_IN_BIAS:
+            logits, state = model.step(ids, state, bias=row)  # W h + (b + T g)
+            return logits.argmax(-1), state
+        logits, state = model.step(ids, state)
+        return self.pick(logits, row), state
+
+
+# ---------------------------------------------------------------------- the sampling loop
 def _prime(model, prompt_ids: Tensor, length: int, batch: int, generator):
     """Run the prompt (or draw a random first character): ``(out [length, batch], start, logits, state)``
     with ``out[:start]`` filled and ``logits`` predicting character ``start``."""
@@ -120,238 +234,70 @@ def _prime(model, prompt_ids: Tensor, length: int, batch: int, generator):
     if prompt_ids.numel() == 0:
         ids = torch.randint(model.vocab_size, (batch,), generator=generator, device=device)
         out[0] = ids
-        logits, state = _step_fn(model)(ids, None) if length > 1 else (None, None)
+        logits, state = model.step(ids, None) if length > 1 else (None, None)
         return out, 1, logits, state
     logits, state = model(prompt_ids.to(device).unsqueeze(0).expand(batch, -1))
     return out, 0, logits[:, -1], state
 
 
-def _noise(model, t: int, length: int, batch: int, generator, temperature: float | None) -> Tensor:
-    """Gumbel noise for steps ``t .. t + NOISE_CHUNK`` (fewer at the end), scaled by ``temperature``."""
-    param = next(model.parameters())
-    noise = _gumbel(min(NOISE_CHUNK, length - t), batch, model.vocab_size, generator, param.device, param.dtype)
-    return noise.mul_(temperature) if temperature is not None else noise
+def _static_step(model, draw: _Draw, batch: int, ids: Tensor, state, noise, capture: bool) -> StaticStep:
+    """The cached :class:`StaticStep` of ``(model, batch, draw.kind, capture)``, loaded with ``ids`` and
+    ``state``. Its body reads the model through a weak reference and nothing of the draw but its kind."""
+    model_ref, kind_only = weakref.ref(model), _Draw(draw.kind)
+
+    def body(ids, state, row):
+        return kind_only.step(model_ref(), ids, state, row)
+
+    step = STEPS.get(model, (batch, draw.kind, capture),
+                     lambda: StaticStep(body, ids, state, noise, NOISE_CHUNK, capture))
+    step.load(ids, state)
+    return step
 
 
-def _fused(model) -> bool:
-    """Whether the model's step takes the sampling noise as its read-out bias (a CharLSTM)."""
-    return isinstance(model, CharLSTM)
+def _sample_ids(model, prompt_ids: Tensor, length: int, temperature: float, top_k, top_p, generator, batch: int,
+                *, static: bool = False, capture: bool = False) -> Tensor:
+    """The sampling loop: ``[batch, length]`` ids. Runs under ``torch.inference_mode``.
 
-
-def _noisy_bias(model, t, length, batch, generator, temperature) -> Tensor:
-    """``b + T g`` for the steps of one noise chunk: the read-out bias with the scaled Gumbel noise."""
-    return _noise(model, t, length, batch, generator, temperature).add_(model.head.bias)
-
-
-def _sample_ids(model, prompt_ids: Tensor, length: int, temperature: float, top_k, top_p, generator,
-                batch: int) -> Tensor:
-    """The eager loop: ``[batch, length]`` ids. Runs under ``torch.inference_mode``."""
+    The noise is drawn per chunk of :data:`NOISE_CHUNK` steps. The first character comes from the
+    prompt's logits; each later one costs one model step and a draw (:class:`_Draw`). With ``static`` the
+    steps run over the cached static buffers of a :class:`StaticStep` (captured in a CUDA graph with
+    ``capture``): the same draws from the same generator state.
+    """
+    draw = _Draw.choose(model, temperature, top_k, top_p)
+    if static and draw.kind == FILTERED:
+        raise ValueError("static: a step over static buffers takes no top-k/top-p; run the eager loop")
     out, start, logits, state = _prime(model, prompt_ids, length, batch, generator)
-    if start >= length:
-        return out.t()
-    step = _step_fn(model)
-    greedy = temperature == 0
-    filtered = not greedy and (top_k is not None or (top_p is not None and top_p < 1))
-    picked = []
-    if not greedy and not filtered and _fused(model):
-        # argmax(z / T + g) == argmax(W h + (b + T g)): the noise rides in the read-out's bias, so a step
-        # costs the bare model step plus one argmax
-        bias = _noisy_bias(model, start, length, batch, generator, temperature)
-        ids = (logits + (bias[0] - model.head.bias)).argmax(-1)
-        picked.append(ids)
-        for t in range(start + 1, length):
-            k = (t - start) % NOISE_CHUNK
-            if k == 0:
-                bias = _noisy_bias(model, t, length, batch, generator, temperature)
-            logits, state = model.step(ids, state, bias[k])
-            ids = logits.argmax(-1)
-            picked.append(ids)
-        out[start:] = torch.stack(picked)
-        return out.t()
-    noise = None
-    for t in range(start, length):
-        if greedy:
-            ids = logits.argmax(-1)
+    replay = None
+    for t in range(start, length, NOISE_CHUNK):
+        n = min(NOISE_CHUNK, length - t)
+        noise = draw.noise(model, n, batch, generator)
+        k = 0
+        if t == start:  # the first character, from the prompt's logits
+            out[t] = ids = draw.first(model, logits, noise)
+            k = 1
+        if k == n:  # nothing more to draw
+            continue
+        if static:
+            if replay is None:
+                replay = _static_step(model, draw, batch, ids, state, noise, capture)
+            out[t + k:t + n] = replay.run(noise, k, n)
         else:
-            k = (t - start) % NOISE_CHUNK
-            if k == 0:  # argmax(z / T + g) == argmax(z + T g) for T > 0: scale the noise once
-                noise = _noise(model, t, length, batch, generator, None if filtered else temperature)
-            if filtered:
-                ids = (_filter(logits / temperature, top_k, top_p) + noise[k]).argmax(-1)
-            else:
-                ids = (logits + noise[k]).argmax(-1)
-        picked.append(ids)
-        if t + 1 < length:
-            logits, state = step(ids, state)
-    out[start:] = torch.stack(picked)
+            picked = []
+            for row in range(k, n):
+                ids, state = draw.step(model, ids, state, None if noise is None else noise[row])
+                picked.append(ids)
+            out[t + k:t + n] = torch.stack(picked)
     return out.t()
-
-
-def _signature(model: nn.Module) -> tuple:
-    """What a captured step depends on beyond the values held in the model's tensors: the training flag
-    and the device, dtype, shape, strides and storage address of every parameter and buffer.
-
-    A CUDA graph replays its kernels on fixed addresses. Updates in place (an optimiser step,
-    ``p.copy_()``, ``load_state_dict`` without ``assign``) keep the addresses, so a cached graph replays
-    with the new values: they must not (and do not) invalidate it, or the sample logger of a training
-    loop would recapture at every call. Replacing a tensor (``.to()``, ``.half()``,
-    ``load_state_dict(assign=True)``, a new ``nn.Parameter``, ``p.data = ...``, cuDNN's
-    ``flatten_parameters`` into a new buffer) changes an address, dtype or layout, and with it the
-    signature. A new tensor that lands on the freed address with the same layout leaves the signature
-    unchanged, and rightly so: the graph then reads exactly that tensor.
-    """
-    tensors = itertools.chain(model.named_parameters(), model.named_buffers())
-    return (model.training,) + tuple((name, t.device, t.dtype, tuple(t.shape), t.stride(), t.data_ptr())
-                                     for name, t in tensors)
-
-
-class _StepCache:
-    """A small LRU of sampling steps (static buffers and, on CUDA, the captured graph), ``size`` entries
-    for all models together, each keyed by the model's identity and ``key`` and checked against
-    :func:`_signature` on every hit.
-
-    An entry holds the model only through a weak reference (the step calls ``model.step`` through it),
-    so a cached graph never keeps a model alive, and the entries of a model are dropped when it is
-    collected.
-    """
-
-    def __init__(self, size: int) -> None:
-        self.size = size
-        self.builds = 0  # entries built so far (CUDA graphs captured, on CUDA)
-        self._entries: OrderedDict[tuple, tuple[weakref.ref, tuple, object]] = OrderedDict()
-
-    def __len__(self) -> int:
-        return len(self._entries)
-
-    def get(self, model: nn.Module, key: tuple, build):
-        """The entry for ``(model, key)``; ``build()`` makes a new one when there is none or the model's
-        signature changed since (the stale one is dropped first, freeing its graph's memory)."""
-        slot = (id(model),) + tuple(key)
-        signature = _signature(model)
-        found = self._entries.pop(slot, None)
-        if found is not None and found[0]() is model and found[1] == signature:
-            self._entries[slot] = found  # most recently used last
-            return found[2]
-        del found
-        value = build()
-        self.builds += 1
-        ref = weakref.ref(model, functools.partial(_StepCache._forget, weakref.ref(self), id(model)))
-        self._entries[slot] = (ref, signature, value)
-        while len(self._entries) > self.size:
-            self._entries.popitem(last=False)
-        return value
-
-    def clear(self) -> None:
-        self._entries.clear()
-
-    @staticmethod
-    def _forget(cache_ref: weakref.ref, model_id: int, _dead: weakref.ref) -> None:
-        cache = cache_ref()
-        if cache is not None:
-            for slot in [s for s in cache._entries if s[0] == model_id]:
-                del cache._entries[slot]
-
-
-#: steps kept for all models together (each holds its static buffers and, on CUDA, a captured graph)
-STEP_CACHE_SIZE = 8
-_STEPS = _StepCache(STEP_CACHE_SIZE)
-
-
-class _StaticStep:
-    """One sampling step over static buffers: it reads its noise row and writes its output at a position
-    held in a device tensor that it advances itself, so on CUDA it is captured once in a CUDA graph and
-    replayed with no host work in between (``capture=False`` runs it eagerly: how it is tested on the
-    CPU). The graph does not depend on the sample length, the prompt or the generator: the buffers are
-    refilled by every call."""
-
-    def __init__(self, model, state, batch: int, greedy: bool, dtype: torch.dtype, capture: bool) -> None:
-        h, c = state
-        device = h.device
-        self.ids = torch.zeros(batch, dtype=torch.long, device=device)
-        self.h, self.c = torch.zeros_like(h), torch.zeros_like(c)
-        self.noise = None if greedy else torch.zeros(NOISE_CHUNK, batch, model.vocab_size, device=device,
-                                                     dtype=dtype)
-        self.out = torch.zeros(NOISE_CHUNK, batch, dtype=torch.long, device=device)
-        self.ptr = torch.zeros(1, dtype=torch.long, device=device)
-        self._model = weakref.ref(model)
-        self.run = _cuda_graph(self._step, device) if capture else self._step
-
-    def _step(self) -> None:
-        bias = None if self.noise is None else self.noise.index_select(0, self.ptr)[0]
-        logits, (h, c) = self._model().step(self.ids, (self.h, self.c), bias)
-        nxt = logits.argmax(-1)
-        self.out.index_copy_(0, self.ptr, nxt.unsqueeze(0))
-        self.ids.copy_(nxt)
-        self.h.copy_(h)
-        self.c.copy_(c)
-        self.ptr.add_(1)
-
-
-def _sample_ids_static(model, prompt_ids: Tensor, length: int, temperature: float, generator, batch: int,
-                       capture: bool) -> Tensor:
-    """The same draws as :func:`_sample_ids` (no top-k/top-p) through a cached :class:`_StaticStep`."""
-    out, start, logits, state = _prime(model, prompt_ids, length, batch, generator)
-    if start >= length:
-        return out.t()
-    greedy = temperature == 0
-    noise = None if greedy else _noisy_bias(model, start, length, batch, generator, temperature)
-    ids = logits.argmax(-1) if greedy else (logits + (noise[0] - model.head.bias)).argmax(-1)
-    out[start] = ids
-    if start + 1 == length:
-        return out.t()
-    step = _STEPS.get(model, (batch, greedy, capture),
-                      lambda: _StaticStep(model, state, batch, greedy, logits.dtype, capture))
-    step.ids.copy_(ids)
-    step.h.copy_(state[0])
-    step.c.copy_(state[1])
-    if noise is not None:
-        step.noise[: noise.size(0)].copy_(noise)
-    t, row = start + 1, 1
-    while t < length:
-        if row == NOISE_CHUNK:
-            if not greedy:
-                noise = _noisy_bias(model, t, length, batch, generator, temperature)
-                step.noise[: noise.size(0)].copy_(noise)
-            row = 0
-        n = min(NOISE_CHUNK - row, length - t)
-        step.ptr.fill_(row)
-        for _ in range(n):
-            step.run()
-        out[t:t + n] = step.out[row:row + n]
-        t, row = t + n, row + n
-    return out.t()
-
-
-def _cuda_graph(fn, device: torch.device):
-    """Capture ``fn`` (which updates its static buffers in place) in a CUDA graph on ``device``; return
-    its ``replay``. Warm-up and capture run on a side stream made on ``device``. Captured with
-    ``capture_begin``/``capture_end`` rather than ``torch.cuda.graph``, whose entry empties the caching
-    allocator (``torch.cuda.empty_cache()``): that would throw away a training loop's cached memory."""
-    side = torch.cuda.Stream(device=device)
-    side.wait_stream(torch.cuda.current_stream(device))
-    graph = torch.cuda.CUDAGraph()
-    with torch.cuda.stream(side):
-        for _ in range(2):  # warm-up outside the graph (lazy initialisation, cuDNN plans), as capture requires
-            fn()
-        graph.capture_begin()
-        try:
-            fn()
-        except BaseException:
-            with contextlib.suppress(RuntimeError):
-                graph.capture_end()
-            raise
-        graph.capture_end()
-    torch.cuda.current_stream(device).wait_stream(side)
-    return graph.replay
 
 
 def _try_graph(model, prompt_ids, length, temperature, generator, batch, device):
-    """The CUDA-graph loop on the model's device, or None (after a warning, with the RNG state restored)
-    if capture fails."""
+    """The loop with its step captured in a CUDA graph on the model's device, or None (after a warning,
+    with the RNG state restored) if capture fails."""
     rng = generator.get_state() if generator is not None else torch.cuda.get_rng_state(device)
     try:
         with torch.cuda.device(device):  # streams, capture and replay on the model's GPU, not the current one
-            return _sample_ids_static(model, prompt_ids, length, temperature, generator, batch, capture=True)
+            return _sample_ids(model, prompt_ids, length, temperature, None, None, generator, batch,
+                               static=True, capture=True)
     except RuntimeError as err:  # pragma: no cover - needs a GPU
         warnings.warn(f"generate: CUDA graph capture failed ({err}); using the eager loop", RuntimeWarning)
         if generator is not None:
@@ -379,12 +325,8 @@ def _mkldnn_off():
         torch.backends.mkldnn.enabled = before
 
 
-def _graph_eligible(model, device: torch.device, top_k, top_p) -> bool:
-    return device.type == "cuda" and isinstance(model, CharLSTM) and top_k is None and top_p in (None, 1.0)
-
-
 def generate(
-    model: nn.Module,
+    model: CharModel,
     vocab: CharVocab,
     prompt: str = "",
     length: int = 200,
@@ -399,16 +341,20 @@ def generate(
 ) -> list[str]:
     r"""Sample ``batch`` continuations of ``length`` characters from a character language model.
 
-    The prompt is run through the model in one call to prime the LSTM state; then each new character
-    is drawn from :math:`\mathrm{softmax}(z / T)` (after top-k, then top-p filtering) and fed back, one
-    model step per character, with the state carried over, so ``length`` can be anything. An empty
+    The prompt is run through the model in one call to prime its state; then each new character is
+    drawn from :math:`\mathrm{softmax}(z / T)` (after top-k, then top-p filtering) and fed back, one
+    ``model.step`` per character, with the state carried over, so ``length`` can be anything. An empty
     prompt starts from a random first character (uniform over the vocabulary, drawn with
     ``generator``), which is the first of the ``length`` characters returned. Runs under
     ``torch.inference_mode`` with the model in eval mode (its mode is restored afterwards).
 
+    The model is anything that meets :class:`CharModel`: ``vocab_size``, ``model(ids [B, T], state)``
+    for the prompt and ``step(ids [B], state)`` for one character. A ``step`` that also takes ``bias``
+    (the read-out bias to use, as :meth:`CharLSTM.step <gseq.models.CharLSTM.step>` does) gets the
+    sampling noise folded into it: one model step and an argmax per character.
+
     Args:
-        model: a :class:`~gseq.models.CharLSTM` (or any module with ``vocab_size`` and
-            ``forward(ids [B, T], state) -> (logits [B, T, V], state)``).
+        model: a module that meets :class:`CharModel`, e.g. a :class:`~gseq.models.CharLSTM`.
         vocab: the vocabulary the model was trained with.
         prompt: text that primes the state; the output continues it. (default: ``""``)
         length: number of characters to generate, ``>= 0``. (default: ``200``)
@@ -422,16 +368,21 @@ def generate(
         batch: number of independent samples. (default: ``1``)
         unknown: prompt characters not in the vocabulary: ``"error"`` raises a ``ValueError`` naming
             them, ``"skip"`` drops them. (default: ``"error"``)
-        cuda_graph: on CUDA, without top-k/top-p, capture the per-character step of a
-            :class:`~gseq.models.CharLSTM` in a CUDA graph and replay it (same draws as the eager loop;
-            falls back to the eager loop with a warning if capture fails). The graph is captured once
-            per model and batch size (and greedy or not) and reused by later calls, until a parameter
-            or buffer of the model is replaced (``.to()``, ``load_state_dict(assign=True)``); updates
-            in place, as an optimiser makes them, keep it. (default: True)
+        cuda_graph: on CUDA, without top-k/top-p, capture the per-character step (model step and draw)
+            in a CUDA graph and replay it (same draws as the eager loop; falls back to the eager loop with
+            a warning if capture fails; see :class:`CharModel` for what the step must allow). The graph
+            is captured once per model and batch size (and greedy or not) and reused by later calls,
+            until a parameter or buffer of the model is replaced (``.to()``,
+            ``load_state_dict(assign=True)``); updates in place, as an optimiser makes them, keep it.
+            (default: True)
 
     Returns:
         a list of ``batch`` strings of ``length`` characters each, without the prompt (always a list,
         also for ``batch=1``: take ``[0]``).
+
+    Raises:
+        TypeError: ``model`` lacks ``vocab_size`` or ``step`` (it does not meet :class:`CharModel`), or
+            another argument has the wrong type.
     """
     _check_args(model, vocab, prompt, length, temperature, top_k, top_p, generator, batch, unknown)
     _check_fits(length, batch, len(vocab))
@@ -448,7 +399,7 @@ def generate(
     try:
         with torch.inference_mode():
             ids = None
-            if cuda_graph and _graph_eligible(model, device, top_k, top_p):
+            if cuda_graph and device.type == "cuda" and not _filtered(top_k, top_p):
                 ids = _try_graph(model, prompt_ids, length, temperature, generator, batch, device)
             if ids is None:
                 with _cpu_rnn_flags(device, batch):

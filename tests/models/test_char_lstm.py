@@ -19,6 +19,17 @@ def test_forward_shapes_and_state_carry(device):
     torch.testing.assert_close(step_logits, second[:, 0])
 
 
+def test_step_bias_replaces_the_read_out_bias():
+    torch.manual_seed(1)
+    model = CharLSTM(10, hidden_size=12, num_layers=2).double()
+    ids = torch.tensor([1, 4])
+    logits, state = model.step(ids)
+    noise = torch.randn(2, 10, dtype=torch.float64)
+    biased, state2 = model.step(ids, None, model.head.bias + noise)
+    torch.testing.assert_close(biased, logits + noise)
+    assert all(torch.equal(a, b) for a, b in zip(state, state2))
+
+
 def test_onehot_embedding_equals_the_obvious_one_hot_lstm():
     torch.manual_seed(0)
     model = CharLSTM(7, hidden_size=5, num_layers=2).double()

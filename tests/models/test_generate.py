@@ -9,7 +9,8 @@ from torch import nn
 
 from gseq.data import CharVocab, window_sampler
 from gseq.models import CharLSTM, char_lm_loss, generate
-from gseq.models.generate import _STEPS, NOISE_CHUNK, _filter, _sample_ids, _sample_ids_static, _StepCache
+from gseq.models._step_graph import STEPS, StaticStep, StepCache
+from gseq.models.generate import NOISE_CHUNK, _Draw, _filter, _sample_ids
 
 VOCAB = CharVocab.from_text("abcdefgh .")
 PERIOD = "abcdefgh. "
@@ -49,6 +50,23 @@ class ConstantLogits(nn.Module):
 
     def forward(self, x, state=None):
         return self.z.expand(x.size(0), x.size(1), -1), state
+
+    def step(self, ids, state=None):  # no bias: the sampling loop adds the noise to the logits
+        return self.z.expand(ids.size(0), -1), state
+
+
+class StepWithoutBias(nn.Module):
+    """Meets CharModel with a step that takes no ``bias``: the loop adds the noise to its logits."""
+
+    def __init__(self, inner):
+        super().__init__()
+        self.inner, self.vocab_size = inner, inner.vocab_size
+
+    def forward(self, ids, state=None):
+        return self.inner(ids, state)
+
+    def step(self, ids, state=None):
+        return self.inner.step(ids, state)
 
 
 def on(model: nn.Module, device: torch.device) -> nn.Module:
@@ -142,15 +160,6 @@ def test_charlstm_fast_path_samples_softmax_over_temperature():
         assert torch.allclose(counts, expected, atol=0.012), (temperature, counts, expected)
 
 
-def test_step_bias_replaces_the_read_out_bias(random_model):
-    ids = torch.tensor([1, 4])
-    logits, state = random_model.step(ids)
-    noise = torch.randn(2, len(VOCAB), dtype=torch.float64)
-    biased, state2 = random_model.step(ids, None, random_model.head.bias + noise)
-    torch.testing.assert_close(biased, logits + noise)
-    assert all(torch.equal(a, b) for a, b in zip(state, state2))
-
-
 def test_top_k_and_top_p_keep_only_the_head():
     z = torch.tensor([2.0, 1.0, 0.0, -1.0, 0.5, -3.0, 1.5, 0.2, -0.5, 0.0])
     model = ConstantLogits(z)
@@ -219,6 +228,65 @@ def test_wrong_vocabulary_or_model(random_model):
         generate(lambda x: x, VOCAB, "a")
 
 
+def test_a_model_without_step_or_vocab_size_is_refused_naming_the_contract(random_model):
+    forward_only = ConstantLogits(torch.zeros(len(VOCAB)))
+    forward_only.step = None
+    with pytest.raises(TypeError, match=r"model: ConstantLogits has no step; .*gseq.models.CharModel.*step\(ids"):
+        generate(forward_only, VOCAB, "a")
+    nameless = StepWithoutBias(random_model)
+    del nameless.vocab_size
+    with pytest.raises(TypeError, match=r"has no vocab_size; .*CharModel"):
+        generate(nameless, VOCAB, "a")
+
+
+def test_the_draw_is_chosen_by_what_the_step_takes(random_model):
+    assert _Draw.choose(random_model, 0.7, None, None).kind == "noise_in_bias"
+    assert _Draw.choose(StepWithoutBias(random_model), 0.7, None, None).kind == "gumbel"
+    assert _Draw.choose(random_model, 0.0, 3, None).kind == "greedy"
+    assert _Draw.choose(random_model, 0.7, None, 0.5).kind == "filtered"
+    assert _Draw.choose(random_model, 0.7, None, 1.0).kind == "noise_in_bias"
+
+
+@pytest.mark.parametrize("temperature", [0.0, 0.7])
+def test_a_step_without_bias_samples_the_same_characters(random_model, device, temperature):
+    """The slower variation (noise added to the logits) draws what the noise-in-bias one draws, eagerly
+    and over static buffers (the CUDA-graph path, captured on CUDA)."""
+    model = on(random_model, device)
+    plain = StepWithoutBias(model)
+
+    def gen(m, **kw):
+        return generate(m, VOCAB, "ab", NOISE_CHUNK + 20, temperature, batch=3,
+                        generator=torch.Generator(device=device).manual_seed(6), **kw)
+    assert gen(plain, cuda_graph=False) == gen(model, cuda_graph=False) == gen(plain)
+    with torch.inference_mode():
+        static = _sample_ids(plain, VOCAB.encode(""), 40, temperature, None, None,
+                             torch.Generator(device=device).manual_seed(6), 2, static=True, capture=device.type == "cuda")
+        eager = _sample_ids(model, VOCAB.encode(""), 40, temperature, None, None,
+                            torch.Generator(device=device).manual_seed(6), 2)
+    assert torch.equal(static, eager)
+
+
+def test_static_step_holds_none_tensor_or_tuple_states_and_refuses_others():
+    model = ConstantLogits(torch.tensor([2.0, 1.0, 0.0, -1.0, 0.5, -3.0, 1.5, 0.2, -0.5, 0.0]))  # state None
+    with torch.inference_mode():
+        eager = _sample_ids(model, VOCAB.encode("a"), 30, 1.0, None, None, torch.Generator().manual_seed(0), 4)
+        static = _sample_ids(model, VOCAB.encode("a"), 30, 1.0, None, None, torch.Generator().manual_seed(0), 4,
+                             static=True)
+    assert torch.equal(eager, static)
+    with pytest.raises(ValueError, match="no top-k/top-p"):
+        _sample_ids(model, VOCAB.encode("a"), 30, 1.0, 3, None, None, 4, static=True)
+    ids = torch.zeros(2, dtype=torch.long)
+    for state in (torch.zeros(2, 3), (torch.zeros(2, 3), torch.ones(1))):
+        step = StaticStep(lambda i, s, r: (i, s), ids, state, None, 4, capture=False)
+        step.load(ids + 1, state)
+        assert torch.equal(step.run(None, 0, 3), torch.ones(3, 2, dtype=torch.long))
+    with pytest.raises(RuntimeError, match="state is a list, not None, a tensor or a tuple of tensors"):
+        StaticStep(lambda i, s, r: (i, s), ids, [torch.zeros(2)], None, 4, capture=False)
+    step = StaticStep(lambda i, s, r: (i, (s, s)), ids, torch.zeros(2), None, 4, capture=False)
+    with pytest.raises(RuntimeError, match="changed its form between steps"):
+        step.run(None, 0, 1)
+
+
 @pytest.mark.parametrize("prompt, length", [("", 1), ("", 2), ("ab", 1), ("", NOISE_CHUNK + 3),
                                             ("abc", 2 * NOISE_CHUNK + 1), ("h", 40)])
 @pytest.mark.parametrize("temperature", [0.0, 0.7])
@@ -231,8 +299,8 @@ def test_cuda_graph_step_logic_matches_the_eager_loop(random_model, device, prom
     with torch.inference_mode():
         eager = _sample_ids(model, ids, length, temperature, None, None,
                             torch.Generator(device=device).manual_seed(5), 3)
-        static = _sample_ids_static(model, ids, length, temperature, torch.Generator(device=device).manual_seed(5), 3,
-                                    capture=device.type == "cuda")
+        static = _sample_ids(model, ids, length, temperature, None, None,
+                             torch.Generator(device=device).manual_seed(5), 3, static=True, capture=device.type == "cuda")
     assert eager.shape == (3, length) and torch.equal(eager, static)
 
 
@@ -249,31 +317,31 @@ def test_cached_step_is_reused_across_calls_and_follows_weight_updates(random_mo
     """One step is built per (model, batch, greedy) and reused by later calls with other prompts, lengths
     and seeds; after an in-place weight update (an optimiser step) it samples the updated model."""
     model = copy.deepcopy(random_model)
-    builds = _STEPS.builds
+    builds = STEPS.builds
 
     def both(prompt, length, seed):
         with torch.inference_mode():
             eager = _sample_ids(model, VOCAB.encode(prompt), length, 0.9, None, None,
                                 torch.Generator().manual_seed(seed), 2)
-            static = _sample_ids_static(model, VOCAB.encode(prompt), length, 0.9, torch.Generator().manual_seed(seed), 2,
-                                        capture=False)
+            static = _sample_ids(model, VOCAB.encode(prompt), length, 0.9, None, None,
+                                 torch.Generator().manual_seed(seed), 2, static=True)
         return eager, static
 
     first = both("ab", 30, 1)
-    assert torch.equal(*first) and _STEPS.builds == builds + 1
+    assert torch.equal(*first) and STEPS.builds == builds + 1
     second = both("hgf", 12, 2)
-    assert torch.equal(*second) and _STEPS.builds == builds + 1
+    assert torch.equal(*second) and STEPS.builds == builds + 1
     with torch.no_grad():
         for p in model.parameters():
             p.add_(0.5 * torch.randn_like(p))
     third = both("ab", 30, 1)
-    assert torch.equal(*third) and _STEPS.builds == builds + 1
+    assert torch.equal(*third) and STEPS.builds == builds + 1
     assert not torch.equal(third[1], first[1])  # it did sample the changed model
 
 
 def test_step_cache_keys_on_replaced_tensors_not_on_values():
     torch.manual_seed(0)
-    cache = _StepCache(3)
+    cache = StepCache(3)
     model = CharLSTM(len(VOCAB), hidden_size=6, num_layers=1)
     built = []
 
@@ -309,7 +377,7 @@ def test_step_cache_keys_on_replaced_tensors_not_on_values():
 
 
 def test_step_cache_does_not_keep_models_alive():
-    cache = _StepCache(4)
+    cache = StepCache(4)
     model = CharLSTM(len(VOCAB), hidden_size=4, num_layers=1)
     cache.get(model, (1,), lambda: "step")
     alive = weakref.ref(model)
@@ -342,8 +410,8 @@ def test_sampling_loop_makes_no_per_step_host_sync(random_model, monkeypatch):
     with torch.inference_mode():
         for length in (20, 300):
             calls.clear()
-            _sample_ids_static(random_model, VOCAB.encode("ab"), length, 0.9, torch.Generator().manual_seed(0), 1,
-                               capture=False)
+            _sample_ids(random_model, VOCAB.encode("ab"), length, 0.9, None, None, torch.Generator().manual_seed(0), 1,
+                        static=True)
             counts.append(len(calls))
     assert counts[0] == counts[1] <= 2, counts  # the prompt's id check on the CPU, none per step
 
