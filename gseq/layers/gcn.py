@@ -1,22 +1,9 @@
-r"""The graph convolution of Kipf & Welling with a fixed or learned self-loop weight.
+r"""The graph convolution of Kipf & Welling (:class:`GCN`), a drop-in for PyG's ``GCNConv``.
 
-The layer computes :math:`\hat D^{-1/2} (A + wI) \hat D^{-1/2} X W + b` without ever forming
-:math:`A + wI` or an edges x features tensor. With :math:`X' = XW`, the per-node loop weight
-:math:`l` (``w``, or the weight of a self-loop the graph already had), :math:`d = A\mathbf{1} + l` and
-:math:`s = d^{-1/2}`:
-
-.. math::
-    Y = s \odot \bigl(A\,(s \odot X')\bigr) + (l \odot s^2) \odot X' + b
-
-(:math:`\odot` scales rows). The sparse product runs on a loop-free CSR adjacency through
-:func:`gseq.ops.spmm`; normalisation and the self-loop are dense row scalings, so a learned ``w`` gets
-its gradient through dense tensors alone. ``aggr="mean"`` divides by the number of messages (edges and
-the loop); ``"max"``/``"min"`` take the extreme of :math:`s_s \odot X'` over the edges and the loop,
-then scale by :math:`s_t` (a non-negative row scaling commutes with the extreme).
-
-The product is a ``torch.library`` custom operator that finds its CSR through the graph's anchor tensor: once
-the graph is built (``cached=True`` after the first call, or a :class:`GCNGraph` passed in),
-``forward`` makes no host synchronisation and compiles with ``torch.compile(fullgraph=True)``.
+``forward`` reads as ``GCNConv``'s: normalise -> ``lin`` -> aggregate -> bias. The graph it aggregates
+over (a loop-free CSR, the degrees, the self-loops to keep) is built and validated once in
+:mod:`gseq.layers.gcn_structure`; the aggregation is :mod:`gseq.layers.gcn_aggregate`, whose sparse
+products are custom operators that ``torch.compile`` traces (:mod:`gseq.ops._anchored`).
 """
 
 from __future__ import annotations
@@ -26,15 +13,14 @@ import math
 import torch
 import torch.nn.functional as F
 from torch import Tensor
-from torch.autograd.function import once_differentiable
 from torch.nn import Parameter
 from torch_geometric.nn import MessagePassing
 from torch_geometric.nn.dense.linear import Linear
 from torch_geometric.nn.inits import zeros
 
 from ..ops import CSR, spmm
-from .gcn_structure import (FLOWS, GCNGraph, accumulation_dtype, check_graph_inputs, gcn_graph, gcn_norm,
-                        graph_from_adj_t, graph_of, normalization)
+from .gcn_aggregate import aggregate
+from .gcn_structure import FLOWS, GCNGraph, check_graph_inputs, gcn_graph, gcn_norm, graph_from_adj_t, normalization
 
 __all__ = ["GCN", "GCNGraph", "gcn_graph", "gcn_norm", "check_graph_inputs"]
 
@@ -56,106 +42,24 @@ def _check_aggr(aggr: object) -> str:
     return reduce
 
 
-@torch.library.custom_op("gseq::gcn_aggregate", mutates_args=())
-def _aggregate(x: Tensor, anchor: Tensor, transpose: bool) -> Tensor:
-    """``A x`` (``A^T x`` with ``transpose``), ``A`` the CSR of the graph whose ``anchor`` this is."""
-    return spmm(graph_of(anchor).adjacency(x.dtype, transpose), x)
-
-
-@_aggregate.register_fake
-def _(x: Tensor, anchor: Tensor, transpose: bool) -> Tensor:
-    return torch.empty_like(x)  # the adjacency is square, [N, N]
-
-
-def _aggregate_setup(ctx, inputs, output) -> None:
-    ctx.save_for_backward(inputs[1])  # the anchor keeps the graph alive until the backward has run
-    ctx.transpose = inputs[2]
-
-
-def _aggregate_backward(ctx, grad: Tensor):
-    (anchor,) = ctx.saved_tensors
-    return _aggregate(grad, anchor, not ctx.transpose), None, None
-
-
-_aggregate.register_autograd(_aggregate_backward, setup_context=_aggregate_setup)
-
-
-def _adjacency_product(x: Tensor, anchor: Tensor, transpose: bool) -> Tensor:
-    """``A x`` (or ``A^T x``): the custom operator when traced by ``torch.compile``; eagerly, its body
-    without the dispatcher's overhead (about 50 us a call, some percent of a small graph's layer)."""
-    if torch.compiler.is_compiling():
-        return _aggregate(x, anchor, transpose)
-    return spmm(graph_of(anchor).adjacency(x.dtype, transpose), x)
-
-
-class _NormalizedSum(torch.autograd.Function):
-    """``s_t * (A @ (s_s * h)) + c * h`` as one autograd node, for a graph whose values need no gradient.
-
-    The same numbers as the composition of dense scalings around the sparse product, with fewer passes
-    over the ``[N, F]`` tensors: the forward scales in place, and the backward computes
-    ``s_s * (A^T (s_t * G)) + c * G`` through the cached transpose, plus the row sums that give the
-    gradients of ``s_t``, ``s_s`` and ``c`` (and so of a learned self-loop weight) only when needed.
-    ``s_s=None`` means ``s_s = s_t`` (``torch.compile`` cannot take one tensor twice).
-    """
-
-    @staticmethod
-    def forward(ctx, h: Tensor, s_t: Tensor, s_s: Tensor | None, c: Tensor, anchor: Tensor) -> Tensor:
-        need_h, need_st, need_ss, need_c = ctx.needs_input_grad[:4]
-        ctx.same_s = s_s is None
-        if ctx.same_s:
-            s_s, need_ss = s_t, need_st
-        ctx.need = (need_h, need_st, need_ss, need_c)
-        agg = _adjacency_product(h * s_s.unsqueeze(-1), anchor, False)  # A @ (s_s * h), [N, F]
-        out = agg * s_t.unsqueeze(-1) if need_st else agg.mul_(s_t.unsqueeze(-1))
-        out.addcmul_(h, c.unsqueeze(-1))
-        ctx.save_for_backward(h if (need_ss or need_c) else None, s_t, s_s, c, agg if need_st else None, anchor)
-        return out
-
-    @staticmethod
-    @once_differentiable
-    def backward(ctx, grad: Tensor):
-        h, s_t, s_s, c, agg, anchor = ctx.saved_tensors
-        need_h, need_st, need_ss, need_c = ctx.need
-        grad_h = grad_st = grad_ss = grad_c = None
-        if need_h or need_ss:
-            back = _adjacency_product(grad * s_t.unsqueeze(-1), anchor, True)  # A^T (s_t * G)
-            if need_ss:
-                grad_ss = (back * h).sum(dim=1)
-            if need_h:
-                grad_h = back.mul_(s_s.unsqueeze(-1)).addcmul_(grad, c.unsqueeze(-1))
-        if need_st:
-            grad_st = (grad * agg).sum(dim=1)
-        if need_c:
-            grad_c = (grad * h).sum(dim=1)
-        if ctx.same_s:  # s_t played both parts: its gradient is the sum of the two
-            grad_st, grad_ss = (grad_st + grad_ss if need_st else None), None
-        return grad_h, grad_st, grad_ss, grad_c, None
-
-
-def _values_need_grad(graph: GCNGraph) -> bool:
-    values = graph.csr.values
-    return values is not None and values.requires_grad and torch.is_grad_enabled()
-
-
-@torch.compiler.disable
-def _spmm_eager(graph: GCNGraph, x: Tensor, reduce: str) -> Tensor:
-    """``A x`` by plain autograd through :func:`gseq.ops.spmm`: differentiable in the edge weights, and
-    the max/min products (a graph break under ``torch.compile``)."""
-    csr = graph.csr
-    if csr.values is not None and csr.values.dtype != x.dtype:
-        csr = csr.with_values(csr.values.to(x.dtype))
-    return spmm(csr, x, reduce)
-
-
-def _product(graph: GCNGraph, x: Tensor, reduce: str) -> Tensor:
-    """``A x`` reduced over each row by ``reduce`` (``"mean"``: the sum over the row's entries)."""
-    if reduce in ("max", "min") or _values_need_grad(graph):
-        out = _spmm_eager(graph, x, "sum" if reduce == "mean" else reduce)
-    else:
-        out = _adjacency_product(x, graph.anchor, False)
-    if reduce == "mean":
-        out = out / graph.in_count.clamp(min=1).to(x.dtype).unsqueeze(-1)
-    return out
+def _check_self_loop_weight(self_loop_weight: object, improved: bool, add_self_loops: bool) -> float | str:
+    """``w`` as the layer keeps it: a float >= 0 (2.0 for ``improved``), or ``"learn"``."""
+    if improved and add_self_loops:  # without loops improved has no effect, as in GCNConv
+        if self_loop_weight != 1.0:
+            raise ValueError("improved: give either improved=True or self_loop_weight, not both")
+        return 2.0
+    if self_loop_weight == "learn":
+        if not add_self_loops:
+            raise ValueError("self_loop_weight='learn' needs self-loops: use normalize=True or 'both'")
+        return "learn"
+    if isinstance(self_loop_weight, (str, bool)) or not isinstance(self_loop_weight, (int, float)):
+        raise TypeError(f"self_loop_weight: expected a float >= 0 or 'learn', got {self_loop_weight!r}")
+    if not (self_loop_weight >= 0 and math.isfinite(self_loop_weight)):
+        raise ValueError(f"self_loop_weight: must be a finite float >= 0 (or 'learn'), got {self_loop_weight!r}")
+    if not add_self_loops and self_loop_weight != 1.0:
+        raise ValueError("self_loop_weight: has no effect without self-loops; use normalize=True and "
+                         "add_self_loops=True, or leave it at 1.0")
+    return float(self_loop_weight)
 
 
 class GCN(MessagePassing):
@@ -191,11 +95,16 @@ class GCN(MessagePassing):
     ``w``); on a sparse adjacency, ``w`` is added to its diagonal. ``flow="target_to_source"``
     aggregates over the reversed edges.
 
-    Aggregation runs :func:`gseq.ops.spmm` on a loop-free CSR adjacency built once per graph
+    Aggregation runs :func:`gseq.ops.spmm`'s kernels on a loop-free CSR adjacency built once per graph
     (:class:`GCNGraph`, kept with ``cached=True``); normalisation and loops are dense row scalings, so no
-    edges x features tensor is ever made. **torch.compile**: build the graph once, then compile; the
-    forward makes no host synchronisation and compiles with ``fullgraph=True`` for ``"add"``/``"mean"``
-    (``"max"``/``"min"`` break the graph at their sparse product, which runs eagerly)::
+    edges x features tensor is ever made. Example::
+
+        conv = GCN(16, 32)                      # as GCNConv(16, 32); GCN(16, 32, self_loop_weight="learn")
+        out = conv(x, edge_index, edge_weight)  # [N, 32]
+
+    **torch.compile**: build the graph once, then compile; the forward makes no host synchronisation
+    and compiles with ``fullgraph=True`` for ``"add"``/``"mean"`` (``"max"``/``"min"`` and edge weights
+    that require a gradient break the graph at their sparse product, which runs eagerly)::
 
         conv = GCN(16, 16, cached=True)
         conv(x, edge_index)                         # builds and caches the graph (validated once)
@@ -257,22 +166,8 @@ class GCN(MessagePassing):
         if add_self_loops and normalize is False:
             raise ValueError("add_self_loops: self-loops are only added with normalize=True or 'both' (as in "
                              "GCNConv); pass normalize=True, or add_self_loops=False")
-        if improved and add_self_loops:  # without loops improved has no effect, as in GCNConv
-            if self_loop_weight != 1.0:
-                raise ValueError("improved: give either improved=True or self_loop_weight, not both")
-            self_loop_weight = 2.0
+        self_loop_weight = _check_self_loop_weight(self_loop_weight, improved, add_self_loops)
         learn = self_loop_weight == "learn"
-        if not learn:
-            if isinstance(self_loop_weight, str) or isinstance(self_loop_weight, bool) or \
-                    not isinstance(self_loop_weight, (int, float)):
-                raise TypeError(f"self_loop_weight: expected a float >= 0 or 'learn', got {self_loop_weight!r}")
-            if not (self_loop_weight >= 0 and math.isfinite(self_loop_weight)):
-                raise ValueError(f"self_loop_weight: must be a finite float >= 0 (or 'learn'), got {self_loop_weight!r}")
-            if not add_self_loops and self_loop_weight != 1.0:
-                raise ValueError("self_loop_weight: has no effect without self-loops; use normalize=True and "
-                                 "add_self_loops=True, or leave it at 1.0")
-        elif not add_self_loops:
-            raise ValueError("self_loop_weight='learn' needs self-loops: use normalize=True or 'both'")
 
         self.in_channels = in_channels
         self.out_channels = out_channels
@@ -281,7 +176,7 @@ class GCN(MessagePassing):
         self.improved = improved
         self.add_self_loops = add_self_loops
         self.learn_self_loop = learn
-        self.fixed_self_loop_weight = None if learn else float(self_loop_weight)
+        self.fixed_self_loop_weight = None if learn else self_loop_weight
         self._cached_graph: GCNGraph | None = None
 
         self.lin = Linear(in_channels, out_channels, bias=False, weight_initializer="glorot")
@@ -309,6 +204,72 @@ class GCN(MessagePassing):
         if self.raw_self_loop_weight is not None:
             return F.softplus(self.raw_self_loop_weight)
         return torch.tensor(self.fixed_self_loop_weight if self.add_self_loops else 0.0)
+
+    def forward(self, x: Tensor, edge_index: Tensor | GCNGraph, edge_weight: Tensor | None = None) -> Tensor:
+        """Apply the layer.
+
+        Args:
+            x: node features ``[*, N, in_channels]`` (nodes along ``node_dim``), dense, or a torch sparse
+                (COO/CSR) matrix ``[N, in_channels]``.
+            edge_index: ``[2, E]`` edges (row 0 sources, row 1 targets), a torch sparse adjacency
+                ``adj_t`` of shape ``[N, N]`` whose entry ``(i, j)`` is the edge ``j -> i`` (PyG's layout),
+                or a :class:`GCNGraph` from :meth:`graph`.
+            edge_weight: ``[E]`` edge weights. (default: all ones)
+        """
+        reduce, node_dim = self._check_call(x)
+        graph = self._graph_for(x, edge_index, edge_weight, node_dim)  # built and validated once
+        norm = self._normalization(graph)  # (s_t, s_s, loop weights), [N] each
+        if x.layout == torch.strided:
+            h = self.lin(x)
+        else:  # sparse features (e.g. bag-of-words): a sparse-dense product, no dense copy of x
+            h = torch.sparse.mm(x, self.lin.weight.t())
+        out = aggregate(graph, h, norm, reduce, node_dim)
+        if self.bias is not None:
+            out = out + self.bias
+        return out
+
+    def _check_call(self, x: Tensor) -> tuple[str, int]:
+        """Validate ``x`` and the MessagePassing settings; returns ``(reduce, node_dim)`` (no host sync)."""
+        if isinstance(x, (tuple, list)) or not isinstance(x, Tensor):
+            raise TypeError("x: expected one tensor of node features [N, in_channels]; GCN does not do bipartite "
+                            "message passing")
+        if x.dim() < 2:
+            raise ValueError(f"x: expected shape [N, in_channels] (or [*, N, in_channels]), got {list(x.shape)}")
+        if self.in_channels > 0 and x.size(-1) != self.in_channels:
+            raise ValueError(f"x: expected {self.in_channels} features per node (in_channels), got {x.size(-1)}")
+        if x.layout != torch.strided and (x.dim() != 2 or self.in_channels <= 0):
+            raise ValueError("x: sparse features must be a matrix [N, in_channels] and need in_channels > 0 (no "
+                             "lazy initialisation)")
+        node_dim = self.node_dim
+        if not isinstance(node_dim, int) or not -x.dim() <= node_dim < x.dim() or node_dim % x.dim() == x.dim() - 1:
+            raise ValueError(f"node_dim: must index a dimension of x other than the last (features), got "
+                             f"{node_dim!r} for x of shape {list(x.shape)}")
+        if self.flow not in FLOWS:
+            raise ValueError(f"flow: expected one of {FLOWS}, got {self.flow!r}")
+        if self._explain or any(getattr(self, name) for name in _PROPAGATE_HOOKS):
+            raise ValueError("explain: GCN never calls propagate(), so PyG explainer edge masks and propagate/"
+                             "message hooks would be ignored; use torch_geometric.nn.GCNConv for them")
+        return _check_aggr(self.aggr), node_dim % x.dim()
+
+    def _graph_for(self, x: Tensor, edge_index: Tensor | GCNGraph, edge_weight: Tensor | None,
+                   node_dim: int) -> GCNGraph:
+        """:meth:`graph` for this call, on ``x``'s device."""
+        if isinstance(edge_index, Tensor) and not (self.cached and self._cached_graph is not None) \
+                and edge_index.device != x.device:
+            raise ValueError(f"edge_index: on {edge_index.device} but x is on {x.device}; move both to one device")
+        graph = self.graph(edge_index, edge_weight, x.size(node_dim), x.dtype)
+        if graph.in_degree.device != x.device:
+            raise ValueError(f"x: on {x.device} but the graph is on {graph.in_degree.device}; move x, or call "
+                             "reset_parameters() to rebuild the cached graph on the new device")
+        return graph
+
+    def _normalization(self, graph: GCNGraph) -> tuple[Tensor, Tensor, Tensor | None] | None:
+        """``(s_t, s_s, l)`` of :func:`~gseq.layers.gcn_structure.normalization` for the current ``w``;
+        None with ``normalize=False``."""
+        if self.normalize is False:
+            return None
+        w = F.softplus(self.raw_self_loop_weight) if self.learn_self_loop else self.fixed_self_loop_weight
+        return normalization(graph, w, self.normalize)
 
     def graph(self, edge_index: Tensor | GCNGraph, edge_weight: Tensor | None = None, num_nodes: int | None = None,
               dtype: torch.dtype | None = None) -> GCNGraph:
@@ -364,86 +325,6 @@ class GCN(MessagePassing):
                              f"add_self_loops={self.add_self_loops}, flow={self.flow!r}, normalize="
                              f"{self.normalize!r}; build it with this layer's graph() method")
         return graph
-
-    def forward(self, x: Tensor, edge_index: Tensor | GCNGraph, edge_weight: Tensor | None = None) -> Tensor:
-        """Apply the layer.
-
-        Args:
-            x: node features ``[*, N, in_channels]`` (nodes along ``node_dim``), dense, or a torch sparse
-                (COO/CSR) matrix ``[N, in_channels]``.
-            edge_index: ``[2, E]`` edges (row 0 sources, row 1 targets), a torch sparse adjacency
-                ``adj_t`` of shape ``[N, N]`` whose entry ``(i, j)`` is the edge ``j -> i`` (PyG's layout),
-                or a :class:`GCNGraph` from :meth:`graph`.
-            edge_weight: ``[E]`` edge weights. (default: all ones)
-        """
-        reduce, node_dim = self._check_call(x)
-        num_nodes = x.size(node_dim)
-        if x.layout == torch.strided:
-            h = self.lin(x)
-        else:  # sparse features (e.g. bag-of-words): a sparse-dense product, no dense copy of x
-            h = torch.sparse.mm(x, self.lin.weight.t())
-        if isinstance(edge_index, Tensor) and not (self.cached and self._cached_graph is not None) \
-                and edge_index.device != x.device:
-            raise ValueError(f"edge_index: on {edge_index.device} but x is on {x.device}; move both to one device")
-        graph = self.graph(edge_index, edge_weight, num_nodes, h.dtype)
-        if graph.in_degree.device != x.device:
-            raise ValueError(f"x: on {x.device} but the graph is on {graph.in_degree.device}; move x, or call "
-                             "reset_parameters() to rebuild the cached graph on the new device")
-        # nodes first and every other dimension in the columns: [N, prod(*) * F_out], float32/64
-        moved = h.movedim(node_dim, 0)
-        flat = moved.reshape(num_nodes, -1).to(accumulation_dtype(h.dtype))
-        out = self._propagate(graph, flat, reduce)
-        out = out.to(h.dtype).reshape(moved.shape).movedim(0, node_dim)
-        if self.bias is not None:
-            out = out + self.bias
-        return out
-
-    def _check_call(self, x: Tensor) -> tuple[str, int]:
-        """Validate ``x`` and the MessagePassing settings; returns ``(reduce, node_dim)`` (no host sync)."""
-        if isinstance(x, (tuple, list)) or not isinstance(x, Tensor):
-            raise TypeError("x: expected one tensor of node features [N, in_channels]; GCN does not do bipartite "
-                            "message passing")
-        if x.dim() < 2:
-            raise ValueError(f"x: expected shape [N, in_channels] (or [*, N, in_channels]), got {list(x.shape)}")
-        if self.in_channels > 0 and x.size(-1) != self.in_channels:
-            raise ValueError(f"x: expected {self.in_channels} features per node (in_channels), got {x.size(-1)}")
-        if x.layout != torch.strided and (x.dim() != 2 or self.in_channels <= 0):
-            raise ValueError("x: sparse features must be a matrix [N, in_channels] and need in_channels > 0 (no "
-                             "lazy initialisation)")
-        node_dim = self.node_dim
-        if not isinstance(node_dim, int) or not -x.dim() <= node_dim < x.dim() or node_dim % x.dim() == x.dim() - 1:
-            raise ValueError(f"node_dim: must index a dimension of x other than the last (features), got "
-                             f"{node_dim!r} for x of shape {list(x.shape)}")
-        if self.flow not in FLOWS:
-            raise ValueError(f"flow: expected one of {FLOWS}, got {self.flow!r}")
-        if self._explain or any(getattr(self, name) for name in _PROPAGATE_HOOKS):
-            raise ValueError("explain: GCN never calls propagate(), so PyG explainer edge masks and propagate/"
-                             "message hooks would be ignored; use torch_geometric.nn.GCNConv for them")
-        return _check_aggr(self.aggr), node_dim % x.dim()
-
-    def _propagate(self, graph: GCNGraph, h: Tensor, reduce: str) -> Tensor:
-        """The ``reduce`` of the normalised messages into each node, ``h`` [N, C] (float32/64)."""
-        if self.normalize is False:
-            return _product(graph, h, reduce)
-        w = F.softplus(self.raw_self_loop_weight) if self.learn_self_loop else self.fixed_self_loop_weight
-        s_t, s_s, loop = normalization(graph, w, self.normalize)
-        s_t, s_s = s_t.to(h.dtype), s_s.to(h.dtype)
-        loop = None if loop is None else loop.to(h.dtype)
-        if reduce in ("max", "min"):  # s_t >= 0 scales a row, so it commutes with the extreme
-            y = h * s_s.unsqueeze(-1)
-            out = _product(graph, y, reduce)
-            if loop is not None:
-                own = y * loop.unsqueeze(-1)
-                extreme = torch.maximum(out, own) if reduce == "max" else torch.minimum(out, own)
-                out = torch.where((graph.in_count > 0).unsqueeze(-1), extreme, own)  # no edges: the loop alone
-            return out * s_t.unsqueeze(-1)
-        c = torch.zeros_like(s_t) if loop is None else loop * s_t * s_s
-        if reduce == "mean":  # messages into a node: its edges and its loop
-            count = (graph.in_count + int(loop is not None)).clamp(min=1).to(h.dtype)
-            s_t, c = s_t / count, c / count
-        if _values_need_grad(graph):
-            return _spmm_eager(graph, h * s_s.unsqueeze(-1), "sum") * s_t.unsqueeze(-1) + h * c.unsqueeze(-1)
-        return _NormalizedSum.apply(h, s_t, None if s_s is s_t else s_s, c, graph.anchor)
 
     def message(self, x_j: Tensor, edge_weight: Tensor | None) -> Tensor:
         """The per-edge message ``w_ji * x_j`` (kept for PyG tooling; ``forward`` never builds it)."""

@@ -18,6 +18,7 @@ import torch
 from torch import Tensor
 
 from ..ops import CSR
+from ..ops._anchored import make_anchor
 
 __all__ = ["GCNGraph", "gcn_graph", "gcn_norm", "check_graph_inputs"]
 
@@ -65,10 +66,9 @@ class GCNGraph:
         self._attach()
 
     def _attach(self) -> None:
-        # an empty tensor that refers back to the graph: the layer's custom operator takes tensors, not
-        # graphs, and finds its CSR through it (graph_of); autograd saving the anchor keeps the graph alive
-        self.anchor = torch.empty(0, device=self.in_degree.device)
-        self.anchor._gseq_graph = self
+        # the tensor through which compiled code reaches adjacency() (gseq.ops._anchored): the layer's
+        # custom operator takes tensors, not graphs; autograd saving the anchor keeps the graph alive
+        self.anchor = make_anchor(self, self.in_degree.device)
         self._derived: dict = {}  # CSRs with cast values and transposes, built on first use
 
     @property
@@ -107,14 +107,6 @@ class GCNGraph:
         self.__dict__.update(state)
         self.csr = CSR(indptr, indices, values, shape, check=False)
         self._attach()
-
-
-def graph_of(anchor: Tensor) -> GCNGraph:
-    """The :class:`GCNGraph` whose ``anchor`` this is."""
-    graph = getattr(anchor, "_gseq_graph", None)
-    if graph is None:
-        raise RuntimeError("gseq: this tensor is not the anchor of a GCNGraph (pass graph.anchor)")
-    return graph
 
 
 def check_graph_inputs(edge_index: Tensor, edge_weight: Tensor | None, num_nodes: int) -> None:
@@ -193,7 +185,7 @@ def gcn_graph(
         keep = edge_index[0] != edge_index[1]
         edge_index = edge_index[:, keep]
         edge_weight = edge_weight[keep] if edge_weight is not None else None
-    csr = _csr_by_target(edge_index, edge_weight, num_nodes)
+    csr = CSR.from_edge_index(edge_index, edge_weight, num_nodes, check=False)
     in_deg = _row_sums(csr, dtype)
     out_deg = _row_sums(csr.t(), dtype) if out_degree else None
     return GCNGraph(csr, in_deg, out_deg, has_loop, kept_loop, csr.indptr.diff(), bool(add_self_loops), flow)
@@ -206,7 +198,7 @@ def _existing_loops(edge_index: Tensor, edge_weight: Tensor | None, num_nodes: i
     is_loop = edge_index[0] == edge_index[1]
     weight = edge_weight if edge_weight is not None else torch.ones(edge_index.size(1), dtype=dtype, device=device)
     if mode == "add":  # every node's loop gets w; the graph's own loops add to it (summed in a fixed order)
-        loops = _csr_by_target(edge_index[:, is_loop], weight[is_loop], num_nodes)
+        loops = CSR.from_edge_index(edge_index[:, is_loop], weight[is_loop], num_nodes, check=False)
         return torch.zeros(num_nodes, dtype=torch.bool, device=device), _row_sums(loops, dtype)
     # the last loop of a node wins, as in PyG's add_remaining_self_loops; found with a max over edge
     # positions, so the result does not depend on the order of writes (index_put does on CUDA)
@@ -216,16 +208,6 @@ def _existing_loops(edge_index: Tensor, edge_weight: Tensor | None, num_nodes: i
     has_loop = last >= 0
     kept = weight[last.clamp(min=0)] if weight.numel() else weight.new_zeros(num_nodes)
     return has_loop, torch.where(has_loop, kept, 0.0)
-
-
-def _csr_by_target(edge_index: Tensor, edge_weight: Tensor | None, num_nodes: int) -> CSR:
-    """Row ``i`` lists the sources of the edges into ``i`` (sorted, stable); indices already validated."""
-    src, dst = edge_index[0], edge_index[1]
-    _, perm = torch.sort(dst * max(num_nodes, 1) + src, stable=True)
-    indptr = torch.zeros(num_nodes + 1, dtype=torch.long, device=edge_index.device)
-    torch.cumsum(torch.bincount(dst, minlength=num_nodes), 0, out=indptr[1:])
-    values = None if edge_weight is None else edge_weight.index_select(0, perm)
-    return CSR(indptr, src.index_select(0, perm), values, (num_nodes, num_nodes), check=False)
 
 
 def _row_sums(csr: CSR, dtype: torch.dtype) -> Tensor:

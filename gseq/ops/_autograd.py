@@ -1,7 +1,7 @@
 """Autograd for SpMM, shared by both backends.
 
-A backend is a module with ``spmm_sum``, ``sddmm``, ``spmm_arg``, ``spmm_arg_backward_x`` and
-``sddmm_arg`` (see :mod:`gseq.ops._torch`). The gradients are
+``impl`` is the backend that runs the kernels (a module with the functions of
+:class:`gseq.ops._backend.Backend`). The gradients are
 
 - sum: :math:`\\partial L/\\partial X = A^\\top G` through the transpose cached on the CSR (a
   row-parallel product, no atomics) and :math:`\\partial L/\\partial v_e = \\langle G_{\\mathrm{row}(e)},
@@ -16,11 +16,10 @@ A backend is a module with ``spmm_sum``, ``sddmm``, ``spmm_arg``, ``spmm_arg_bac
 
 from __future__ import annotations
 
-from types import ModuleType
-
 import torch
 from torch import Tensor
 
+from ._backend import Backend
 from .csr import CSR
 
 __all__ = ["spmm_reduce", "spmm_sum", "spmm_arg", "acc_dtype", "row_counts"]
@@ -40,14 +39,14 @@ def _needs_graph(*ts: Tensor | None) -> bool:
     return torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in ts)
 
 
-def spmm_sum(csr: CSR, x: Tensor, impl: ModuleType, dtype: torch.dtype) -> Tensor:
+def spmm_sum(csr: CSR, x: Tensor, impl: Backend, dtype: torch.dtype) -> Tensor:
     """:math:`A X` with the values of ``csr``, returned as ``dtype``; differentiable to any order."""
     if _needs_graph(csr.values, x):
         return _SpMMSum.apply(csr.values, x, csr, impl, dtype)
     return impl.spmm_sum(csr, csr.values, x, dtype)
 
 
-def _sddmm(csr: CSR, a: Tensor, b: Tensor, impl: ModuleType, dtype: torch.dtype) -> Tensor:
+def _sddmm(csr: CSR, a: Tensor, b: Tensor, impl: Backend, dtype: torch.dtype) -> Tensor:
     """:math:`g_e = \\langle a_{\\mathrm{row}(e)}, b_{\\mathrm{col}(e)} \\rangle` as ``dtype``; differentiable."""
     if _needs_graph(a, b):
         return _SDDMM.apply(a, b, csr, impl, dtype)
@@ -56,7 +55,7 @@ def _sddmm(csr: CSR, a: Tensor, b: Tensor, impl: ModuleType, dtype: torch.dtype)
 
 class _SpMMSum(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, values: Tensor | None, x: Tensor, csr: CSR, impl: ModuleType, dtype: torch.dtype) -> Tensor:
+    def forward(ctx, values: Tensor | None, x: Tensor, csr: CSR, impl: Backend, dtype: torch.dtype) -> Tensor:
         ctx.csr, ctx.impl, ctx.x_dtype = csr, impl, x.dtype
         ctx.save_for_backward(values, x if ctx.needs_input_grad[0] else None)
         return impl.spmm_sum(csr, values, x, dtype)
@@ -74,7 +73,7 @@ class _SpMMSum(torch.autograd.Function):
 
 class _SDDMM(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, a: Tensor, b: Tensor, csr: CSR, impl: ModuleType, dtype: torch.dtype) -> Tensor:
+    def forward(ctx, a: Tensor, b: Tensor, csr: CSR, impl: Backend, dtype: torch.dtype) -> Tensor:
         ctx.csr, ctx.impl, ctx.dtypes = csr, impl, (a.dtype, b.dtype)
         ctx.save_for_backward(a if ctx.needs_input_grad[1] else None, b if ctx.needs_input_grad[0] else None)
         return impl.sddmm(csr, a, b, dtype)
@@ -93,7 +92,7 @@ class _SDDMM(torch.autograd.Function):
 
 class _SpMMArg(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, values: Tensor | None, x: Tensor, csr: CSR, impl: ModuleType, reduce: str):
+    def forward(ctx, values: Tensor | None, x: Tensor, csr: CSR, impl: Backend, reduce: str):
         out, arg = impl.spmm_arg(csr, values, x, reduce)
         ctx.mark_non_differentiable(arg)
         ctx.csr, ctx.impl, ctx.num_cols, ctx.reduce = csr, impl, x.size(0), reduce
@@ -130,14 +129,14 @@ class _NoDoubleBackward(torch.autograd.Function):
                            "(second-order gradients are supported for reduce='sum' and 'mean')")
 
 
-def spmm_arg(csr: CSR, x: Tensor, reduce: str, impl: ModuleType) -> tuple[Tensor, Tensor]:
+def spmm_arg(csr: CSR, x: Tensor, reduce: str, impl: Backend) -> tuple[Tensor, Tensor]:
     """Max/min over each row and the arg entry (``nnz`` for an empty row), differentiable in the output."""
     if _needs_graph(csr.values, x):
         return _SpMMArg.apply(csr.values, x, csr, impl, reduce)
     return impl.spmm_arg(csr, csr.values, x, reduce)
 
 
-def spmm_reduce(csr: CSR, x: Tensor, reduce: str, impl: ModuleType) -> Tensor:
+def spmm_reduce(csr: CSR, x: Tensor, reduce: str, impl: Backend) -> Tensor:
     """``reduce`` over each row of :math:`v_e X_{\\mathrm{col}(e)}` with the kernels of ``impl`` (inputs validated)."""
     if reduce in ("sum", "add"):
         return spmm_sum(csr, x, impl, x.dtype)

@@ -1,24 +1,59 @@
-"""Which implementation runs a kernel: ``"torch"`` or ``"triton"``, chosen per call.
+"""The backends of :mod:`gseq.ops`: what one provides (:class:`Backend`) and which one runs a call.
 
-Order of precedence: the ``backend=`` argument of an op (when not ``"auto"``), then
-:func:`set_backend` / :func:`use_backend`, then the environment variable ``GSEQ_OPS_BACKEND``
-(``auto``, ``torch`` or ``triton``; read at each call), then ``"auto"``: CUDA tensors run the Triton
-kernels when Triton is importable, everything else runs torch.
+A backend is a module of kernels, :mod:`gseq.ops._torch` or :mod:`gseq.ops._triton`, with the
+functions of :class:`Backend`. Which one runs: the ``backend=`` argument of an op (when not
+``"auto"``), then :func:`set_backend` / :func:`use_backend`, then the environment variable
+``GSEQ_OPS_BACKEND`` (``auto``, ``torch`` or ``triton``; read at each call), then ``"auto"``: CUDA
+tensors run the Triton kernels when Triton is importable, everything else runs torch.
 """
 
 from __future__ import annotations
 
 import os
 from contextlib import contextmanager
-from types import ModuleType
-from typing import Iterator
+from typing import Iterator, Protocol
 
 import torch
+from torch import Tensor
 
 from . import _torch
 from . import _triton
+from .csr import CSR
 
-__all__ = ["BACKENDS", "ENV_VAR", "TRITON_AVAILABLE", "get_backend", "set_backend", "use_backend", "resolve"]
+__all__ = ["Backend", "BACKENDS", "ENV_VAR", "TRITON_AVAILABLE", "get_backend", "set_backend", "use_backend",
+           "resolve"]
+
+
+class Backend(Protocol):
+    r"""The kernels a backend module provides (:mod:`gseq.ops._torch`, :mod:`gseq.ops._triton`).
+
+    Each takes arrays that :mod:`gseq.ops` has validated and returns plain tensors: no autograd
+    (:mod:`gseq.ops._autograd` wires forward and backward), no ``[nnz, F]`` tensor for the whole
+    matrix. ``values`` is a CSR's values or ``None`` (all ones), possibly of another floating dtype than
+    the dense operands; sums accumulate in float32 (float64 when an input is float64). ``arg`` holds,
+    for each output ``(i, f)`` of a max/min, the entry that attained it, ``nnz`` for an empty row.
+    """
+
+    def spmm_sum(self, csr: CSR, values: Tensor | None, x: Tensor, dtype: torch.dtype | None = None) -> Tensor:
+        r""":math:`Y_i = \sum_{e \in \mathrm{row}(i)} v_e X_{\mathrm{col}(e)}` ``[M, F]`` as ``dtype``
+        (default: ``x.dtype``); an empty row gives 0."""
+
+    def sddmm(self, csr: CSR, a: Tensor, b: Tensor, dtype: torch.dtype | None = None) -> Tensor:
+        r""":math:`g_e = \langle a_{\mathrm{row}(e)}, b_{\mathrm{col}(e)} \rangle` ``[nnz]`` as ``dtype``
+        (default: ``a.dtype``)."""
+
+    def spmm_arg(self, csr: CSR, values: Tensor | None, x: Tensor, reduce: str) -> tuple[Tensor, Tensor]:
+        r"""``(out, arg)``, both ``[M, F]``: the max (``reduce="max"``) or min over each row of
+        :math:`v_e X_{\mathrm{col}(e)}` (0 for an empty row, NaN propagates) and its first attaining entry."""
+
+    def spmm_arg_backward_x(self, csr: CSR, values: Tensor | None, grad: Tensor, arg: Tensor, n: int) -> Tensor:
+        """The gradient of :meth:`spmm_arg` with respect to ``x`` (``n`` rows): ``grad`` goes to the
+        column of each ``arg`` entry, scaled by its value."""
+
+    def sddmm_arg(self, csr: CSR, grad: Tensor, x: Tensor, arg: Tensor) -> Tensor:
+        """The gradient of :meth:`spmm_arg` with respect to the values, ``[nnz]``: entry ``e`` sums
+        ``grad[row(e), f] * x[col(e), f]`` over the features ``f`` whose ``arg`` is ``e``."""
+
 
 BACKENDS = ("auto", "torch", "triton")
 ENV_VAR = "GSEQ_OPS_BACKEND"
@@ -60,8 +95,8 @@ def use_backend(name: str | None) -> Iterator[None]:
         _forced = before
 
 
-def resolve(backend: str, device: torch.device) -> ModuleType:
-    """The implementation module for an op on ``device`` (raises a clear error if it cannot run)."""
+def resolve(backend: str, device: torch.device) -> Backend:
+    """The backend module for an op on ``device`` (raises a clear error if it cannot run)."""
     name = _check(backend, "backend")
     if name == "auto":
         name = get_backend()

@@ -29,22 +29,30 @@ def _chunk(nnz: int, width: int) -> int:
     return max(1, CHUNK_ELEMS // max(width, 1)) if nnz else 1
 
 
-def _sparse_csr(csr: CSR, values: Tensor | None, dtype: torch.dtype) -> Tensor:
-    """``csr`` as a ``torch.sparse_csr_tensor`` (int32 indices when they fit; cached when unweighted)."""
-    def index_arrays():
+def _index_arrays(csr: CSR) -> tuple[Tensor, Tensor]:
+    """``(crow, col)``: the row pointers and columns of ``csr`` as int32 when they fit (cached)."""
+    def build():
         small = csr.nnz < 2**31 - 1 and csr.num_cols < 2**31 - 1
         idt = torch.int32 if small else torch.int64
         return csr.indptr.to(idt), csr.indices.to(idt)
+    return csr.cached("torch_index", build)
 
-    def build(vals: Tensor) -> Tensor:
-        crow, col = csr.cached("torch_index", index_arrays)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # "sparse CSR support is in beta"
-            return torch.sparse_csr_tensor(crow, col, vals.detach(), csr.shape, dtype=dtype,
-                                           device=csr.device, check_invariants=False)
+
+def _sparse_csr(csr: CSR, values: Tensor, dtype: torch.dtype | None = None) -> Tensor:
+    """A ``torch.sparse_csr_tensor`` with the structure of ``csr`` and ``values`` (detached)."""
+    crow, col = _index_arrays(csr)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # "sparse CSR support is in beta"
+        return torch.sparse_csr_tensor(crow, col, values.detach(), csr.shape, dtype=dtype,
+                                       device=csr.device, check_invariants=False)
+
+
+def _matrix(csr: CSR, values: Tensor | None, dtype: torch.dtype) -> Tensor:
+    """``csr`` as a ``torch.sparse_csr_tensor`` of ``dtype`` (cached when unweighted)."""
     if values is None:
-        return csr.cached(f"torch_csr:{dtype}", lambda: build(torch.ones(csr.nnz, dtype=dtype, device=csr.device)))
-    return build(values)
+        return csr.cached(f"torch_csr:{dtype}",
+                          lambda: _sparse_csr(csr, torch.ones(csr.nnz, dtype=dtype, device=csr.device)))
+    return _sparse_csr(csr, values, dtype)
 
 
 def _compute_dtype(*dtypes: torch.dtype) -> torch.dtype:
@@ -65,7 +73,7 @@ def spmm_sum(csr: CSR, values: Tensor | None, x: Tensor, dtype: torch.dtype | No
     c = _compute_dtype(x.dtype, *(() if values is None else (values.dtype,)))
     if x.dtype != c or (values is not None and values.dtype != c):
         return spmm_sum(csr, None if values is None else values.to(c), x.to(c)).to(dtype)
-    a = _sparse_csr(csr, values, x.dtype)
+    a = _matrix(csr, values, x.dtype)
     if x.device.type != "cpu":
         return torch.sparse.mm(a, x).to(dtype)
     out = x.new_empty(m, f)
@@ -89,14 +97,10 @@ def sddmm(csr: CSR, a: Tensor, b: Tensor, dtype: torch.dtype | None = None) -> T
     if csr.nnz > csr.num_rows * csr.num_cols:
         # torch.sparse.sampled_addmm rejects more entries than the dense matrix has cells (duplicates)
         return _sddmm_chunked(csr, a, b).to(dtype)
-    mask = _sparse_csr(csr, None, a.dtype)
+    mask = _matrix(csr, None, a.dtype)
     if a.device.type != "cpu":
         return torch.sparse.sampled_addmm(mask, a.contiguous(), b.t(), beta=0.0, alpha=1.0).values().to(dtype)
-    values = a.new_empty(csr.nnz)
-    crow, col = csr.cached("torch_index", None)  # built with the mask above
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        out = torch.sparse_csr_tensor(crow, col, values, csr.shape, check_invariants=False)
+    out = _sparse_csr(csr, a.new_empty(csr.nnz))
     # beta=0 ignores the input's values; writing into `out` skips a copy of the result
     torch.sparse.sampled_addmm(mask, a.contiguous(), b.t(), beta=0.0, alpha=1.0, out=out)
     return out.values().to(dtype)

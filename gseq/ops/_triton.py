@@ -37,16 +37,21 @@ except ImportError as exc:  # pragma: no cover - depends on the installation
     triton = tl = None
     AVAILABLE, IMPORT_ERROR = False, exc
 
-__all__ = ["AVAILABLE", "INTERPRET", "CHUNK", "spmm_sum", "sddmm", "spmm_arg", "spmm_arg_backward_x", "sddmm_arg"]
+__all__ = ["AVAILABLE", "INTERPRET", "CHUNK", "REDUCE_SUM", "REDUCE_MAX", "REDUCE_MIN", "spmm_sum", "sddmm", "spmm_arg", "spmm_arg_backward_x", "sddmm_arg"]
 
 #: whether Triton's interpreter was on when this module was imported (kernels then run on CPU tensors)
 INTERPRET = os.environ.get("TRITON_INTERPRET", "0") == "1"
 #: most entries one program reduces; longer rows are split and their partials combined in order
 CHUNK = 256
 
-_SUM, _MAX, _MIN = 0, 1, 2
+#: the ``REDUCE`` argument of the chunk and combine kernels: which reduction a launch computes (min runs as
+#: ``-max(-x)``). The Python side passes these ints; the kernels compare with their ``tl.constexpr`` twins.
+REDUCE_SUM, REDUCE_MAX, REDUCE_MIN = 0, 1, 2
 
 if AVAILABLE:
+    # the same numbers as constexpr globals, the only kind of global a @triton.jit function may read
+    _SUM: tl.constexpr = tl.constexpr(REDUCE_SUM)
+    _MIN: tl.constexpr = tl.constexpr(REDUCE_MIN)
 
     @triton.jit
     def _spmm_chunk_kernel(x_ptr, val_ptr, col_ptr, eid_ptr, arg_ptr,
@@ -62,7 +67,7 @@ if AVAILABLE:
         start = tl.load(cstart_ptr + c)
         end = tl.load(cend_ptr + c)
         slot = tl.load(cslot_ptr + c)
-        if REDUCE == 0:
+        if REDUCE == _SUM:
             acc = tl.zeros([BLOCK_F], dtype=ACC)
         else:
             acc = tl.full([BLOCK_F], float("-inf"), ACC)
@@ -80,10 +85,10 @@ if AVAILABLE:
                 eid = tl.load(eid_ptr + e, mask=em, other=-1)
                 a = tl.load(arg_ptr + col[:, None] * sa0 + f[None, :], mask=m2, other=-1)
                 xv = tl.where(a == eid[:, None], xv, 0.0)
-            if REDUCE == 0:
+            if REDUCE == _SUM:
                 acc += tl.sum(xv, axis=0)
             else:
-                if REDUCE == 2:
+                if REDUCE == _MIN:
                     xv = -xv  # min(x) = -max(-x)
                 num = m2 & (xv == xv)  # valid and not NaN
                 tnan = tl.min(tl.where(m2 & (xv != xv), e[:, None], NNZ), axis=0)  # the tile's first NaN
@@ -102,10 +107,10 @@ if AVAILABLE:
         split = fm & (slots >= 0)
         pslot = tl.maximum(slots, 0)
         tl.store(part_ptr + pslot * F + f, acc, mask=split)
-        if REDUCE != 0:
+        if REDUCE != _SUM:
             tl.store(parg_ptr + pslot * F + f, arg, mask=split)
             empty = arg == NNZ
-            if REDUCE == 2:
+            if REDUCE == _MIN:
                 acc = -acc
             acc = tl.where(empty, 0.0, acc)
             tl.store(oarg_ptr + row * F + f, arg, mask=direct)
@@ -121,22 +126,22 @@ if AVAILABLE:
         fm = (f < F) & (rows >= 0)
         p0 = tl.load(sptr_ptr + r)
         p1 = tl.load(sptr_ptr + r + 1)
-        if REDUCE == 0:
+        if REDUCE == _SUM:
             acc = tl.zeros([BLOCK_F], dtype=ACC)
         else:
             acc = tl.full([BLOCK_F], float("-inf"), ACC)
         arg = tl.zeros([BLOCK_F], dtype=tl.int64) + NNZ
         for p in range(p0, p1):  # partials in chunk order: a fixed summation order
             v = tl.load(part_ptr + p * F + f, mask=fm, other=0.0)
-            if REDUCE == 0:
+            if REDUCE == _SUM:
                 acc += v
             else:
                 a = tl.load(parg_ptr + p * F + f, mask=fm, other=NNZ)
                 upd = (a < NNZ) & (acc == acc) & ((v != v) | (v > acc) | (arg == NNZ))  # NaN wins, then >
                 arg = tl.where(upd, a, arg)
                 acc = tl.where(upd, v, acc)
-        if REDUCE != 0:
-            if REDUCE == 2:
+        if REDUCE != _SUM:
+            if REDUCE == _MIN:
                 acc = -acc
             acc = tl.where(arg == NNZ, 0.0, acc)
             tl.store(oarg_ptr + row * F + f, arg, mask=fm)
@@ -219,28 +224,30 @@ def _on_device(t: Tensor):
 
 def _run_rows(csr, values, x: Tensor, reduce: int, *, masked=None, dtype: torch.dtype | None = None
               ) -> tuple[Tensor, Tensor | None]:
-    """One pass of the chunk kernel (+ the combine kernel for split rows) over the rows of ``csr``."""
+    """One pass of the chunk kernel (+ the combine kernel for split rows) over the rows of ``csr``;
+    ``reduce`` is :data:`REDUCE_SUM`, :data:`REDUCE_MAX` or :data:`REDUCE_MIN` (the extremes return ``arg``)."""
     m, f, nnz = csr.num_rows, x.size(1), csr.nnz
+    extreme = reduce != REDUCE_SUM
     out = torch.empty(m, f, dtype=dtype or x.dtype, device=x.device)
-    arg = torch.empty(m, f, dtype=torch.long, device=x.device) if reduce else None
+    arg = torch.empty(m, f, dtype=torch.long, device=x.device) if extreme else None
     crow, cstart, cend, cslot, srow, sptr, nslots = _work(csr, CHUNK)
     acc_t = _acc_torch(x.dtype)
     part = torch.empty(max(nslots, 1), f, dtype=acc_t, device=x.device)
-    parg = torch.empty(max(nslots, 1), f, dtype=torch.long, device=x.device) if reduce else part
+    parg = torch.empty(max(nslots, 1), f, dtype=torch.long, device=x.device) if extreme else part
     block_e, block_f = _blocks(f)
     eid, marg = masked if masked is not None else (csr.indices, csr.indices)
     grid = (crow.numel(), triton.cdiv(f, block_f))
     with _on_device(x):
         _spmm_chunk_kernel[grid](
             x, values if values is not None else x, csr.indices, eid, marg,
-            crow, cstart, cend, cslot, out, arg if reduce else out, part, parg,
+            crow, cstart, cend, cslot, out, arg if extreme else out, part, parg,
             f, nnz, x.stride(0), x.stride(1), out.stride(0),
             marg.stride(0) if masked is not None else 0,
             HAS_VAL=values is not None, REDUCE=reduce, MASKED=masked is not None, ACC=_acc(x.dtype),
             BLOCK_E=block_e, BLOCK_F=block_f)
         if srow.numel():
             _combine_kernel[(srow.numel(), triton.cdiv(f, block_f))](
-                part, parg, srow, sptr, out, arg if reduce else out, f, nnz, out.stride(0),
+                part, parg, srow, sptr, out, arg if extreme else out, f, nnz, out.stride(0),
                 REDUCE=reduce, ACC=_acc(x.dtype), BLOCK_F=block_f)
     return out, arg
 
@@ -250,7 +257,7 @@ def spmm_sum(csr, values: Tensor | None, x: Tensor, dtype: torch.dtype | None = 
     for float64 ``x``) and written as ``dtype`` (default: ``x.dtype``)."""
     if csr.num_rows == 0 or x.size(1) == 0 or csr.nnz == 0:
         return x.new_zeros(csr.num_rows, x.size(1), dtype=dtype or x.dtype)
-    return _run_rows(csr, values, x, _SUM, dtype=dtype)[0]
+    return _run_rows(csr, values, x, REDUCE_SUM, dtype=dtype)[0]
 
 
 def spmm_arg(csr, values: Tensor | None, x: Tensor, reduce: str) -> tuple[Tensor, Tensor]:
@@ -261,7 +268,7 @@ def spmm_arg(csr, values: Tensor | None, x: Tensor, reduce: str) -> tuple[Tensor
     m, f = csr.num_rows, x.size(1)
     if m == 0 or f == 0 or csr.nnz == 0:
         return x.new_zeros(m, f), torch.full((m, f), csr.nnz, dtype=torch.long, device=x.device)
-    return _run_rows(csr, values, x, _MAX if reduce == "max" else _MIN)
+    return _run_rows(csr, values, x, REDUCE_MAX if reduce == "max" else REDUCE_MIN)
 
 
 def spmm_arg_backward_x(csr, values: Tensor | None, grad: Tensor, arg: Tensor, n: int) -> Tensor:
@@ -276,7 +283,7 @@ def spmm_arg_backward_x(csr, values: Tensor | None, grad: Tensor, arg: Tensor, n
     perm = csr.transpose_structure()[2]
     values_t = None if values is None else values.index_select(0, perm)
     arg = arg.contiguous()
-    return _run_rows(t, values_t, grad, _SUM, masked=(perm, arg))[0]
+    return _run_rows(t, values_t, grad, REDUCE_SUM, masked=(perm, arg))[0]
 
 
 def _sddmm(csr, a: Tensor, b: Tensor, arg: Tensor | None, dtype: torch.dtype | None = None) -> Tensor:

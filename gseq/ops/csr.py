@@ -14,9 +14,20 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from ._checks import DTYPES
+
 __all__ = ["CSR"]
 
-_FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
+
+def _check_range(t: Tensor, high: int, name: str, bound: str, fix: str) -> None:
+    """``0 <= t < high`` read on the host (building a CSR reads its arrays once); ``bound`` says the
+    upper bound in words for the error message, ``fix`` what to do."""
+    if t.numel() > 0:
+        lo, hi = int(t.min()), int(t.max())
+        if lo < 0:
+            raise ValueError(f"{name} must be non-negative, found {lo}")
+        if hi >= high:
+            raise ValueError(f"{name} must be {bound}, found {hi}; {fix}")
 
 
 def _as_index(t: Any, name: str) -> Tensor:
@@ -95,12 +106,7 @@ class CSR:
             raise ValueError(f"indptr[-1] must equal nnz = len(indices) = {nnz}, got {int(indptr[-1])}")
         if m > 0 and bool((indptr[1:] < indptr[:-1]).any()):
             raise ValueError("indptr must be non-decreasing (monotone row pointers); sort entries by row")
-        if nnz > 0:
-            lo, hi = int(indices.min()), int(indices.max())
-            if lo < 0:
-                raise ValueError(f"indices must be non-negative, found {lo}")
-            if hi >= n:
-                raise ValueError(f"indices must be < N = {n} (number of columns), found {hi}; pass a larger shape")
+        _check_range(indices, n, "indices", f"< N = {n} (number of columns)", "pass a larger shape")
         return m, n
 
     @staticmethod
@@ -109,7 +115,7 @@ class CSR:
             return None
         if not isinstance(values, Tensor):
             raise TypeError(f"values must be a floating torch.Tensor or None, got {type(values).__name__}")
-        if values.dtype not in _FLOAT_DTYPES:
+        if values.dtype not in DTYPES:
             raise TypeError(f"values must be floating (float32 or float64), got {values.dtype}; convert with .float()")
         if values.dim() != 1 or values.numel() != nnz:
             raise ValueError(f"values must have shape [nnz] = [{nnz}], got {tuple(values.shape)}")
@@ -128,7 +134,7 @@ class CSR:
     # ------------------------------------------------------------------ construction
     @classmethod
     def from_edge_index(cls, edge_index: Tensor, edge_weight: Tensor | None = None,
-                        num_nodes: int | None = None) -> "CSR":
+                        num_nodes: int | None = None, *, check: bool = True) -> "CSR":
         r"""The adjacency matrix of ``edge_index`` for PyG's ``source_to_target`` flow.
 
         Row :math:`i` holds the edges :math:`j \to i` (``edge_index[1] == i``), in column
@@ -141,27 +147,14 @@ class CSR:
                 differentiably. (default: ``None``: unweighted)
             num_nodes (int, optional): number of nodes; ``max(edge_index) + 1`` by default.
                 (default: ``None``)
+            check (bool, keyword-only): validate the inputs (one pass over ``edge_index``). Pass
+                ``False`` only for edges already validated. (default: ``True``)
         """
-        if not isinstance(edge_index, Tensor):
-            raise TypeError(f"edge_index must be a torch.Tensor, got {type(edge_index).__name__}")
-        if edge_index.dtype.is_floating_point or edge_index.dtype.is_complex or edge_index.dtype == torch.bool:
-            raise TypeError(f"edge_index must have an integer dtype, got {edge_index.dtype}; convert with .long()")
-        if edge_index.dim() != 2 or edge_index.size(0) != 2:
-            raise ValueError(f"edge_index must have shape [2, E], got {tuple(edge_index.shape)}")
+        if check:
+            edge_weight, num_nodes = cls._check_edges(edge_index, edge_weight, num_nodes)
+        elif num_nodes is None:
+            num_nodes = int(edge_index.max()) + 1 if edge_index.numel() > 0 else 0
         edge_index = edge_index.long()
-        num_edges = edge_index.size(1)
-        if num_nodes is None:
-            num_nodes = int(edge_index.max()) + 1 if num_edges > 0 else 0
-        if not isinstance(num_nodes, int) or isinstance(num_nodes, bool) or num_nodes < 0:
-            raise TypeError(f"num_nodes must be a non-negative int, got {num_nodes!r}")
-        if num_edges > 0:
-            lo, hi = int(edge_index.min()), int(edge_index.max())
-            if lo < 0:
-                raise ValueError(f"edge_index must be non-negative, found {lo}")
-            if hi >= num_nodes:
-                raise ValueError(f"edge_index must be < num_nodes = {num_nodes}, found {hi}; pass a larger num_nodes")
-        if edge_weight is not None:
-            edge_weight = cls._check_values(edge_weight, num_edges, edge_index.device)
         src, dst = edge_index[0], edge_index[1]
         _, perm = torch.sort(dst * max(num_nodes, 1) + src, stable=True)
         indices = src.index_select(0, perm)
@@ -170,6 +163,26 @@ class CSR:
         torch.cumsum(counts, 0, out=indptr[1:])
         values = None if edge_weight is None else edge_weight.index_select(0, perm)
         return cls(indptr, indices, values, (num_nodes, num_nodes), check=False)
+
+    @classmethod
+    def _check_edges(cls, edge_index: Any, edge_weight: Any, num_nodes: Any) -> tuple[Tensor | None, int]:
+        """The checks of :meth:`from_edge_index`; returns ``edge_weight`` and ``num_nodes`` (from the edges
+        when None)."""
+        if not isinstance(edge_index, Tensor):
+            raise TypeError(f"edge_index must be a torch.Tensor, got {type(edge_index).__name__}")
+        if edge_index.dtype.is_floating_point or edge_index.dtype.is_complex or edge_index.dtype == torch.bool:
+            raise TypeError(f"edge_index must have an integer dtype, got {edge_index.dtype}; convert with .long()")
+        if edge_index.dim() != 2 or edge_index.size(0) != 2:
+            raise ValueError(f"edge_index must have shape [2, E], got {tuple(edge_index.shape)}")
+        num_edges = edge_index.size(1)
+        if num_nodes is None:
+            num_nodes = int(edge_index.max()) + 1 if num_edges > 0 else 0
+        if not isinstance(num_nodes, int) or isinstance(num_nodes, bool) or num_nodes < 0:
+            raise TypeError(f"num_nodes must be a non-negative int, got {num_nodes!r}")
+        _check_range(edge_index, num_nodes, "edge_index", f"< num_nodes = {num_nodes}", "pass a larger num_nodes")
+        if edge_weight is not None:
+            edge_weight = cls._check_values(edge_weight, num_edges, edge_index.device)
+        return edge_weight, num_nodes
 
     def with_values(self, values: Tensor | None) -> "CSR":
         """The same structure (sharing its cached structure arrays) with new ``values`` (or ``None``)."""

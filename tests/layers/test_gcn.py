@@ -167,11 +167,9 @@ def test_learned_weight_starts_at_one_and_gets_a_gradient():
     assert ours.raw_self_loop_weight.grad is not None and ours.raw_self_loop_weight.grad.abs() > 0
 
 
-@pytest.mark.parametrize("normalize", [True, "both"])
-@pytest.mark.parametrize("weight_grad", [True, False], ids=["edge-weight-grad", "fused-path"])
-def test_gradcheck_float64(normalize, weight_grad):
+def assert_gradcheck(layer, weight_grad):
+    """float64 gradcheck of a layer with a learned loop weight in x, the edge weights and that weight."""
     x, edge_index, weight = random_graph(4, n=7, e=14, loops=2, isolated=1, dtype=torch.float64)
-    layer = GCN(5, 2, self_loop_weight="learn", normalize=normalize).double()
     x.requires_grad_(True)
     weight.requires_grad_(weight_grad)
 
@@ -183,8 +181,15 @@ def test_gradcheck_float64(normalize, weight_grad):
     assert torch.autograd.gradcheck(g, (x, weight, raw_value))
 
 
-def test_fused_path_equals_the_composition():
-    """Edge weights without a gradient take the one-node path; with one, plain autograd: same numbers."""
+@pytest.mark.parametrize("normalize", [True, "both"])
+@pytest.mark.parametrize("weight_grad", [True, False], ids=["edge-weight-grad", "scaled-spmm-path"])
+def test_gradcheck_float64(normalize, weight_grad):
+    assert_gradcheck(GCN(5, 2, self_loop_weight="learn", normalize=normalize).double(), weight_grad)
+
+
+def test_scaled_spmm_path_equals_plain_autograd():
+    """Edge weights without a gradient take the one-node path (scaled_spmm); with one, plain autograd: same
+    numbers."""
     x, edge_index, weight = random_graph(6, dtype=torch.float64)
     layer = GCN(5, 3, self_loop_weight="learn").double()
     grads = []
@@ -311,18 +316,10 @@ def test_flow_reverses_the_edges():
 
 
 @pytest.mark.parametrize("aggr", ["mean", "max", "min"])
-@pytest.mark.parametrize("weight_grad", [True, False], ids=["edge-weight-grad", "fused-path"])
+@pytest.mark.parametrize("weight_grad", [True, False], ids=["edge-weight-grad", "scaled-spmm-path"])
 def test_gradcheck_float64_aggregations(aggr, weight_grad):
-    x, edge_index, weight = random_graph(4, n=7, e=14, loops=2, isolated=1, dtype=torch.float64)
     layer = GCN(5, 2, self_loop_weight="learn", normalize="both", aggr=aggr, flow="target_to_source").double()
-    x.requires_grad_(True)
-    weight.requires_grad_(weight_grad)
-
-    def g(x, weight, raw_value):
-        return torch.func.functional_call(layer, {"raw_self_loop_weight": raw_value}, (x, edge_index, weight))
-
-    raw_value = torch.tensor(0.3, dtype=torch.float64, requires_grad=True)
-    assert torch.autograd.gradcheck(g, (x, weight, raw_value))
+    assert_gradcheck(layer, weight_grad)
 
 
 @pytest.mark.parametrize(

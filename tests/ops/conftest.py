@@ -31,6 +31,14 @@ if CUDA:
     TRITON_DEVICES += ["cuda"]
 
 
+@pytest.fixture
+def device():
+    """Parametrised directly by :func:`pytest_generate_tests` (as a string); this definition hides the
+    session-wide, parametrised ``device`` fixture of ``tests/conftest.py``, which would parametrise the
+    ops tests a second time (``duplicate parametrization of 'device'`` when ``tests/ops`` runs alone)."""
+    raise RuntimeError("device is parametrised by tests/ops/conftest.py's pytest_generate_tests")
+
+
 def pytest_generate_tests(metafunc):
     names = metafunc.fixturenames
     if "backend" in names and "device" in names:

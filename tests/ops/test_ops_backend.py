@@ -54,3 +54,16 @@ def test_flag_matches_import():
     import importlib.util
 
     assert ops.TRITON_AVAILABLE == (importlib.util.find_spec("triton") is not None)
+
+
+@pytest.mark.parametrize("module", [_torch, _triton], ids=["torch", "triton"])
+def test_each_backend_module_provides_the_backend_protocol(module):
+    """Every function of the Backend protocol exists in the module with the protocol's parameters."""
+    import inspect
+
+    members = [name for name, fn in vars(_backend.Backend).items() if inspect.isfunction(fn) and name[0] != "_"]
+    assert sorted(members) == ["sddmm", "sddmm_arg", "spmm_arg", "spmm_arg_backward_x", "spmm_sum"]
+    for name in members:
+        want = list(inspect.signature(getattr(_backend.Backend, name)).parameters.values())[1:]  # without self
+        got = list(inspect.signature(getattr(module, name)).parameters.values())
+        assert [(p.name, p.kind, p.default) for p in got] == [(p.name, p.kind, p.default) for p in want], name

@@ -33,6 +33,22 @@ def test_from_edge_index_is_source_to_target():
     torch.testing.assert_close(spmm(csr, x), want @ x)
 
 
+def test_from_edge_index_unchecked_builds_the_same_csr():
+    """check=False (edges validated by the caller, as gcn_graph does) skips the checks, not the work."""
+    ei = torch.tensor([[0, 1, 1, 2, 3, 3, 0, 2], [1, 0, 2, 1, 1, 1, 3, 2]], dtype=torch.int32)
+    w = torch.arange(1.0, 9.0)
+    for weight, num_nodes in ((w, 5), (None, None)):
+        checked = CSR.from_edge_index(ei, weight, num_nodes)
+        unchecked = CSR.from_edge_index(ei, weight, num_nodes, check=False)
+        assert unchecked.shape == checked.shape
+        assert torch.equal(unchecked.indptr, checked.indptr) and torch.equal(unchecked.indices, checked.indices)
+        assert (unchecked.values is None) == (weight is None)
+        if weight is not None:
+            assert torch.equal(unchecked.values, checked.values)
+    with pytest.raises(ValueError, match="edge_index must be < num_nodes = 3"):
+        CSR.from_edge_index(ei, num_nodes=3)
+
+
 def test_from_edge_index_defaults_and_unweighted():
     ei = torch.tensor([[0, 2], [1, 2]], dtype=torch.int32)
     csr = CSR.from_edge_index(ei)

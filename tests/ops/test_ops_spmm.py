@@ -62,7 +62,7 @@ def test_gradgradcheck_float64(backend, device, reduce):
     assert torch.autograd.gradgradcheck(f, (v, x), fast_mode=fast)
     unweighted = CSR(csr.indptr, csr.indices, None, csr.shape)
     assert torch.autograd.gradgradcheck(lambda x: spmm(unweighted, x, reduce, backend=backend), (x,), fast_mode=fast)
-    # the case that was silently 0: d/dx of the edge-value gradient of a plain sum
+    # d/dx of the edge-value gradient of a plain sum (a silent 0 if the SDDMM backward were not differentiable)
     gv = torch.autograd.grad(f(v, x).sum(), v, create_graph=True)[0]
     (hx,) = torch.autograd.grad(gv.pow(2).sum(), x)
     x2, v2 = x.detach().requires_grad_(), v.detach().requires_grad_()

@@ -33,23 +33,26 @@ def compile_one(fn, sig, consts, name):
         print("FAIL", name); traceback.print_exc(limit=3)
 
 # every constexpr branch at least once per dtype (the block shapes alternate between dtypes)
-CHUNK_CASES = [(0, False, False), (0, True, True), (1, True, False), (2, False, False)]  # REDUCE, HAS_VAL, MASKED
+CHUNK_CASES = [(K.REDUCE_SUM, False, False), (K.REDUCE_SUM, True, True), (K.REDUCE_MAX, True, False),
+               (K.REDUCE_MIN, False, False)]  # REDUCE, HAS_VAL, MASKED
 for dt, ptr, acc, accp, (be, bf) in (("fp32", "*fp32", tl.float32, "*fp32", (16, 128)),
                                      ("fp64", "*fp64", tl.float64, "*fp64", (32, 16)),
                                      ("fp16", "*fp16", tl.float32, "*fp32", (32, 32))):
     for reduce, has_val, masked in CHUNK_CASES:
+        extreme = reduce != K.REDUCE_SUM  # max/min write arg arrays
         sig = {"x_ptr": ptr, "val_ptr": ptr, "col_ptr": "*i64", "eid_ptr": "*i64", "arg_ptr": "*i64",
                "crow_ptr": "*i64", "cstart_ptr": "*i64", "cend_ptr": "*i64", "cslot_ptr": "*i64",
-               "out_ptr": ptr, "oarg_ptr": "*i64" if reduce else ptr, "part_ptr": accp,
-               "parg_ptr": "*i64" if reduce else accp,
+               "out_ptr": ptr, "oarg_ptr": "*i64" if extreme else ptr, "part_ptr": accp,
+               "parg_ptr": "*i64" if extreme else accp,
                "F": "i32", "NNZ": "i32", "sx0": "i32", "sx1": "i32", "so0": "i32", "sa0": "i32",
                "HAS_VAL": "constexpr", "REDUCE": "constexpr", "MASKED": "constexpr", "ACC": "constexpr",
                "BLOCK_E": "constexpr", "BLOCK_F": "constexpr"}
         consts = {"HAS_VAL": has_val, "REDUCE": reduce, "MASKED": masked, "ACC": acc, "BLOCK_E": be, "BLOCK_F": bf}
         compile_one(K._spmm_chunk_kernel, sig, consts, f"chunk {dt} reduce={reduce} val={has_val} masked={masked}")
-    for reduce in (0, 2):
-        sig = {"part_ptr": accp, "parg_ptr": "*i64" if reduce else accp, "srow_ptr": "*i64", "sptr_ptr": "*i64",
-               "out_ptr": ptr, "oarg_ptr": "*i64" if reduce else ptr, "F": "i32", "NNZ": "i32", "so0": "i32",
+    for reduce in (K.REDUCE_SUM, K.REDUCE_MIN):
+        extreme = reduce != K.REDUCE_SUM
+        sig = {"part_ptr": accp, "parg_ptr": "*i64" if extreme else accp, "srow_ptr": "*i64", "sptr_ptr": "*i64",
+               "out_ptr": ptr, "oarg_ptr": "*i64" if extreme else ptr, "F": "i32", "NNZ": "i32", "so0": "i32",
                "REDUCE": "constexpr", "ACC": "constexpr", "BLOCK_F": "constexpr"}
         compile_one(K._combine_kernel, sig, {"REDUCE": reduce, "ACC": acc, "BLOCK_F": bf}, f"combine {dt} {reduce}")
     for masked in (False, True):
