@@ -46,9 +46,9 @@ def __getattr__(name: str) -> Any:  # PEP 562: the dtype tuples need torch, buil
 class WrongTypeError(TypeError, ValueError):
     """An argument of the wrong type, e.g. ``2.5`` where an integer belongs.
 
-    Both a ``TypeError`` (what Python raises for a wrong type) and a ``ValueError`` (what gseq raised for
-    every bad argument before this module existed), so ``except TypeError`` and ``except ValueError`` each
-    catch it.
+    Both a ``TypeError`` (Python's error for a wrong type) and a ``ValueError`` (gseq's error for a bad
+    argument), so code that catches either catches it: ``path_graph(3.0)`` and ``palindromes(4, 2.5)`` raise
+    the same error, whichever of the two a caller expects.
     """
 
 
