@@ -109,6 +109,17 @@ def _cell_order(cell: str):
     return (list(_CELL_COLOURS).index(cell) if cell in _CELL_COLOURS else len(_CELL_COLOURS), cell)
 
 
+def _per_cell_figure(rows, empty: str):
+    """``(rows, cells, fig, ax)`` for a figure with one colour per recurrent cell: the rows (read from a
+    CSV when given a path; none is a ValueError ``"rows: <empty>"``), their cells in plotting order, and
+    a new figure."""
+    rows = read_rows(rows)
+    if not rows:
+        raise ValueError(f"rows: {empty}")
+    fig, ax = _pyplot().subplots(figsize=(6.4, 4.0))
+    return rows, sorted({str(r["cell"]) for r in rows}, key=_cell_order), fig, ax
+
+
 def plot_palindrome_sweep(
     rows: str | os.PathLike | Iterable[Mapping[str, Any]],
     *,
@@ -128,11 +139,7 @@ def plot_palindrome_sweep(
     """
     import numpy as np
 
-    rows = read_rows(rows)
-    if not rows:
-        raise ValueError("rows: no runs to plot")
-    fig, ax = _pyplot().subplots(figsize=(6.4, 4.0))
-    cells = sorted({str(r["cell"]) for r in rows}, key=_cell_order)
+    rows, cells, fig, ax = _per_cell_figure(rows, "no runs to plot")
     for k, cell in enumerate(cells):
         colour = _CELL_COLOURS.get(cell, f"C{k + 2}")
         runs = [r for r in rows if r["cell"] == cell]
@@ -173,12 +180,8 @@ def plot_grad_norms(
         path: where to save the figure (PNG); None only returns it.
         dpi: resolution of the saved figure. (default: ``100``)
     """
-    rows = read_rows(rows)
-    if not rows:
-        raise ValueError("rows: no gradient norms to plot")
-    fig, ax = _pyplot().subplots(figsize=(6.4, 4.0))
+    rows, cells, fig, ax = _per_cell_figure(rows, "no gradient norms to plot")
     styles = {"init": "--", "trained": "-"}
-    cells = sorted({str(r["cell"]) for r in rows}, key=_cell_order)
     for k, cell in enumerate(cells):
         for stage in sorted({str(r["stage"]) for r in rows if r["cell"] == cell}, key=lambda s: s != "init"):
             pts = sorted((float(r["t"]), float(r["grad_norm"])) for r in rows

@@ -71,7 +71,8 @@ def test_a_wheel_ships_cora_and_the_book_and_finds_them_installed(tmp_path):
 
 # ---------------------------------------------------------------------- imports run downwards, no cycles
 #: the import order, lowest first: a module imports from its own package, or from packages of its rank or lower
-RANKS = {"ops": 0, "io": 0, "layers": 1, "data": 2, "loader": 2, "models": 2, "train": 2, "plots": 2, "tasks": 3,
+#: (gseq.checks, the argument checks, imports nothing from gseq: every package may use it)
+RANKS = {"ops": 0, "io": 0, "checks": 0, "layers": 1, "data": 2, "loader": 2, "models": 2, "train": 2, "plots": 2, "tasks": 3,
          "analysis": 4, "cli": 5, "__main__": 5}
 #: imports between packages of one rank that are refused all the same: models are nn.Modules (no loop, no
 #: loader, no figures, no tasks); data knows no loop
@@ -148,7 +149,11 @@ def test_no_module_imports_upwards():
             if a != b and (RANKS[b] > RANKS[a] or b in REFUSED.get(a, ())):
                 upward.append(f"{src} -> {dst}")
     assert not upward, "imports run cli -> analysis -> tasks -> (train, models, loader, data, plots) -> layers " \
-                       "-> (ops, io); these do not:\n" + "\n".join(sorted(upward))
+                       "-> (ops, io, checks); these do not:\n" + "\n".join(sorted(upward))
+
+
+def test_the_checks_module_imports_nothing_from_gseq():
+    assert import_graph()["gseq.checks"] == set(), "gseq.checks sits below every package: it imports none of them"
 
 
 def test_no_import_cycles():

@@ -14,6 +14,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from ..checks import instance
+
 __all__ = ["hidden_grad_norms"]
 
 
@@ -39,8 +41,7 @@ def hidden_grad_norms(model, x: Tensor, y: Tensor) -> Tensor:
     """
     from ..models.sequence import SequenceClassifier
 
-    if not isinstance(model, SequenceClassifier):
-        raise TypeError(f"model: expected a gseq.models.SequenceClassifier, got {type(model).__name__}")
+    instance("model", model, SequenceClassifier, "a gseq.models.SequenceClassifier")
     if not isinstance(y, Tensor) or y.dim() != 1 or y.dtype != torch.long:
         raise ValueError("y: expected a LongTensor of class indices with shape [batch]")
     inputs = model.encode(x)
@@ -54,11 +55,11 @@ def hidden_grad_norms(model, x: Tensor, y: Tensor) -> Tensor:
         h = inputs.new_zeros(B, model.hidden_size)
         c = torch.zeros_like(h)
         hidden = []
-        for t in range(T):
+        for t in range(T):  # model.encode checked the inputs once: each step is the cell's equation alone
             if model.cell_type == "lstm":
-                h, c = cell(inputs[:, t], (h, c))
+                h, c = cell._step(inputs[:, t], h, c)
             else:
-                h = cell(inputs[:, t], h)
+                h = cell._step(inputs[:, t], h)
             hidden.append(h)
         loss = F.cross_entropy(model.readout(h), y, reduction="sum")
         grads = torch.autograd.grad(loss, hidden)

@@ -19,6 +19,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from ..checks import positive_int
 from ..io import write_csv, write_json
 
 __all__ = ["run_grid", "read_rows_typed", "default_jobs", "start_method"]
@@ -117,8 +118,7 @@ def run_grid(
     Returns:
         All rows, earlier and new, sorted by ``key``.
     """
-    if not isinstance(jobs, int) or jobs < 1:
-        raise ValueError(f"jobs: must be a positive integer, got {jobs!r}")
+    positive_int("jobs", jobs)
     path = Path(path)
     if settings is not None:
         _check_settings(Path(settings_path) if settings_path else path.with_suffix(".json"), settings)

@@ -21,6 +21,7 @@ from typing import Any
 import torch
 from torch_geometric.data import Data
 
+from ..checks import non_negative_float, positive_int
 from ..data.graphs import example_graph, hop_distances
 from .grid import run_grid
 from .receptive_field import influence, influence_by_hop, receptive_field
@@ -140,13 +141,12 @@ def depth_study(
         jobs: parallel processes. (default: ``1``)
         log: ``log(row, finished, total)`` after every run.
     """
-    for d in depths:
-        if not isinstance(d, int) or d < 1:
-            raise ValueError(f"depths: every depth must be an integer >= 1, got {d!r}")
+    for i, d in enumerate(depths):
+        positive_int(f"depths[{i}]", d)
     weights = []
-    for w in self_loop_weights:
-        if w != "learn" and not (isinstance(w, (int, float)) and w >= 0):
-            raise ValueError(f"self_loop_weights: expected numbers >= 0 or 'learn', got {w!r}")
+    for i, w in enumerate(self_loop_weights):
+        if w != "learn":
+            non_negative_float(f"self_loop_weights[{i}]", w, hint=" or 'learn'")
         weights.append("learn" if w == "learn" else f"{float(w):g}")
     spec = {"dataset": dataset, "root": root, "data": data, "epochs": epochs, "influence_nodes": influence_nodes}
     tasks = [(d, w, s) for d in depths for w in weights for s in range(seeds)]

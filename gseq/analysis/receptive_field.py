@@ -20,6 +20,7 @@ import torch
 from torch import Tensor, nn
 from torch_geometric.data import Data
 
+from ..checks import non_negative_int
 from ..data.graphs import hop_distances, node_index
 
 __all__ = ["receptive_field", "influence", "influence_by_hop"]
@@ -45,8 +46,7 @@ def receptive_field(data: Data, k: int, *, return_counts: bool = False) -> list[
         A list of ``N`` sorted LongTensors (the nodes within ``k`` hops of node ``i``, ``i`` itself
         included), or a LongTensor ``[N]`` of their sizes with ``return_counts=True``.
     """
-    if isinstance(k, bool) or not isinstance(k, int) or k < 0:
-        raise ValueError(f"k: expected an integer >= 0, got {k!r}")
+    non_negative_int("k", k)
     step = _adjacency(data)
     reach = sp.identity(data.num_nodes, dtype=bool, format="csr")
     for _ in range(k):

@@ -23,6 +23,7 @@ from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
+from ..checks import choice, positive_int
 from .grid import read_rows_typed, run_grid
 
 __all__ = ["palindrome_sweep", "parse_lengths", "read_sweep", "SWEEP_FIELDS", "SWEEP_DEFAULTS"]
@@ -116,16 +117,14 @@ def palindrome_sweep(out: str | os.PathLike, cells: Sequence[str] = ("rnn", "lst
     settings = {**SWEEP_DEFAULTS, **settings}
     cells = list(cells)
     for cell in cells:
-        if cell not in CELLS:
-            raise ValueError(f"cells: unknown cell {cell!r}; choose from {list(CELLS)}")
+        choice("cells", cell, CELLS)
     lengths = parse_lengths(lengths)
     seed_list = list(range(seeds)) if isinstance(seeds, int) else [int(s) for s in seeds]
     if not seed_list or (isinstance(seeds, int) and seeds < 1):
         raise ValueError(f"seeds: give a positive number of seeds or a list of seeds, got {seeds!r}")
     if jobs is None:
         jobs = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    if not isinstance(jobs, int) or jobs < 1:
-        raise ValueError(f"jobs: must be a positive integer, got {jobs!r}")
+    positive_int("jobs", jobs)
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)

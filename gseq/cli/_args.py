@@ -1,22 +1,25 @@
 """What every sub-command shares: the help formatter, argument types, and checks of ``--out``.
 
-Only the standard library is imported here, so ``gseq --help`` and argument errors never wait for torch.
-An argument type raises ``argparse.ArgumentTypeError``, which argparse reports as
-``gseq X: error: argument --flag: ...`` before anything runs.
+Only the standard library (and :mod:`gseq.checks`, which imports no torch) is imported here, so
+``gseq --help`` and argument errors never wait for torch. An argument type parses the text, checks the
+value with the :mod:`gseq.checks` helper the library itself uses, and raises
+``argparse.ArgumentTypeError``, which argparse reports as ``gseq X: error: argument --flag: ...`` before
+anything runs.
 """
 
 from __future__ import annotations
 
 import argparse
-import math
 import os
 import sys
 import tempfile
 from pathlib import Path
 
+from .. import checks
+
 __all__ = ["HelpFormatter", "RawHelpFormatter", "positive_int", "non_negative_int", "positive_float",
-           "non_negative_float", "finite_float", "learning_rate", "dropout", "top_p", "MAX_LR",
-           "add_device", "add_out_flags", "check_out", "announce", "physical_memory"]
+           "non_negative_float", "finite_float", "interval", "learning_rate", "dropout", "top_p", "MAX_LR",
+           "add_device", "add_out_flags", "check_resume_flags", "check_out", "announce", "physical_memory"]
 
 #: the largest learning rate the command line accepts (larger ones diverge at the first step)
 MAX_LR = 1e3
@@ -39,66 +42,53 @@ class RawHelpFormatter(argparse.RawDescriptionHelpFormatter, HelpFormatter):
 
 def _number(text: str, kind=float):
     try:
-        value = kind(text)
+        return kind(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected {'an integer' if kind is int else 'a number'}, got {text!r}") \
             from None
-    if kind is float and not math.isfinite(value):
-        raise argparse.ArgumentTypeError(f"must be a finite number, got {text!r}")
-    return value
+
+
+def _checked(check, text: str, kind=float, *args, **kwargs):
+    """``text`` parsed as ``kind`` and checked by ``check`` (a :mod:`gseq.checks` helper, which names no
+    argument here: argparse names the flag), its ValueError turned into argparse's error."""
+    value = _number(text, kind)
+    try:
+        return check("", value, *args, **kwargs)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
 
 
 def positive_int(text: str) -> int:
-    value = _number(text, int)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {text!r}")
-    return value
+    return _checked(checks.positive_int, text, int)
 
 
 def non_negative_int(text: str) -> int:
-    value = _number(text, int)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {text!r}")
-    return value
+    return _checked(checks.non_negative_int, text, int)
 
 
 def finite_float(text: str) -> float:
-    return _number(text)
+    return _checked(checks.finite_float, text)
 
 
 def positive_float(text: str) -> float:
-    value = _number(text)
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be > 0, got {text!r}")
-    return value
+    return _checked(checks.positive_float, text)
 
 
 def non_negative_float(text: str) -> float:
-    value = _number(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {text!r}")
-    return value
+    return _checked(checks.non_negative_float, text)
 
 
-def learning_rate(text: str) -> float:
-    value = _number(text)
-    if not 0 < value <= MAX_LR:
-        raise argparse.ArgumentTypeError(f"must lie in (0, {MAX_LR:g}], got {text!r}")
-    return value
+def interval(low: float, high: float, *, low_open: bool = False, high_open: bool = False):
+    """An argument type for a number between ``low`` and ``high`` (see :func:`gseq.checks.in_range`)."""
+    def number_in(text: str) -> float:
+        return _checked(checks.in_range, text, float, low, high, low_open=low_open, high_open=high_open)
+
+    return number_in
 
 
-def dropout(text: str) -> float:
-    value = _number(text)
-    if not 0 <= value < 1:
-        raise argparse.ArgumentTypeError(f"must lie in [0, 1), got {text!r}")
-    return value
-
-
-def top_p(text: str) -> float:
-    value = _number(text)
-    if not 0 < value <= 1:
-        raise argparse.ArgumentTypeError(f"must lie in (0, 1], got {text!r}")
-    return value
+learning_rate = interval(0, MAX_LR, low_open=True)
+dropout = interval(0, 1, high_open=True)
+top_p = interval(0, 1, low_open=True)
 
 
 def add_device(parser: argparse.ArgumentParser) -> None:
@@ -114,6 +104,18 @@ def add_out_flags(parser: argparse.ArgumentParser, *, resume: bool) -> None:
                             help="continue the run in --out from its checkpoint (same settings; more steps allowed)")
     parser.add_argument("--overwrite", action="store_true",
                         help="replace a finished or interrupted run in --out (refused without this flag)")
+
+
+def check_resume_flags(out: Path | None, resume: bool, overwrite: bool) -> None:
+    """``--resume`` and ``--overwrite`` (see :func:`add_out_flags`): not both, each with an ``--out``, and
+    ``--resume`` with a checkpoint there to continue."""
+    if resume and overwrite:
+        raise ValueError("--resume, --overwrite: choose one: --resume continues the run in --out, --overwrite "
+                         "replaces it")
+    if (resume or overwrite) and out is None:
+        raise ValueError(f"--{'resume' if resume else 'overwrite'}: needs --out, the run folder")
+    if resume and not (out / "checkpoint.pt").is_file():
+        raise ValueError(f"--resume: {str(out)!r} holds no checkpoint.pt to continue")
 
 
 def check_out(out: str | os.PathLike | None, flag: str = "--out") -> Path | None:

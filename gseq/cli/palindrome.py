@@ -17,8 +17,8 @@ import json
 import sys
 import time
 
-from ._args import (add_device, add_out_flags, announce, check_out, finite_float, is_main_process, learning_rate,
-                    non_negative_int, physical_memory, positive_float, positive_int)
+from ._args import (add_device, add_out_flags, announce, check_out, check_resume_flags, finite_float, is_main_process,
+                    learning_rate, non_negative_int, physical_memory, positive_float, positive_int)
 
 __all__ = ["register"]
 
@@ -128,13 +128,7 @@ def _set_threads(n) -> None:
 def run_train(args) -> int:
     started = time.time()
     out = check_out(args.out)
-    if args.resume and args.overwrite:
-        raise ValueError("--resume, --overwrite: choose one: --resume continues the run in --out, --overwrite "
-                         "replaces it")
-    if (args.resume or args.overwrite) and out is None:
-        raise ValueError(f"--{'resume' if args.resume else 'overwrite'}: needs --out, the run folder")
-    if args.resume and not (out / "checkpoint.pt").is_file():
-        raise ValueError(f"--resume: {str(out)!r} holds no checkpoint.pt to continue")
+    check_resume_flags(out, args.resume, args.overwrite)
     if args.cell == "rnn" and args.forget_bias:
         raise ValueError("--forget-bias: only the LSTM has a forget gate")
     _check_memory([args.length], args.batch_size, args.hidden_size)

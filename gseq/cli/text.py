@@ -14,20 +14,14 @@ import sys
 import time
 from pathlib import Path
 
-from ._args import (add_device, add_out_flags, announce, check_out, dropout, learning_rate, non_negative_float,
-                    non_negative_int, positive_float, positive_int, top_p)
+from ._args import (add_device, add_out_flags, announce, check_out, check_resume_flags, dropout, interval,
+                    learning_rate, non_negative_float, non_negative_int, positive_float, positive_int, top_p)
 
 #: the book ``gseq text train`` reads without --file (shipped with gseq; spelled as gseq.data.BUNDLED_BOOK)
 DEFAULT_BOOK = "book_EN_grimms_fairy_tails.txt"
 
 
-def _decay(text: str) -> float:
-    value = positive_float(text)
-    if value > 1:
-        import argparse
-
-        raise argparse.ArgumentTypeError(f"must lie in (0, 1], got {text!r}")
-    return value
+_decay = interval(0, 1, low_open=True)
 
 
 def register(sub) -> None:
@@ -94,11 +88,7 @@ def register(sub) -> None:
 def run_train(args) -> int:
     started = time.time()
     out = check_out(args.out)
-    if args.resume and args.overwrite:
-        raise ValueError("--resume, --overwrite: choose one: --resume continues the run in --out, --overwrite "
-                         "replaces it")
-    if args.resume and not (out / "checkpoint.pt").is_file():
-        raise ValueError(f"--resume: {str(out)!r} holds no checkpoint.pt to continue")
+    check_resume_flags(out, args.resume, args.overwrite)
     import torch
 
     from ..tasks.char_lm import train_char_lstm

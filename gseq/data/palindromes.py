@@ -13,18 +13,12 @@ import torch
 from torch import Tensor
 from torch.utils.data import IterableDataset, get_worker_info
 
+from ..checks import instance, integer, positive_int
+
 __all__ = ["palindromes", "PalindromeDataset", "NUM_DIGITS"]
 
 #: digits 0..9
 NUM_DIGITS = 10
-
-
-def _check_int(name: str, value, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise ValueError(f"{name}: must be an integer >= {minimum}, got {value!r}")
-    if value < minimum:
-        raise ValueError(f"{name}: must be >= {minimum}, got {value}")
-    return value
 
 
 def palindromes(batch_size: int, length: int, *, generator: torch.Generator | None = None,
@@ -44,10 +38,9 @@ def palindromes(batch_size: int, length: int, *, generator: torch.Generator | No
         ``(x, y)``: ``x`` the first ``T - 1`` digits, a LongTensor ``[batch_size, T - 1]``; ``y`` the last
         digit ``[batch_size]`` (equal to ``x[:, 0]``).
     """
-    _check_int("batch_size", batch_size, 1)
-    _check_int("length", length, 2)
-    if generator is not None and not isinstance(generator, torch.Generator):
-        raise TypeError(f"generator: expected a torch.Generator, got {type(generator).__name__}")
+    positive_int("batch_size", batch_size)
+    integer("length", length, minimum=2)
+    instance("generator", generator, torch.Generator, "a torch.Generator", none_ok=True)
     half = torch.randint(0, NUM_DIGITS, (batch_size, (length + 1) // 2), generator=generator)
     full = torch.cat((half, half[:, : length // 2].flip(1)), dim=1)
     if device is not None:
@@ -70,11 +63,9 @@ class PalindromeDataset(IterableDataset):
 
     def __init__(self, length: int, *, seed: int | None = None, chunk_size: int = 1024) -> None:
         super().__init__()
-        self.length = _check_int("length", length, 2)
-        self.chunk_size = _check_int("chunk_size", chunk_size, 1)
-        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
-            raise ValueError(f"seed: must be an integer or None, got {seed!r}")
-        self.seed = seed
+        self.length = integer("length", length, minimum=2)
+        self.chunk_size = positive_int("chunk_size", chunk_size)
+        self.seed = integer("seed", seed, none_ok=True)
 
     def __iter__(self):
         seed = self.seed if self.seed is not None else int(torch.randint(2**62, ()).item())

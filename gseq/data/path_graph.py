@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch_geometric.data import Batch, Data
 
+from ..checks import boolean, instance, positive_int
 from .palindromes import NUM_DIGITS
 
 __all__ = ["path_graph", "palindrome_graphs"]
@@ -39,12 +40,8 @@ def path_graph(num_nodes: int, *, directed: bool = True, device: torch.device | 
         tensor([[0, 1, 2],
                 [1, 2, 3]])
     """
-    if isinstance(num_nodes, bool) or not isinstance(num_nodes, int):
-        raise TypeError(f"num_nodes: expected an integer >= 1, got {num_nodes!r} ({type(num_nodes).__name__})")
-    if num_nodes < 1:
-        raise ValueError(f"num_nodes: must be >= 1 (a path needs a node), got {num_nodes}")
-    if not isinstance(directed, bool):
-        raise TypeError(f"directed: expected True or False, got {directed!r}")
+    positive_int("num_nodes", num_nodes, hint=" (a path needs a node)")
+    boolean("directed", directed)
     src = torch.arange(num_nodes - 1, device=device)
     if directed:
         return torch.stack((src, src + 1))
@@ -56,8 +53,7 @@ def path_graph(num_nodes: int, *, directed: bool = True, device: torch.device | 
 
 
 def _check_digits(name: str, t: Tensor, dim: int) -> None:
-    if not isinstance(t, Tensor):
-        raise TypeError(f"{name}: expected a LongTensor of digits, got {type(t).__name__}")
+    instance(name, t, Tensor, "a LongTensor of digits")
     if t.dtype.is_floating_point or t.dtype.is_complex or t.dtype == torch.bool:
         raise TypeError(f"{name}: expected integer digits (torch.long), got dtype {t.dtype}")
     if t.dim() != dim:

@@ -24,6 +24,8 @@ import torch
 from torch import Tensor
 from torch_geometric.data import Data
 
+from ..checks import in_range, integer, non_negative_float, positive_int
+
 __all__ = ["synthetic_graph"]
 
 
@@ -114,23 +116,16 @@ def _draw(cdf: Tensor, order: Tensor, u: Tensor) -> Tensor:
 
 
 def _check(num_nodes, avg_degree, num_classes, num_features, homophily, power_law, noise, split) -> None:
-    def is_int(v):
-        return isinstance(v, int) and not isinstance(v, bool)
-
-    if not is_int(num_nodes) or num_nodes < 2:
-        raise ValueError(f"num_nodes: must be an integer >= 2, got {num_nodes!r}")
-    if not isinstance(avg_degree, (int, float)) or not 0 < avg_degree < num_nodes:
-        raise ValueError(f"avg_degree: must be a number in (0, num_nodes), got {avg_degree!r}")
-    if not is_int(num_classes) or not 2 <= num_classes <= num_nodes:
-        raise ValueError(f"num_classes: must be an integer in [2, num_nodes], got {num_classes!r}")
-    if not is_int(num_features) or num_features < 1:
-        raise ValueError(f"num_features: must be an integer >= 1, got {num_features!r}")
-    if not isinstance(homophily, (int, float)) or not 0.0 <= homophily <= 1.0:
-        raise ValueError(f"homophily: must lie in [0, 1], got {homophily!r}")
+    integer("num_nodes", num_nodes, minimum=2)
+    in_range("avg_degree", avg_degree, 0, num_nodes, low_open=True, high_open=True)
+    integer("num_classes", num_classes, minimum=2)
+    if num_classes > num_nodes:
+        raise ValueError(f"num_classes: must be at most num_nodes ({num_nodes}), got {num_classes!r}")
+    positive_int("num_features", num_features)
+    in_range("homophily", homophily, 0, 1)
     if not isinstance(power_law, (int, float)) or not power_law > 1.0:
         raise ValueError(f"power_law: the tail exponent must be > 1 (2-3 is typical), got {power_law!r}")
-    if not isinstance(noise, (int, float)) or noise < 0:
-        raise ValueError(f"noise: must be >= 0, got {noise!r}")
+    non_negative_float("noise", noise)
     if (not isinstance(split, (tuple, list)) or len(split) != 2 or any(not 0 <= s <= 1 for s in split)
             or sum(split) > 1):
         raise ValueError(f"split: expected (train, val) fractions in [0, 1] with a sum <= 1, got {split!r}")

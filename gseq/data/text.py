@@ -23,6 +23,9 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
+# absolute, not ``..checks``: tests load this file on its own, without its package (gseq.checks is light)
+from gseq.checks import choice, in_range, instance, positive_int
+
 __all__ = [
     "BUNDLED_BOOK",
     "CharVocab",
@@ -77,8 +80,7 @@ class CharVocab:
     @classmethod
     def from_text(cls, text: str) -> CharVocab:
         """The vocabulary of every character in ``text``, in sorted (code point) order."""
-        if not isinstance(text, str):
-            raise TypeError(f"text: expected str, got {type(text).__name__}")
+        instance("text", text, str, "str")
         if not text:
             raise ValueError("text: is empty; a vocabulary needs at least one character")
         return cls(sorted(set(text)))
@@ -137,10 +139,8 @@ class CharVocab:
             unknown: what to do with characters not in the vocabulary: ``"error"`` raises a
                 ``ValueError`` naming them, ``"skip"`` drops them. (default: ``"error"``)
         """
-        if not isinstance(text, str):
-            raise TypeError(f"text: expected str, got {type(text).__name__}")
-        if unknown not in ("error", "skip"):
-            raise ValueError(f"unknown: must be 'error' or 'skip', got {unknown!r}")
+        instance("text", text, str, "str")
+        choice("unknown", unknown, ("error", "skip"))
         missing = self.unknown(text)
         if missing:
             if unknown == "error":
@@ -199,8 +199,7 @@ def preprocess_text(text: str) -> str:
     not a letter or digit (``str.isalnum``) is dropped, and the result is lower-cased and stripped.
     ``"Hello,  World!\\n1831"`` -> ``"hello world 1831"``.
     """
-    if not isinstance(text, str):
-        raise TypeError(f"text: expected str, got {type(text).__name__}")
+    instance("text", text, str, "str")
     kept = "".join(c for c in _SPACES.sub(" ", text.lower()) if c == " " or c.isalnum())
     return _SPACES.sub(" ", kept).strip()
 
@@ -293,9 +292,8 @@ def split_text(ids: Tensor, val_fraction: float = 0.05) -> tuple[Tensor, Tensor]
     """
     if not isinstance(ids, Tensor) or ids.dim() != 1:
         raise TypeError("ids: expected a 1-D tensor of character ids (vocab.encode(text))")
-    if not 0.0 < float(val_fraction) < 1.0:
-        raise ValueError(f"val_fraction: must lie strictly between 0 and 1, got {val_fraction!r}")
-    n_val = int(round(ids.numel() * float(val_fraction)))
+    in_range("val_fraction", val_fraction, 0, 1, low_open=True, high_open=True)
+    n_val = int(round(ids.numel() * val_fraction))
     if n_val < 2 or ids.numel() - n_val < 2:
         raise ValueError(f"ids: {ids.numel()} characters are too few to hold out {val_fraction:.0%} of them; "
                          "use a longer text")
@@ -303,8 +301,7 @@ def split_text(ids: Tensor, val_fraction: float = 0.05) -> tuple[Tensor, Tensor]
 
 
 def _check_length(ids: Tensor, seq_length: int, what: str) -> None:
-    if not isinstance(seq_length, int) or seq_length < 1:
-        raise ValueError(f"seq_length: must be a positive integer, got {seq_length!r}")
+    positive_int("seq_length", seq_length)
     if not isinstance(ids, Tensor) or ids.dim() != 1:
         raise TypeError(f"{what}: expected a 1-D tensor of character ids")
     if ids.numel() < seq_length + 1:
@@ -323,8 +320,7 @@ def window_sampler(ids: Tensor, seq_length: int = 30, batch_size: int = 64) -> C
         ids: ``[N]`` -> windows ``[batch_size, seq_length + 1]`` (``torch.long``).
     """
     _check_length(ids, seq_length, "ids")
-    if not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"batch_size: must be a positive integer, got {batch_size!r}")
+    positive_int("batch_size", batch_size)
     ids = ids.contiguous()
     offsets = torch.arange(seq_length + 1)
     high = ids.numel() - seq_length

@@ -33,6 +33,8 @@ import torch
 from torch import Tensor
 from torch.autograd.function import once_differentiable
 
+from ..checks import HALF_DTYPES
+
 __all__ = ["rnn_sequence", "lstm_sequence"]
 
 
@@ -52,9 +54,6 @@ def _input_projection(x_tm: Tensor, weight_ih: Tensor, bias: Tensor) -> Tensor:
     """``W_ih x_t + b`` for every step, feature-major: ``[T, G, B]`` from ``x_tm`` ``[T, B, I]``."""
     z = torch.matmul(weight_ih, x_tm.transpose(1, 2))
     return z.add_(bias.unsqueeze(1))
-
-
-_HALF = (torch.float16, torch.bfloat16)
 
 
 def _autocast_dtype(x: Tensor) -> torch.dtype | None:
@@ -79,7 +78,7 @@ def _apply(fn: type[torch.autograd.Function], x_tm: Tensor, *tensors: Tensor):
 def _weight_grads(dz: Tensor, x_tm: Tensor, hs: Tensor, h0_fm: Tensor, need_wih: bool, need_whh: bool):
     """``sum_t dz_t x_t^T`` and ``sum_t dz_t h_{t-1}^T`` for feature-major ``dz`` [T, G, B]."""
     T, G, B = dz.shape
-    if dz.dtype in _HALF:  # one product over all steps: float32 accumulation, one rounding
+    if dz.dtype in HALF_DTYPES:  # one product over all steps: float32 accumulation, one rounding
         d = dz.transpose(0, 1).reshape(G, T * B)  # [T, G, B] -> [G, T*B]
         gw_ih = d.mm(x_tm.reshape(T * B, -1)) if need_wih else None
         if not need_whh:

@@ -20,11 +20,10 @@ dtype are accepted.
 
 from __future__ import annotations
 
-import math
-
 import torch
 from torch import Tensor, nn
 
+from ..checks import choice, finite_float, instance, positive_int
 from ._recurrent_fused import lstm_sequence, rnn_sequence
 
 __all__ = ["RNNCell", "LSTMCell", "RNN", "LSTM", "lstm_num_parameters", "INITS"]
@@ -44,16 +43,8 @@ def lstm_num_parameters(d: int, n: int) -> int:
     and one bias (:math:`n`). ``LSTMCell(d, n, bias="single")`` has exactly this many parameters; the
     torch-compatible default ``bias="double"`` has ``4n`` more (the redundant second bias ``bias_hh``).
     """
-    for name, value in (("d", d), ("n", n)):
-        if not isinstance(value, int) or value < 1:
-            raise ValueError(f"{name}: must be a positive integer, got {value!r}")
+    positive_int("d", d), positive_int("n", n)
     return 4 * d * n + 4 * n * n + 4 * n
-
-
-def _check_choice(name: str, value: str, choices) -> str:
-    if value not in choices:
-        raise ValueError(f"{name}: unknown value {value!r}; choose one of {list(choices)}")
-    return value
 
 
 def _init_blocks(weight: Tensor, blocks: int, init: str) -> None:
@@ -80,8 +71,7 @@ def _dtype_ok(cell: nn.Module, t: Tensor) -> bool:
 
 
 def _check_step_input(cell: nn.Module, x: Tensor, name: str = "x") -> None:
-    if not isinstance(x, Tensor):
-        raise TypeError(f"{name}: expected a tensor, got {type(x).__name__}")
+    instance(name, x, Tensor, "a tensor")
     if not x.is_floating_point():
         raise ValueError(f"{name}: expected a floating-point tensor, got dtype {x.dtype}; "
                          "encode integer tokens first (e.g. x.float() or one-hot)")
@@ -93,13 +83,26 @@ def _check_step_input(cell: nn.Module, x: Tensor, name: str = "x") -> None:
 
 
 def _check_state(cell: nn.Module, s: Tensor, batch: int, name: str) -> None:
-    if not isinstance(s, Tensor):
-        raise TypeError(f"{name}: expected a tensor, got {type(s).__name__}")
+    instance(name, s, Tensor, "a tensor")
     if s.shape != (batch, cell.hidden_size):
         raise ValueError(f"{name}: expected shape [batch={batch}, hidden_size={cell.hidden_size}], "
                          f"got {list(s.shape)}")
     if not _dtype_ok(cell, s):
         raise ValueError(f"{name}: dtype {s.dtype} differs from the parameters' {cell.weight_ih.dtype}")
+
+
+def _initial_state(cell: nn.Module, state, x: Tensor, names: tuple[str, ...]) -> tuple[Tensor, ...]:
+    """The state a step or a sequence starts from, checked against ``cell`` and the batch of ``x``: one
+    tensor (``names`` ``("h",)``) or a pair (``("h", "c")``), returned as a tuple; zeros when None."""
+    if state is None:
+        return (x.new_zeros(x.shape[0], cell.hidden_size),) * len(names)
+    if len(names) == 1:
+        state = (state,)
+    elif not isinstance(state, (tuple, list)) or len(state) != len(names):
+        raise ValueError(f"state: expected a pair ({', '.join(names)})")
+    for s, name in zip(state, names):
+        _check_state(cell, s, x.shape[0], name)
+    return tuple(state)
 
 
 class _Cell(nn.Module):
@@ -108,12 +111,10 @@ class _Cell(nn.Module):
     def __init__(self, input_size: int, hidden_size: int, *, init: str = "xavier_uniform",
                  bias: str = "double", device=None, dtype=None) -> None:
         super().__init__()
-        for name, value in (("input_size", input_size), ("hidden_size", hidden_size)):
-            if not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name}: must be a positive integer, got {value!r}")
-        self.input_size, self.hidden_size = input_size, hidden_size
-        self.init = _check_choice("init", init, INITS)
-        self.bias_mode = _check_choice("bias", bias, _BIAS_MODES)
+        self.input_size = positive_int("input_size", input_size)
+        self.hidden_size = positive_int("hidden_size", hidden_size)
+        self.init = choice("init", init, INITS)
+        self.bias_mode = choice("bias", bias, _BIAS_MODES)
         kw = {"device": device, "dtype": dtype}
         rows = self.gates * hidden_size
         self.weight_ih = nn.Parameter(torch.empty(rows, input_size, **kw))
@@ -168,10 +169,12 @@ class RNNCell(_Cell):
 
     def forward(self, x: Tensor, h: Tensor | None = None) -> Tensor:
         _check_step_input(self, x)
-        if h is None:
-            h = x.new_zeros(x.shape[0], self.hidden_size)
-        else:
-            _check_state(self, h, x.shape[0], "h")
+        (h,) = _initial_state(self, h, x, ("h",))
+        return self._step(x, h)
+
+    def _step(self, x: Tensor, h: Tensor) -> Tensor:
+        """:math:`h_t` from ``x`` ``[B, input_size]`` and ``h`` ``[B, hidden_size]``, unchecked: the step
+        :meth:`forward` takes after its checks, and :class:`RNN`'s loop takes after checking once."""
         return torch.tanh(x @ self.weight_ih.t() + h @ self.weight_hh.t() + self.bias())
 
 
@@ -211,9 +214,7 @@ class LSTMCell(_Cell):
     def __init__(self, input_size: int, hidden_size: int, *, init: str = "xavier_uniform",
                  forget_bias: float = 0.0, bias: str = "double", device=None, dtype=None) -> None:
         super().__init__(input_size, hidden_size, init=init, bias=bias, device=device, dtype=dtype)
-        if not isinstance(forget_bias, (int, float)) or not math.isfinite(forget_bias):
-            raise ValueError(f"forget_bias: must be a finite number, got {forget_bias!r}")
-        self.forget_bias = float(forget_bias)
+        self.forget_bias = float(finite_float("forget_bias", forget_bias))
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -223,14 +224,12 @@ class LSTMCell(_Cell):
 
     def forward(self, x: Tensor, state: tuple[Tensor, Tensor] | None = None) -> tuple[Tensor, Tensor]:
         _check_step_input(self, x)
-        if state is None:
-            h = c = x.new_zeros(x.shape[0], self.hidden_size)
-        else:
-            if not isinstance(state, (tuple, list)) or len(state) != 2:
-                raise ValueError("state: expected a pair (h, c)")
-            h, c = state
-            _check_state(self, h, x.shape[0], "h")
-            _check_state(self, c, x.shape[0], "c")
+        h, c = _initial_state(self, state, x, ("h", "c"))
+        return self._step(x, h, c)
+
+    def _step(self, x: Tensor, h: Tensor, c: Tensor) -> tuple[Tensor, Tensor]:
+        """:math:`(h_t, c_t)` from ``x`` ``[B, input_size]`` and ``h``, ``c`` ``[B, hidden_size]``, unchecked:
+        the step :meth:`forward` takes after its checks, and :class:`LSTM`'s loop takes after checking once."""
         z = x @ self.weight_ih.t() + h @ self.weight_hh.t() + self.bias()
         zi, zf, zg, zo = z.chunk(4, dim=1)
         i, f, g, o = torch.sigmoid(zi), torch.sigmoid(zf), torch.tanh(zg), torch.sigmoid(zo)
@@ -257,8 +256,7 @@ class _Sequence(nn.Module):
         return self.cell.hidden_size
 
     def _check(self, x: Tensor) -> None:
-        if not isinstance(x, Tensor):
-            raise TypeError(f"x: expected a tensor, got {type(x).__name__}")
+        instance("x", x, Tensor, "a tensor")
         if x.dim() != 3 or x.shape[2] != self.input_size or x.shape[1] < 1:
             raise ValueError(f"x: expected shape [batch, time >= 1, input_size={self.input_size}] (batch first), "
                              f"got {list(x.shape)}")
@@ -288,18 +286,15 @@ class RNN(_Sequence):
 
     def forward(self, x: Tensor, h0: Tensor | None = None) -> tuple[Tensor, Tensor]:
         self._check(x)
-        if h0 is None:
-            h0 = x.new_zeros(x.shape[0], self.hidden_size)
-        else:
-            _check_state(self.cell, h0, x.shape[0], "h0")
+        (h0,) = _initial_state(self.cell, h0, x, ("h0",))
         if self.fused:
             cell = self.cell
             hs = rnn_sequence(x.transpose(0, 1), h0, cell.weight_ih, cell.weight_hh, cell.bias())
             out = hs.permute(2, 0, 1)  # [T, H, B] -> [B, T, H]
             return out, out[:, -1]
         h, outputs = h0, []
-        for t in range(x.shape[1]):
-            h = self.cell(x[:, t], h)
+        for t in range(x.shape[1]):  # checked above, once: each step is the equation alone
+            h = self.cell._step(x[:, t], h)
             outputs.append(h)
         return torch.stack(outputs, dim=1), h
 
@@ -326,21 +321,14 @@ class LSTM(_Sequence):
     def forward(self, x: Tensor, state: tuple[Tensor, Tensor] | None = None
                 ) -> tuple[Tensor, tuple[Tensor, Tensor]]:
         self._check(x)
-        if state is None:
-            h0 = c0 = x.new_zeros(x.shape[0], self.hidden_size)
-        else:
-            if not isinstance(state, (tuple, list)) or len(state) != 2:
-                raise ValueError("state: expected a pair (h0, c0)")
-            h0, c0 = state
-            _check_state(self.cell, h0, x.shape[0], "h0")
-            _check_state(self.cell, c0, x.shape[0], "c0")
+        h0, c0 = _initial_state(self.cell, state, x, ("h0", "c0"))
         if self.fused:
             cell = self.cell
             hs, c = lstm_sequence(x.transpose(0, 1), h0, c0, cell.weight_ih, cell.weight_hh, cell.bias())
             out = hs.permute(2, 0, 1)  # [T, H, B] -> [B, T, H]
             return out, (out[:, -1], c)
-        state, outputs = (h0, c0), []
-        for t in range(x.shape[1]):
-            state = self.cell(x[:, t], state)
-            outputs.append(state[0])
-        return torch.stack(outputs, dim=1), state
+        h, c, outputs = h0, c0, []
+        for t in range(x.shape[1]):  # checked above, once: each step is the equation alone
+            h, c = self.cell._step(x[:, t], h, c)
+            outputs.append(h)
+        return torch.stack(outputs, dim=1), (h, c)

@@ -19,7 +19,8 @@ import torch
 from torch import Tensor
 from torch_geometric.data import Data
 
-from .sampler import NeighborSampler, SamplerOutput, check_num_neighbors
+from ..checks import boolean, instance, non_negative_int, positive_int
+from .sampler import NeighborSampler, SamplerOutput, _check_distinct_nodes, check_num_neighbors
 
 __all__ = ["NeighborLoader", "NeighborLoaderShard"]
 
@@ -79,27 +80,21 @@ class NeighborLoader:
         if kwargs:
             raise TypeError(f"NeighborLoader: unsupported argument(s) {sorted(kwargs)}; gseq samples in the calling "
                             "process (no num_workers) on homogeneous graphs; drop them")
-        if not isinstance(data, Data):
-            raise TypeError(f"data: expected a torch_geometric.data.Data, got {type(data).__name__}")
+        instance("data", data, Data, "a torch_geometric.data.Data")
         if getattr(data, "x", None) is None:
             raise ValueError("data: the graph has no node features x; set data.x (e.g. torch.eye(N) or "
                              "torch.ones(N, 1)) before building a NeighborLoader")
         if getattr(data, "edge_index", None) is None:
             raise ValueError("data: the graph has no edge_index; NeighborLoader samples over data.edge_index")
         num_neighbors = check_num_neighbors(num_neighbors)
-        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-            raise ValueError(f"batch_size: must be an integer >= 1, got {batch_size!r}")
-        for name, flag in (("shuffle", shuffle), ("replace", replace), ("drop_last", drop_last)):
-            if not isinstance(flag, bool):
-                raise TypeError(f"{name}: expected a bool, got {flag!r}")
+        positive_int("batch_size", batch_size)
+        boolean("shuffle", shuffle), boolean("replace", replace), boolean("drop_last", drop_last)
         num_nodes = data.num_nodes
         device = data.edge_index.device
-        if generator is not None:
-            if not isinstance(generator, torch.Generator):
-                raise TypeError(f"generator: expected a torch.Generator or None, got {type(generator).__name__}")
-            if torch.device(generator.device).type != device.type:
-                raise ValueError(f"generator: is on {generator.device} but the graph is on {device}; pass "
-                                 f"torch.Generator(device={str(device)!r})")
+        instance("generator", generator, torch.Generator, "a torch.Generator", none_ok=True)
+        if generator is not None and torch.device(generator.device).type != device.type:
+            raise ValueError(f"generator: is on {generator.device} but the graph is on {device}; pass "
+                             f"torch.Generator(device={str(device)!r})")
         self.data = data
         self.num_neighbors = num_neighbors
         self.input_nodes, self._input_id = _check_input_nodes(input_nodes, num_nodes, device)
@@ -134,8 +129,7 @@ class NeighborLoader:
         from torch.utils.data import DistributedSampler
 
         for name, value in (("rank", rank), ("world_size", world_size), ("epoch", epoch), ("seed", seed)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-                raise ValueError(f"{name}: must be an integer >= 0, got {value!r}")
+            non_negative_int(name, value)
         if world_size < 1 or rank >= world_size:
             raise ValueError(f"rank: must lie in [0, world_size={world_size}), got {rank}")
         split = DistributedSampler(range(self.input_nodes.numel()), num_replicas=world_size, rank=rank,
@@ -226,12 +220,7 @@ def _check_input_nodes(input_nodes: object, num_nodes: int, device: torch.device
         raise ValueError(f"input_nodes: expected a boolean mask or an integer index, got dtype {input_nodes.dtype}")
     else:
         nodes, mask = input_nodes.long(), False
-        if nodes.numel() > 0:
-            lo, hi = int(nodes.min()), int(nodes.max())
-            if lo < 0 or hi >= num_nodes:
-                raise ValueError(f"input_nodes: node ids must lie in [0, {num_nodes}), found values in [{lo}, {hi}]")
-            if torch.unique(nodes).numel() != nodes.numel():
-                raise ValueError("input_nodes: repeats a node; every seed must be distinct (use input_nodes.unique())")
+        _check_distinct_nodes("input_nodes", nodes, num_nodes)
     if nodes.numel() == 0:
         raise ValueError("input_nodes: selects no node; pass a mask with at least one True, or a non-empty index")
     return nodes, (nodes if mask else None)

@@ -28,6 +28,7 @@ from typing import NamedTuple, Sequence
 import torch
 from torch import Tensor
 
+from ..checks import boolean, instance, non_negative_int
 from ..ops import CSR
 
 __all__ = ["NeighborSampler", "SamplerOutput"]
@@ -93,9 +94,7 @@ class NeighborSampler:
     def __init__(self, edge_index: Tensor, num_nodes: int, num_neighbors: Sequence[int], *,
                  replace: bool = False) -> None:
         self.num_neighbors = check_num_neighbors(num_neighbors)
-        if not isinstance(replace, bool):
-            raise TypeError(f"replace: expected a bool, got {replace!r}")
-        self.replace = replace
+        self.replace = boolean("replace", replace)
         edge_index = _check_edge_index(edge_index, num_nodes)
         src, dst = edge_index[0], edge_index[1]
         # CSR of incoming edges: slot order sorted by target (stable: edge ids ascend within a row)
@@ -214,25 +213,28 @@ def _check_seeds(seeds: object, num_nodes: int, device: torch.device) -> Tensor:
         raise ValueError("seeds: expected a 1-D integer tensor of node ids")
     if seeds.device != device:
         raise ValueError(f"seeds: on {seeds.device} but the graph is on {device}; move them with .to(device)")
-    if seeds.numel() > 0:
-        lo, hi = int(seeds.min()), int(seeds.max())
-        if lo < 0 or hi >= num_nodes:
-            raise ValueError(f"seeds: node ids must lie in [0, {num_nodes}), found values in [{lo}, {hi}]")
-        if torch.unique(seeds).numel() != seeds.numel():
-            raise ValueError("seeds: repeats a node; every seed must be distinct (use seeds.unique())")
+    _check_distinct_nodes("seeds", seeds, num_nodes)
     return seeds
 
 
+def _check_distinct_nodes(name: str, nodes: Tensor, num_nodes: int) -> None:
+    """Every id in ``nodes`` lies in ``[0, num_nodes)`` and none repeats (seeds of a batch are distinct)."""
+    if nodes.numel() > 0:
+        lo, hi = int(nodes.min()), int(nodes.max())
+        if lo < 0 or hi >= num_nodes:
+            raise ValueError(f"{name}: node ids must lie in [0, {num_nodes}), found values in [{lo}, {hi}]")
+        if torch.unique(nodes).numel() != nodes.numel():
+            raise ValueError(f"{name}: repeats a node; every seed must be distinct (use {name}.unique())")
+
+
 def _check_edge_index(edge_index: object, num_nodes: int) -> Tensor:
-    if not isinstance(edge_index, Tensor):
-        raise TypeError(f"edge_index: expected a LongTensor of shape [2, E], got {type(edge_index).__name__}")
+    instance("edge_index", edge_index, Tensor, "a LongTensor of shape [2, E]")
     if edge_index.dtype.is_floating_point or edge_index.dtype.is_complex or edge_index.dtype == torch.bool:
         raise TypeError(f"edge_index: expected an integer tensor, got dtype {edge_index.dtype}; use .long()")
     if edge_index.dim() != 2 or edge_index.size(0) != 2:
         raise ValueError(f"edge_index: expected shape [2, E] (row 0 sources, row 1 targets), got "
                          f"{list(edge_index.shape)}")
-    if isinstance(num_nodes, bool) or not isinstance(num_nodes, int) or num_nodes < 0:
-        raise ValueError(f"num_nodes: expected an integer >= 0, got {num_nodes!r}")
+    non_negative_int("num_nodes", num_nodes)
     edge_index = edge_index.long()
     if edge_index.numel() > 0:
         lo, hi = int(edge_index.min()), int(edge_index.max())

@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch_geometric.data import Data
 
+from ..checks import choice, in_range, positive_int
 from ..layers.gcn import GCN, GCNGraph, gcn_graph
 from ..layers.gcn_structure import normalization
 from ..ops import CSR, spmm
@@ -62,12 +63,9 @@ class GCNNet(nn.Module):
         act: str = "relu",
     ) -> None:
         super().__init__()
-        if act not in _ACTIVATIONS:
-            raise ValueError(f"act: expected one of {sorted(_ACTIVATIONS)}, got {act!r}")
-        if not isinstance(num_layers, int) or num_layers < 1:
-            raise ValueError(f"num_layers: must be an integer >= 1, got {num_layers!r}")
-        if not 0.0 <= dropout < 1.0:
-            raise ValueError(f"dropout: must lie in [0, 1), got {dropout!r}")
+        choice("act", act, sorted(_ACTIVATIONS))
+        positive_int("num_layers", num_layers)
+        in_range("dropout", dropout, 0, 1, high_open=True)
         dims = [in_channels] + [hidden_channels] * (num_layers - 1) + [out_channels]
         self.convs = nn.ModuleList(
             GCN(a, b, self_loop_weight=self_loop_weight, normalize=normalize, cached=cached)
@@ -110,8 +108,7 @@ class GCNNet(nn.Module):
         Returns:
             logits ``[N, out_channels]`` on ``device``.
         """
-        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-            raise ValueError(f"batch_size: must be an integer >= 1, got {batch_size!r}")
+        positive_int("batch_size", batch_size)
         if getattr(data, "x", None) is None or getattr(data, "edge_index", None) is None:
             raise ValueError("data: needs node features x and an edge_index")
         device = torch.device(device) if device is not None else next(self.parameters()).device

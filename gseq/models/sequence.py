@@ -7,12 +7,11 @@ Training it on palindromes is a task: :mod:`gseq.tasks.palindrome`.
 
 from __future__ import annotations
 
-from typing import Any
-
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ..checks import choice, instance, positive_int
 from ..data.palindromes import NUM_DIGITS
 from ..layers.recurrent import INITS, LSTM, RNN, _init_blocks
 
@@ -22,12 +21,6 @@ __all__ = ["SequenceClassifier", "CELLS", "INPUTS"]
 CELLS = ("rnn", "lstm")
 #: how digits enter the model: one scalar channel (the course's set-up) or one-hot over 10 channels
 INPUTS = ("scalar", "onehot")
-
-
-def _choice(name: str, value: Any, choices) -> str:
-    if value not in choices:
-        raise ValueError(f"{name}: unknown value {value!r}; choose one of {list(choices)}")
-    return value
 
 
 class SequenceClassifier(nn.Module):
@@ -58,12 +51,10 @@ class SequenceClassifier(nn.Module):
                  input: str = "scalar", init: str = "xavier_uniform", forget_bias: float = 0.0,
                  fused: bool = True) -> None:
         super().__init__()
-        self.cell_type = _choice("cell", cell, CELLS)
-        self.input = _choice("input", input, INPUTS)
-        _choice("init", init, INITS)
-        for name, value in (("hidden_size", hidden_size), ("num_classes", num_classes)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name}: must be a positive integer, got {value!r}")
+        self.cell_type = choice("cell", cell, CELLS)
+        self.input = choice("input", input, INPUTS)
+        choice("init", init, INITS)
+        positive_int("hidden_size", hidden_size), positive_int("num_classes", num_classes)
         if cell == "rnn" and forget_bias != 0:
             raise ValueError("forget_bias: only the LSTM has a forget gate; leave it at 0 for cell='rnn'")
         self.hidden_size, self.num_classes, self.init = hidden_size, num_classes, init
@@ -83,8 +74,7 @@ class SequenceClassifier(nn.Module):
 
     def encode(self, x: Tensor) -> Tensor:
         """Token indices ``[B, T]`` -> cell inputs ``[B, T, 1]`` (scalar) or ``[B, T, num_classes]`` (one-hot)."""
-        if not isinstance(x, Tensor):
-            raise TypeError(f"x: expected a tensor of token indices, got {type(x).__name__}")
+        instance("x", x, Tensor, "a tensor of token indices")
         if x.dtype.is_floating_point or x.dtype.is_complex or x.dtype == torch.bool:
             raise ValueError(f"x: expected integer token indices (torch.long), got dtype {x.dtype}")
         if x.dim() != 2 or x.shape[1] < 1:

@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ..checks import in_range, positive_int
 from ..data.text import CharVocab, eval_windows, load_text, split_text, window_sampler
 from ..io import load_checkpoint, write_csv
 from ..models.char_lstm import CharLSTM, char_lm_loss
@@ -107,8 +108,7 @@ class SampleLogger:
 
     def __init__(self, vocab, every: int = 1000, lengths=(20, 30, 60), temperatures=(0.0, 1.0), seed: int = 0,
                  path=None, echo: bool = False) -> None:
-        if not isinstance(every, int) or every < 1:
-            raise ValueError(f"every: must be a positive integer, got {every!r}")
+        positive_int("every", every)
         self.vocab, self.every, self.lengths, self.temperatures = vocab, every, tuple(lengths), tuple(temperatures)
         self.seed, self.echo = int(seed), echo
         self.path = Path(path) if path is not None else None
@@ -271,13 +271,10 @@ def train_char_lstm(
         ValueError: the file is empty, not UTF-8 or too short for ``seq_length``; ``out_dir`` holds a
             checkpoint and ``resume`` is False, or holds one of another vocabulary, model or data.
     """
-    if lr_decay is not None and not 0 < lr_decay <= 1:
-        raise ValueError(f"lr_decay: must lie in (0, 1] or be None, got {lr_decay!r}")
-    if not isinstance(lr_decay_every, int) or lr_decay_every < 1:
-        raise ValueError(f"lr_decay_every: must be a positive integer, got {lr_decay_every!r}")
+    in_range("lr_decay", lr_decay, 0, 1, low_open=True, none_ok=True)
+    positive_int("lr_decay_every", lr_decay_every)
     text = load_text(file, strip_header=strip_header, preprocess=preprocess)
-    if not isinstance(seq_length, int) or seq_length < 1:
-        raise ValueError(f"seq_length: must be a positive integer, got {seq_length!r}")
+    positive_int("seq_length", seq_length)
     if len(text) < seq_length + 1:
         raise ValueError(f"file: {str(file)!r} holds {len(text)} characters (after cleaning), fewer than "
                          f"seq_length + 1 = {seq_length + 1}; use a longer text or a smaller seq_length")

@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch_geometric.data import Data
 
+from ..checks import positive_int
 from ..loader import NeighborLoader
 from ..models.gcn_net import GCNNet, sparse_features
 from ..train import Trainer, launched_env, seed_everything, training_device
@@ -25,6 +26,31 @@ __all__ = ["train_node_classifier", "train_node_classifier_minibatch"]
 
 def _accuracy(logits: Tensor, y: Tensor, mask: Tensor) -> float:
     return float((logits[mask].argmax(-1) == y[mask]).float().mean()) if bool(mask.any()) else float("nan")
+
+
+def _check_masks(data: Data) -> None:
+    for mask in ("train_mask", "val_mask", "test_mask"):
+        if getattr(data, mask, None) is None:
+            raise ValueError(f"data: needs a boolean {mask}; use gseq.data.planetoid() or add the masks")
+
+
+def _scores(out: Tensor, graph: Data) -> dict[str, Any]:
+    """What an evaluation reports from the logits ``out`` of every node: validation loss, the accuracies."""
+    return {
+        "val_loss": F.cross_entropy(out[graph.val_mask], graph.y[graph.val_mask]),
+        "train_acc": _accuracy(out, graph.y, graph.train_mask),
+        "val_acc": _accuracy(out, graph.y, graph.val_mask),
+        "test_acc": _accuracy(out, graph.y, graph.test_mask),
+    }
+
+
+def _result(trainer, model, best: dict[str, Any], best_epoch: int, start: float) -> dict[str, Any]:
+    """What a training function returns: the accuracies of the ``best`` evaluation row, and the run."""
+    return {
+        "test_acc": best["test_acc"], "val_acc": best["val_acc"], "train_acc": best["train_acc"],
+        "best_epoch": best_epoch, "seconds": time.perf_counter() - start,
+        "self_loop_weights": model.self_loop_weights(), "history": trainer.history, "model": model,
+    }
 
 
 def train_node_classifier(
@@ -61,9 +87,7 @@ def train_node_classifier(
     Returns:
         ``{"test_acc", "val_acc", "train_acc", "best_epoch", "seconds", "self_loop_weights", "history"}``.
     """
-    for mask in ("train_mask", "val_mask", "test_mask"):
-        if getattr(data, mask, None) is None:
-            raise ValueError(f"data: needs a boolean {mask}; use gseq.data.planetoid() or add the masks")
+    _check_masks(data)
     seed_everything(seed)
     model = GCNNet(data.num_features, int(data.y.max()) + 1, hidden_channels=hidden_channels, num_layers=num_layers,
                    dropout=dropout, self_loop_weight=self_loop_weight, cached=True)
@@ -86,22 +110,12 @@ def train_node_classifier(
         return F.cross_entropy(out[g.train_mask], g.y[g.train_mask])
 
     def evaluate(model):
-        out = model(features, graph.edge_index, getattr(graph, "edge_weight", None))
-        return {
-            "val_loss": F.cross_entropy(out[graph.val_mask], graph.y[graph.val_mask]),
-            "train_acc": _accuracy(out, graph.y, graph.train_mask),
-            "val_acc": _accuracy(out, graph.y, graph.val_mask),
-            "test_acc": _accuracy(out, graph.y, graph.test_mask),
-        }
+        return _scores(model(features, graph.edge_index, getattr(graph, "edge_weight", None)), graph)
 
     start = time.perf_counter()
     result = trainer.fit(loss_fn, lambda g: graph, evaluate)
     best = next(row for row in trainer.history if row["step"] == result["best_step"])
-    return {
-        "test_acc": best["test_acc"], "val_acc": best["val_acc"], "train_acc": best["train_acc"],
-        "best_epoch": result["best_step"], "seconds": time.perf_counter() - start,
-        "self_loop_weights": model.self_loop_weights(), "history": trainer.history, "model": model,
-    }
+    return _result(trainer, model, best, result["best_step"], start)
 
 
 def train_node_classifier_minibatch(
@@ -145,14 +159,11 @@ def train_node_classifier_minibatch(
         ``{"test_acc", "val_acc", "train_acc", "best_epoch", "seconds", "self_loop_weights", "history",
         "model"}``; ``best_epoch`` counts epochs.
     """
-    for mask in ("train_mask", "val_mask", "test_mask"):
-        if getattr(data, mask, None) is None:
-            raise ValueError(f"data: needs a boolean {mask}; use gseq.data.planetoid() or add the masks")
+    _check_masks(data)
     num_neighbors = list(num_neighbors)
     if len(num_neighbors) != num_layers:
         raise ValueError(f"num_neighbors: give one fan-out per layer ({num_layers} layers), got {num_neighbors}")
-    if isinstance(eval_every, bool) or not isinstance(eval_every, int) or eval_every < 1:
-        raise ValueError(f"eval_every: must be an integer >= 1 (epochs), got {eval_every!r}")
+    positive_int("eval_every", eval_every, hint=" (epochs)")
     seed_everything(seed)
     dev = training_device(device)  # under torchrun: this rank's device
     graph = data.to(dev)
@@ -184,19 +195,9 @@ def train_node_classifier_minibatch(
         return F.cross_entropy(out, batch.y[:batch.batch_size])
 
     def evaluate(model):
-        out = model.inference(graph, eval_batch_size)
-        return {
-            "val_loss": F.cross_entropy(out[graph.val_mask], graph.y[graph.val_mask]),
-            "train_acc": _accuracy(out, graph.y, graph.train_mask),
-            "val_acc": _accuracy(out, graph.y, graph.val_mask),
-            "test_acc": _accuracy(out, graph.y, graph.test_mask),
-        }
+        return _scores(model.inference(graph, eval_batch_size), graph)
 
     start = time.perf_counter()
     result = trainer.fit(loss_fn, loader, evaluate)
     best = next(row for row in trainer.history if row["step"] == result["best_step"])
-    return {
-        "test_acc": best["test_acc"], "val_acc": best["val_acc"], "train_acc": best["train_acc"],
-        "best_epoch": best["epoch"], "seconds": time.perf_counter() - start,
-        "self_loop_weights": model.self_loop_weights(), "history": trainer.history, "model": model,
-    }
+    return _result(trainer, model, best, best["epoch"], start)

@@ -33,21 +33,20 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ..checks import boolean, choice, integer
 from ..data.palindromes import NUM_DIGITS, palindromes
 from ..data.path_graph import palindrome_graphs
 from ..models.gcn_net import GCNNet
-from ..models.sequence import CELLS, SequenceClassifier, _choice
+from ..models.sequence import CELLS, SequenceClassifier
 from ..train import Trainer
 
 __all__ = ["train_palindrome", "fit_palindrome", "palindrome_accuracy", "train_palindrome_gcn",
            "palindrome_gcn_accuracy", "last_node_logits"]
 
 
-# ---------------------------------------------------------------------- recurrent: SequenceClassifier
-@torch.no_grad()
-def palindrome_accuracy(model: SequenceClassifier, length: int, num: int = 2048, *,
-                        generator: torch.Generator | None = None, chunk: int = 1024) -> float:
-    """Accuracy of ``model`` on ``num`` fresh palindromes of ``length`` (the model is left in its mode)."""
+def _accuracy(model: nn.Module, num: int, chunk: int, count_correct) -> float:
+    """The share of right answers over ``num`` fresh samples, ``chunk`` at a time, in eval mode (the model's
+    mode is restored after): ``count_correct(n, device)`` draws ``n`` samples and counts the right answers."""
     device = next(model.parameters()).device
     was_training = model.training
     model.eval()
@@ -55,12 +54,23 @@ def palindrome_accuracy(model: SequenceClassifier, length: int, num: int = 2048,
     try:
         while done < num:
             n = min(chunk, num - done)
-            x, y = palindromes(n, length, generator=generator, device=device)
-            correct += int((model(x).argmax(-1) == y).sum())
+            correct += count_correct(n, device)
             done += n
     finally:
         model.train(was_training)
     return correct / num
+
+
+# ---------------------------------------------------------------------- recurrent: SequenceClassifier
+@torch.no_grad()
+def palindrome_accuracy(model: SequenceClassifier, length: int, num: int = 2048, *,
+                        generator: torch.Generator | None = None, chunk: int = 1024) -> float:
+    """Accuracy of ``model`` on ``num`` fresh palindromes of ``length`` (the model is left in its mode)."""
+    def count_correct(n: int, device: torch.device) -> int:
+        x, y = palindromes(n, length, generator=generator, device=device)
+        return int((model(x).argmax(-1) == y).sum())
+
+    return _accuracy(model, num, chunk, count_correct)
 
 
 def _sequence_loss(model: nn.Module, batch) -> dict[str, Tensor]:
@@ -93,8 +103,7 @@ def fit_palindrome(model: SequenceClassifier, length: int, *, batch_size: int = 
     """
     for name, value, minimum in (("length", length, 2), ("batch_size", batch_size, 1),
                                  ("eval_size", eval_size, 1), ("test_size", test_size, 1)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-            raise ValueError(f"{name}: must be an integer >= {minimum}, got {value!r}")
+        integer(name, value, minimum=minimum)
     eval_gen = torch.Generator().manual_seed(seed + 1_000_003)
     test_gen = torch.Generator().manual_seed(seed + 2_000_029)
 
@@ -144,7 +153,7 @@ def train_palindrome(cell: str = "lstm", length: int = 20, *, input: str = "scal
         the dict of :func:`fit_palindrome` plus ``"cell"``, ``"wall_seconds"`` (construction included).
     """
     start = time.perf_counter()
-    _choice("cell", cell, CELLS)
+    choice("cell", cell, CELLS)
     torch.manual_seed(seed)
     model = SequenceClassifier(cell, hidden_size, input=input, init=init,
                                forget_bias=forget_bias if cell == "lstm" else 0.0, fused=fused)
@@ -164,19 +173,11 @@ def palindrome_gcn_accuracy(model: nn.Module, length: int, num: int = 2048, *, d
                             generator: torch.Generator | None = None, chunk: int = 1024) -> float:
     """Accuracy of a node-level ``model`` on ``num`` fresh palindromes of ``length`` as path graphs, read at
     the last node (the model is left in its mode)."""
-    device = next(model.parameters()).device
-    was_training = model.training
-    model.eval()
-    correct = done = 0
-    try:
-        while done < num:
-            n = min(chunk, num - done)
-            batch = palindrome_graphs(*palindromes(n, length, generator=generator, device=device), directed=directed)
-            correct += int((last_node_logits(model, batch).argmax(-1) == batch.y).sum())
-            done += n
-    finally:
-        model.train(was_training)
-    return correct / num
+    def count_correct(n: int, device: torch.device) -> int:
+        batch = palindrome_graphs(*palindromes(n, length, generator=generator, device=device), directed=directed)
+        return int((last_node_logits(model, batch).argmax(-1) == batch.y).sum())
+
+    return _accuracy(model, num, chunk, count_correct)
 
 
 def _graph_loss(model: nn.Module, batch) -> dict[str, Tensor]:
@@ -222,10 +223,8 @@ def train_palindrome_gcn(length: int = 10, num_layers: int = 9, *, hidden_channe
     for name, value, minimum in (("length", length, 2), ("num_layers", num_layers, 1),
                                  ("hidden_channels", hidden_channels, 1), ("batch_size", batch_size, 1),
                                  ("eval_size", eval_size, 1), ("test_size", test_size, 1)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-            raise ValueError(f"{name}: must be an integer >= {minimum}, got {value!r}")
-    if not isinstance(directed, bool):
-        raise TypeError(f"directed: expected True or False, got {directed!r}")
+        integer(name, value, minimum=minimum)
+    boolean("directed", directed)
     torch.manual_seed(seed)
     model = GCNNet(NUM_DIGITS, NUM_DIGITS, hidden_channels=hidden_channels, num_layers=num_layers, dropout=0.0,
                    self_loop_weight=self_loop_weight, act=act)

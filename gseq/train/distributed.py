@@ -20,7 +20,6 @@ Nothing here starts processes or opens sockets of its own; it is ``torch.distrib
 from __future__ import annotations
 
 import atexit
-import math
 import os
 import time
 from collections.abc import Mapping, Sequence
@@ -31,8 +30,10 @@ from typing import Any
 import torch
 from torch import Tensor
 
-__all__ = ["Distributed", "DistEnv", "Mean", "RankLostError", "shutdown", "launched_env", "group_env", "rank_and_world_size", "rank_device", "shard_indices", "shard_sequence", "rank_seed",
-           "DEFAULT_TIMEOUT"]
+from ..checks import positive_float
+
+__all__ = ["Distributed", "DistEnv", "Mean", "RankLostError", "shutdown", "launched_env", "group_env",
+           "rank_and_world_size", "rank_device", "shard_indices", "shard_sequence", "rank_seed", "DEFAULT_TIMEOUT"]
 
 #: seconds a collective waits for the other ranks before it fails (``GSEQ_DIST_TIMEOUT`` overrides)
 DEFAULT_TIMEOUT = 300.0
@@ -305,9 +306,7 @@ def _timeout(timeout: float | None) -> float:
             timeout = float(text)
         except ValueError:
             raise ValueError(f"GSEQ_DIST_TIMEOUT: expected seconds, got {text!r}") from None
-    if not (isinstance(timeout, (int, float)) and math.isfinite(timeout) and timeout > 0):
-        raise ValueError(f"dist_timeout: must be a positive number of seconds, got {timeout!r}")
-    return float(timeout)
+    return float(positive_float("dist_timeout", timeout, hint=" (seconds)"))
 
 
 def shutdown() -> None:

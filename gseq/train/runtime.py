@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-import math
 import random
 from collections.abc import Mapping
 from typing import Any
 
 import torch
 from torch import Tensor, nn
+
+from ..checks import non_negative_float, positive_float
 
 __all__ = ["seed_everything", "resolve_device", "training_device", "move_to", "check_optimizer_groups"]
 
@@ -81,14 +82,11 @@ def check_optimizer_groups(optimizer: torch.optim.Optimizer) -> None:
     """Every parameter group's learning rate and weight decay are finite, in range, and representable in
     the dtype of its parameters (``lr=1e300`` would be ``inf`` in float32)."""
     for i, group in enumerate(optimizer.param_groups):
-        for key, low_ok in (("lr", False), ("weight_decay", True)):
+        for key, check in (("lr", positive_float), ("weight_decay", non_negative_float)):
             value = group.get(key)
             if value is None:
                 continue
-            value = float(value)
-            if not math.isfinite(value) or value < 0 or (value == 0 and not low_ok):
-                raise ValueError(f"{key}: must be a finite number {'>= 0' if low_ok else '> 0'}, got {value!r} "
-                                 f"(parameter group {i})")
+            value = check(key, float(value), hint=f" (parameter group {i})")
             for p in group["params"]:
                 if p.dtype.is_floating_point and value > torch.finfo(p.dtype).max:
                     raise ValueError(f"{key}: {value:g} overflows {p.dtype}, the dtype of the parameters it "

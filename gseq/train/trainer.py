@@ -58,6 +58,7 @@ from .checkpoint import (CHECKPOINT_FORMAT, RESUMABLE_SETTINGS, check_model_stat
                          set_rng_state)
 from .distributed import (DistEnv, Distributed, Mean, group_env, launched_env, rank_device, rank_seed,
                           shard_sequence)
+from ..checks import choice, instance, non_negative_float, positive_float, positive_int
 from ..io import check_writable_dir, load_checkpoint, remove_stale_temp_files, save_checkpoint, write_csv, write_json
 from .runtime import check_optimizer_groups, move_to, resolve_device, seed_everything
 
@@ -171,26 +172,16 @@ class Trainer:
         distributed: bool | None = None,
         dist_timeout: float | None = None,
     ) -> None:
-        if not isinstance(model, nn.Module):
-            raise TypeError(f"model: expected a torch.nn.Module, got {type(model).__name__}")
-        name = str(optimizer).lower()
-        if name not in _OPTIMIZERS:
-            raise ValueError(f"optimizer: unknown name {optimizer!r}; choose one of {sorted(_OPTIMIZERS)}")
-        if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not (math.isfinite(lr) and lr > 0):
-            raise ValueError(f"lr: must be a finite positive number, got {lr!r}")
-        if isinstance(weight_decay, bool) or not isinstance(weight_decay, (int, float)) \
-                or not (math.isfinite(weight_decay) and weight_decay >= 0):
-            raise ValueError(f"weight_decay: must be a finite number >= 0, got {weight_decay!r}")
-        if clip_grad_norm is not None and not clip_grad_norm > 0:
-            raise ValueError(f"clip_grad_norm: must be > 0 or None, got {clip_grad_norm!r}")
+        instance("model", model, nn.Module, "a torch.nn.Module")
+        name = choice("optimizer", str(optimizer).lower(), sorted(_OPTIMIZERS))
+        positive_float("lr", lr)
+        non_negative_float("weight_decay", weight_decay)
+        positive_float("clip_grad_norm", clip_grad_norm, none_ok=True)
         for arg, value in (("max_steps", max_steps), ("max_epochs", max_epochs), ("patience", patience),
                            ("checkpoint_every", checkpoint_every)):
-            if value is not None and (not isinstance(value, int) or value < 1):
-                raise ValueError(f"{arg}: must be a positive integer or None, got {value!r}")
-        if not isinstance(eval_every, int) or eval_every < 1:
-            raise ValueError(f"eval_every: must be a positive integer, got {eval_every!r}")
-        if mode not in ("max", "min"):
-            raise ValueError(f"mode: must be 'max' or 'min', got {mode!r}")
+            positive_int(arg, value, none_ok=True)
+        positive_int("eval_every", eval_every)
+        choice("mode", mode, ("max", "min"))
         if (target is not None or patience is not None or keep_best) and monitor is None:
             raise ValueError("monitor: name the evaluation metric (e.g. monitor='val_acc') to use target, "
                              "patience or keep_best")

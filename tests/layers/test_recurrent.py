@@ -290,3 +290,23 @@ def test_bad_construction_raises(make, match):
 def test_bad_input_raises_value_error_naming_argument(call, match):
     with pytest.raises(ValueError, match=match):
         call()
+
+
+@pytest.mark.parametrize("cls, states", [(RNN, 1), (LSTM, 2)])
+@pytest.mark.parametrize("fused", [False, True])
+def test_a_sequence_is_checked_once_not_at_every_step(cls, states, fused, monkeypatch):
+    import gseq.layers.recurrent as recurrent
+
+    calls = []
+    for name in ("_check_step_input", "_check_state"):
+        check = getattr(recurrent, name)
+        monkeypatch.setattr(recurrent, name, lambda *a, _check=check, _name=name: (calls.append(_name), _check(*a)))
+    model = cls(3, 4, fused=fused)
+    state = torch.zeros(2, 4) if states == 1 else (torch.zeros(2, 4), torch.zeros(2, 4))
+    out, _ = model(torch.randn(2, 7, 3), state)
+    assert out.shape == (2, 7, 4)
+    assert sorted(calls) == ["_check_state"] * states + ["_check_step_input"]
+    # one step of a cell still checks its input
+    calls.clear()
+    model.cell(torch.randn(2, 3), state)
+    assert sorted(calls) == ["_check_state"] * states + ["_check_step_input"]
