@@ -26,9 +26,9 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from ..ops import spmm
+from ..ops import accumulation_dtype, spmm
 from ..ops._anchored import anchored_spmm, scaled_spmm
-from .gcn_structure import GCNGraph, accumulation_dtype
+from .gcn_structure import GCNGraph
 
 __all__ = ["aggregate"]
 

@@ -17,18 +17,13 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor
 
-from ..ops import CSR
+from ..ops import CSR, accumulation_dtype
 from ..ops._anchored import make_anchor
 
 __all__ = ["GCNGraph", "gcn_graph", "gcn_norm", "check_graph_inputs"]
 
 #: PyG's message-passing directions: ``"target_to_source"`` aggregates over the reversed edges
 FLOWS = ("source_to_target", "target_to_source")
-
-
-def accumulation_dtype(dtype: torch.dtype) -> torch.dtype:
-    """The dtype of degrees, normalisation and aggregation for features of ``dtype``: float64 or float32."""
-    return torch.float64 if dtype == torch.float64 else torch.float32
 
 
 @dataclass(eq=False)

@@ -14,14 +14,14 @@ from torch import Tensor
 
 from ._autograd import spmm_reduce
 from ._backend import TRITON_AVAILABLE, get_backend, resolve, set_backend, use_backend
-from ._checks import DTYPES, REDUCTIONS, check_float, check_reduce
+from ._checks import DTYPES, REDUCTIONS, accumulation_dtype, check_float, check_reduce
 from .csr import CSR
 from .scatter import (scatter, scatter_add, scatter_max, scatter_mean, scatter_min, scatter_sum, segment,
                       segment_coo, segment_csr)
 
 __all__ = ["CSR", "spmm", "scatter", "scatter_sum", "scatter_add", "scatter_mean", "scatter_max", "scatter_min",
            "segment_csr", "segment_coo", "segment", "TRITON_AVAILABLE", "set_backend", "get_backend",
-           "use_backend", "REDUCTIONS", "DTYPES"]
+           "use_backend", "REDUCTIONS", "DTYPES", "accumulation_dtype"]
 
 
 def spmm(csr: CSR, x: Tensor, reduce: str = "sum", *, backend: str = "auto") -> Tensor:

@@ -20,14 +20,10 @@ import torch
 from torch import Tensor
 
 from ._backend import Backend
+from ._checks import accumulation_dtype
 from .csr import CSR
 
-__all__ = ["spmm_reduce", "spmm_sum", "spmm_arg", "acc_dtype", "row_counts"]
-
-
-def acc_dtype(dtype: torch.dtype) -> torch.dtype:
-    """The accumulation dtype of ``dtype``: float64 for float64, float32 for the others."""
-    return torch.float64 if dtype == torch.float64 else torch.float32
+__all__ = ["spmm_reduce", "spmm_sum", "spmm_arg", "row_counts"]
 
 
 def row_counts(csr: CSR, dtype: torch.dtype) -> Tensor:
@@ -141,6 +137,6 @@ def spmm_reduce(csr: CSR, x: Tensor, reduce: str, impl: Backend) -> Tensor:
     if reduce in ("sum", "add"):
         return spmm_sum(csr, x, impl, x.dtype)
     if reduce == "mean":
-        acc = acc_dtype(x.dtype)
+        acc = accumulation_dtype(x.dtype)
         return (spmm_sum(csr, x, impl, acc) / row_counts(csr, acc)[:, None]).to(x.dtype)
     return spmm_arg(csr, x, reduce, impl)[0]

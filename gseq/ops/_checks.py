@@ -11,12 +11,20 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-__all__ = ["REDUCTIONS", "DTYPES", "check_reduce", "check_float", "check_index", "check_range", "assert_valid", "check_out"]
+from ..checks import FLOAT_DTYPES
+
+__all__ = ["REDUCTIONS", "DTYPES", "accumulation_dtype", "check_reduce", "check_float", "check_index", "check_range", "assert_valid", "check_out"]
 
 #: the supported reductions (``"add"`` is an alias of ``"sum"``)
 REDUCTIONS = ("sum", "add", "mean", "max", "min")
 #: the supported floating dtypes (half types accumulate in float32)
-DTYPES = (torch.float32, torch.float64, torch.float16, torch.bfloat16)
+DTYPES = FLOAT_DTYPES
+
+
+def accumulation_dtype(dtype: torch.dtype) -> torch.dtype:
+    """The dtype sums, counts, degrees and normalisation use for data of ``dtype``: float64 for float64,
+    float32 for the others (float16 overflows at 65,504)."""
+    return torch.float64 if dtype == torch.float64 else torch.float32
 
 
 def check_reduce(reduce: object) -> str:

@@ -29,6 +29,8 @@ import os
 import torch
 from torch import Tensor
 
+from ._checks import accumulation_dtype
+
 try:
     import triton
     import triton.language as tl
@@ -172,10 +174,6 @@ def _acc(dtype: torch.dtype):
     return tl.float64 if dtype == torch.float64 else tl.float32
 
 
-def _acc_torch(dtype: torch.dtype) -> torch.dtype:
-    return torch.float64 if dtype == torch.float64 else torch.float32
-
-
 def _blocks(f: int) -> tuple[int, int]:
     block_f = min(128, max(16, triton.next_power_of_2(max(f, 1))))
     return (32 if block_f <= 32 else 16), block_f
@@ -231,7 +229,7 @@ def _run_rows(csr, values, x: Tensor, reduce: int, *, masked=None, dtype: torch.
     out = torch.empty(m, f, dtype=dtype or x.dtype, device=x.device)
     arg = torch.empty(m, f, dtype=torch.long, device=x.device) if extreme else None
     crow, cstart, cend, cslot, srow, sptr, nslots = _work(csr, CHUNK)
-    acc_t = _acc_torch(x.dtype)
+    acc_t = accumulation_dtype(x.dtype)
     part = torch.empty(max(nslots, 1), f, dtype=acc_t, device=x.device)
     parg = torch.empty(max(nslots, 1), f, dtype=torch.long, device=x.device) if extreme else part
     block_e, block_f = _blocks(f)

@@ -36,9 +36,9 @@ import math
 import torch
 from torch import Tensor
 
-from ._autograd import acc_dtype, row_counts, spmm_arg, spmm_sum
+from ._autograd import row_counts, spmm_arg, spmm_sum
 from ._backend import resolve
-from ._checks import assert_valid, check_float, check_index, check_out, check_range, check_reduce
+from ._checks import accumulation_dtype, assert_valid, check_float, check_index, check_out, check_range, check_reduce
 from .csr import CSR
 
 __all__ = ["scatter", "scatter_sum", "scatter_add", "scatter_mean", "scatter_max", "scatter_min",
@@ -240,7 +240,7 @@ def _reduce(csr: CSR, x: Tensor, reduce: str, impl, base: Tensor | None = None,
         res = spmm_sum(csr, x, impl, x.dtype)
         return (res if base is None else base + res.view_as(base)), None
     if reduce == "mean":
-        acc = acc_dtype(x.dtype)
+        acc = accumulation_dtype(x.dtype)
         total = spmm_sum(csr, x, impl, acc)
         counts = row_counts(csr, acc)
         if base is not None:
