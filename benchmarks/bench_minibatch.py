@@ -44,6 +44,8 @@ import torch
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
+from bench_spmm import _status_kb  # noqa: E402  (the VmRSS / VmHWM reader, Linux)
+
 from gseq.data import synthetic_graph  # noqa: E402
 from gseq.tasks import train_node_classifier, train_node_classifier_minibatch  # noqa: E402
 
@@ -81,14 +83,6 @@ def build(args) -> None:
         print(f"synthetic_graph({n:,}, avg_degree=10, num_classes=10, num_features=64): {seconds:.1f} s, "
               f"{data.edge_index.size(1):,} directed edges, largest degree "
               f"{int(torch.bincount(data.edge_index[1]).max()):,}")
-
-
-def _status_kb(key: str) -> int:
-    with open("/proc/self/status") as fh:
-        for line in fh:
-            if line.startswith(key + ":"):
-                return int(line.split()[1])
-    raise OSError(key)
 
 
 def _reset_peak() -> int:
