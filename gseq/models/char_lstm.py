@@ -13,6 +13,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ..checks import choice, in_range, positive_int
+
 __all__ = ["CharLSTM", "char_lm_loss"]
 
 State = tuple[Tensor, Tensor]
@@ -52,14 +54,10 @@ class CharLSTM(nn.Module):
     ) -> None:
         super().__init__()
         for name, value in (("vocab_size", vocab_size), ("hidden_size", hidden_size), ("num_layers", num_layers)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name}: must be a positive integer, got {value!r}")
-        if not 0.0 <= float(dropout) < 1.0:
-            raise ValueError(f"dropout: must lie in [0, 1), got {dropout!r}")
-        if embedding not in _EMBEDDINGS:
-            raise ValueError(f"embedding: must be one of {_EMBEDDINGS}, got {embedding!r}")
-        if embedding_dim is not None and (not isinstance(embedding_dim, int) or embedding_dim < 1):
-            raise ValueError(f"embedding_dim: must be a positive integer or None, got {embedding_dim!r}")
+            positive_int(name, value)
+        in_range("dropout", dropout, 0, 1, high_open=True)
+        choice("embedding", embedding, _EMBEDDINGS)
+        positive_int("embedding_dim", embedding_dim, none_ok=True)
         self.vocab_size = vocab_size
         self.hidden_size = hidden_size
         self.num_layers = num_layers

@@ -28,12 +28,12 @@ import os
 import warnings
 import weakref
 from dataclasses import dataclass
-from numbers import Real
 from typing import Any, Protocol
 
 import torch
 from torch import Tensor, nn
 
+from ..checks import choice, in_range, non_negative_float, non_negative_int, positive_int
 from ..data.text import CharVocab
 from ._step_graph import STEPS, StaticStep
 
@@ -94,21 +94,14 @@ def _check_args(model, vocab, prompt, length, temperature, top_k, top_p, generat
                          "use the vocabulary stored with the model's checkpoint")
     if not isinstance(prompt, str):
         raise TypeError(f"prompt: expected str, got {type(prompt).__name__}")
-    if isinstance(length, bool) or not isinstance(length, int) or length < 0:
-        raise ValueError(f"length: must be an integer >= 0, got {length!r}")
-    if isinstance(temperature, bool) or not isinstance(temperature, Real) or not math.isfinite(temperature) \
-            or temperature < 0:
-        raise ValueError(f"temperature: must be a finite number >= 0 (0 = greedy), got {temperature!r}")
-    if top_k is not None and (isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1):
-        raise ValueError(f"top_k: must be an integer >= 1 or None, got {top_k!r}")
-    if top_p is not None and (isinstance(top_p, bool) or not isinstance(top_p, Real) or not 0 < top_p <= 1):
-        raise ValueError(f"top_p: must lie in (0, 1] or be None, got {top_p!r}")
-    if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
-        raise ValueError(f"batch: must be a positive integer, got {batch!r}")
+    non_negative_int("length", length)
+    non_negative_float("temperature", temperature, hint=" (0 = greedy)")
+    positive_int("top_k", top_k, none_ok=True)
+    in_range("top_p", top_p, 0, 1, low_open=True, none_ok=True)
+    positive_int("batch", batch)
     if generator is not None and not isinstance(generator, torch.Generator):
         raise TypeError(f"generator: expected a torch.Generator or None, got {type(generator).__name__}")
-    if unknown not in ("error", "skip"):
-        raise ValueError(f"unknown: must be 'error' or 'skip', got {unknown!r}")
+    choice("unknown", unknown, ("error", "skip"))
 
 
 def _check_fits(length: int, batch: int, vocab_size: int, names: tuple[str, str] = ("length", "batch")) -> None:
