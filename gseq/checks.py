@@ -25,7 +25,8 @@ from collections.abc import Collection
 from typing import Any
 
 __all__ = ["WrongTypeError", "FLOAT_DTYPES", "HALF_DTYPES", "integer", "positive_int", "non_negative_int",
-           "finite_float", "positive_float", "non_negative_float", "in_range", "choice", "boolean", "instance"]
+           "finite_float", "positive_float", "non_negative_float", "in_range", "choice", "boolean", "instance",
+           "device_memory", "fits_memory"]
 
 #: the floating dtypes gseq's kernels and layers accept: float16, bfloat16, float32, float64
 FLOAT_DTYPES: tuple
@@ -199,3 +200,34 @@ def instance(name: str, value: Any, types: type | tuple[type, ...], expected: st
     if value is None and none_ok or isinstance(value, types):
         return value
     raise WrongTypeError(f"{name}: expected {expected}{' or None' if none_ok else ''}, got {type(value).__name__}")
+
+
+def device_memory(device: Any = "cpu") -> int | None:
+    """The memory of ``device`` in bytes (the machine's for the CPU, the GPU's for CUDA), or None where
+    it is not known."""
+    import os
+
+    import torch
+
+    device = torch.device(device)
+    if device.type == "cuda" and torch.cuda.is_available():
+        return torch.cuda.get_device_properties(device).total_memory
+    if device.type != "cpu":
+        return None
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, ValueError, OSError):
+        return None
+
+
+def fits_memory(name: str, value: Any, nbytes: int, device: Any = "cpu", what: str = "") -> None:
+    """Refuse a size whose arrays cannot fit: ``nbytes`` more than the memory of ``device``.
+
+    Raises:
+        ValueError: ``"num_nodes: 1,000,000,000,000 nodes need about 14,901 GiB for the CSR's row
+            pointers, more than the 24 GiB of memory of cpu; pass the real number of nodes"``.
+    """
+    total = device_memory(device)
+    if total is not None and nbytes > total:
+        raise ValueError(f"{name}: {value:,} {what} need about {nbytes / 2**30:,.0f} GiB, more than the "
+                         f"{total / 2**30:,.0f} GiB of memory of {device}; use a smaller {name}")

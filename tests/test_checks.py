@@ -122,3 +122,14 @@ def test_importing_the_checks_imports_no_torch():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=REPO,
                          timeout=60).stdout
     assert out.strip() == "['gseq._lazy', 'gseq.checks']"  # gseq itself, lazily, and the checks
+
+
+def test_fits_memory_refuses_more_than_the_device_holds():
+    from gseq.checks import device_memory, fits_memory
+
+    total = device_memory("cpu")
+    assert total is None or total > 2**20
+    fits_memory("length", 10, 1024)  # a kilobyte fits anywhere
+    if total is not None:
+        with pytest.raises(ValueError, match=r"length: 7 things need about .* GiB, more than the .* GiB of memory"):
+            fits_memory("length", 7, 2 * total, "cpu", "things")

@@ -14,6 +14,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from ..checks import fits_memory
 from ._checks import DTYPES
 
 __all__ = ["CSR"]
@@ -179,6 +180,8 @@ class CSR:
             num_nodes = int(edge_index.max()) + 1 if num_edges > 0 else 0
         if not isinstance(num_nodes, int) or isinstance(num_nodes, bool) or num_nodes < 0:
             raise TypeError(f"num_nodes must be a non-negative int, got {num_nodes!r}")
+        # the row pointers and the per-row counts: two int64 arrays of num_nodes + 1 entries
+        fits_memory("num_nodes", num_nodes, 16 * (num_nodes + 1), edge_index.device, "nodes (the CSR's row pointers)")
         _check_range(edge_index, num_nodes, "edge_index", f"< num_nodes = {num_nodes}", "pass a larger num_nodes")
         if edge_weight is not None:
             edge_weight = cls._check_values(edge_weight, num_edges, edge_index.device)

@@ -142,3 +142,11 @@ def test_segment_csr_old_positional_reduce_is_refused():
 def test_segment_coo_rejects(index, kwargs, error, match):
     with pytest.raises(error, match=match):
         segment_coo(torch.ones(4, 2), index, **kwargs)
+
+
+def test_an_absurd_num_nodes_is_refused_before_allocating():
+    from gseq.ops import CSR
+
+    with pytest.raises(ValueError, match=r"num_nodes: 1,000,000,000,000 nodes .* need about .* GiB, more than"):
+        CSR.from_edge_index(torch.tensor([[0, 1], [1, 0]]), None, 10**12)
+    assert CSR.from_edge_index(torch.tensor([[0, 1], [1, 0]]), None, 10**5).shape == (10**5, 10**5)
