@@ -38,6 +38,8 @@ time budget (a section whose estimate no longer fits is reported NOT-RUN), with 
 - ``bench_rnn``: a training step of the fused LSTM against ``nn.LSTM`` (cuDNN), T = 30, TF32 off for both.
 - ``bench_text``: character generation (200 characters at batch 1 and 256; CUDA graph and eager) and
   training steps.
+- ``bench_sampling``: ``benchmarks/bench_sampling.py`` on the device: sampling 1024 seeds with fan-out
+  [15, 10] on the 169,343-node graph against one forward + backward of a 2-layer GCN on the batch.
 
 Every timing is the median of several calls timed with CUDA events after a warm-up, with the results
 checked first. One summary table at the end lists every check and every target of the issue with its
@@ -89,6 +91,7 @@ sys.path[:0] = [str(ROOT), str(HERE)]
 
 import bench_gcn  # noqa: E402
 import bench_rnn  # noqa: E402
+import bench_sampling  # noqa: E402
 import bench_spmm  # noqa: E402
 import bench_text  # noqa: E402
 
@@ -179,7 +182,7 @@ QUICK = replace(DRY, grid_nodes=12, grid_edges=30, grid=((1, "sum", BF16), (100,
 #: dry figures are for an idle 2-core machine). A section starts while half its estimate is left.
 ESTIMATES = {"env": (5, 2, 2), "ops": (100, 40, 6), "large": (40, 1, 1), "repeat": (15, 5, 1), "gcn": (10, 5, 1),
              "lstm": (5, 1, 1), "generate": (20, 4, 2), "bench_spmm": (40, 10, 1), "bench_gcn": (40, 10, 1),
-             "bench_rnn": (10, 1, 1), "bench_text": (25, 4, 2)}
+             "bench_rnn": (10, 1, 1), "bench_text": (25, 4, 2), "bench_sampling": (20, 6, 3)}
 SECTIONS = list(ESTIMATES)
 
 #: the summary: (key, what is claimed); targets of the issue's part 4 are the keys starting with "t_"
@@ -206,6 +209,7 @@ SUMMARY = [
     ("t_gcn_big", "target: 2.45M / 60M GCN runs, peak memory O(NF + E)"),
     ("t_lstm", "target: fused LSTM step <= 2x cuDNN at T=30 (TF32 off)"),
     ("t_gen", "target: 200 characters at batch 1 <= 10 ms"),
+    ("t_sampling", "target: sampling 1024 seeds with [15, 10] < GCN fwd+bwd on the batch (169k-node graph)"),
 ]
 
 
@@ -1129,6 +1133,32 @@ def sec_bench_text(rep: Report, cfg: Sizes, dev: torch.device) -> None:
                    ms <= 10.0 and cfg.bench_length == 200)
 
 
+def sec_bench_sampling(rep: Report, cfg: Sizes, dev: torch.device) -> None:
+    """benchmarks/bench_sampling.py on this device: neighbour sampling against the GCN step it feeds."""
+    import contextlib
+    import io
+    import tempfile
+
+    graph = "arxiv" if not rep.dry else "cora"
+    rounds = "5" if not rep.dry else "1"
+    with tempfile.TemporaryDirectory() as tmp:
+        csv_path = Path(tmp) / "sampling.csv"
+        printed = io.StringIO()
+        with contextlib.redirect_stdout(printed):
+            bench_sampling.main(["--device", str(dev), "--graph", graph, "--rounds", rounds, "--csv", str(csv_path)])
+        for line in printed.getvalue().splitlines():
+            rep.log(f"  {line}")
+        import csv
+
+        with open(csv_path, newline="") as fh:
+            rows = list(csv.DictReader(fh))
+    rep.rows("bench_sampling", rows)
+    ratio = next(float(r["ratio"]) for r in rows if r["variant"] == "sample")
+    ms = {r["variant"]: float(r["ms"]) for r in rows}
+    rep.target("t_sampling", f"{ratio:.3f}x ({ms['sample']:.2f} ms sampling vs {ms['GCN fwd+bwd']:.2f} ms GCN "
+               f"fwd+bwd, graph {graph})", ratio < 1.0 and not rep.dry)
+
+
 # ---------------------------------------------------------------------------------------------- main
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0],
@@ -1173,7 +1203,7 @@ def main(argv=None) -> int:
                "lstm": sec_lstm, "generate": sec_generate,
                "bench_spmm": lambda r, c, d: sec_bench_spmm(r, c, d, graphs),
                "bench_gcn": lambda r, c, d: sec_bench_gcn(r, c, d, graphs),
-               "bench_rnn": sec_bench_rnn, "bench_text": sec_bench_text}
+               "bench_rnn": sec_bench_rnn, "bench_text": sec_bench_text, "bench_sampling": sec_bench_sampling}
     run_tests = "tests" not in args.skip and (args.only is None or "tests" in args.only)
     tests, collected = None, not run_tests
     if not run_tests:
