@@ -1037,19 +1037,9 @@ def sec_bench_gcn(rep: Report, cfg: Sizes, dev: torch.device, graphs: Graphs) ->
         ei = graphs.get(name, n, e)
         x = torch.randn(n, f, device=dev)
         grad = torch.randn(n, f, device=dev)
-        fns = {}
         with triton_everywhere(dev, cfg):
-            for k, (model, graph) in bench_spmm.gcn_variants(ei, n, f, dev).items():
-                if k in skip:
-                    continue
-
-                def step(model=model, graph=graph):
-                    model.zero_grad(set_to_none=True)
-                    out = model(x, graph)
-                    out.backward(grad)
-                    return out.detach()
-                fns[k] = step
-            fns = bench_spmm._checked(fns, lambda fn: fn(), torch.float32, grads=False)
+            fns = bench_spmm._checked(bench_spmm.gcn_steps(ei, n, x, grad, skip), lambda fn: fn(), torch.float32,
+                                      grads=False)
             base = None
             for k, fn in fns.items():
                 ms = time_ms(fn, dev, cfg.timing_ms)
