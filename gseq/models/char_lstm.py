@@ -116,6 +116,12 @@ class CharLSTM(nn.Module):
         out, state = self.lstm(self._inputs(x), state)
         return self.head(out), state
 
+    @property
+    def readout_bias(self) -> Tensor:
+        """The read-out bias :math:`b` of the logits :math:`W h + b` (``head.bias``), which :meth:`step`'s
+        ``bias`` replaces: the optional member of :class:`~gseq.models.CharModel` for noise in the bias."""
+        return self.head.bias
+
     def step(self, ids: Tensor, state: State | None = None, bias: Tensor | None = None) -> tuple[Tensor, State]:
         """One time step without input checks: the ``step`` of :class:`~gseq.models.CharModel`, with the
         optional ``bias`` (:func:`~gseq.models.generate` calls it once per character).
@@ -123,8 +129,9 @@ class CharLSTM(nn.Module):
         Args:
             ids: the current characters.
             state: the LSTM state, None for zeros.
-            bias: replaces the read-out bias :math:`b` (``head.bias``) in the same matrix product, e.g. ``b``
-                plus sampling noise, so that the noisy logits cost no extra operation. (default: None, ``b``)
+            bias: replaces the read-out bias :math:`b` (:attr:`readout_bias`) in the same matrix product,
+                e.g. ``b`` plus sampling noise, so that the noisy logits cost no extra operation.
+                (default: None, ``b``)
 
         Shapes:
             ids :math:`[B]`, bias :math:`[B, V]` or :math:`[V]` -> logits :math:`[B, V]`, new state.
