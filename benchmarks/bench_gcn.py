@@ -92,7 +92,11 @@ def main(argv=None) -> None:
     p.add_argument("--number", type=int, default=None, help="calls per timing (default: 10 cuda, 1 cpu)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--csv", default=None, help="also write the table here")
+    p.add_argument("--quick", action="store_true", help="seconds: the cora graph, F = 16, one round (gpu_check --dry-run)")
     args = p.parse_args(argv)
+    if args.quick:  # tiny defaults; flags given explicitly still win
+        p.set_defaults(graphs=["cora"], features=[16], rounds=1, number=1)
+        args = p.parse_args(argv)
     device = torch.device(args.device)
     torch.set_num_threads(args.threads)
     number = args.number or (10 if device.type == "cuda" else 1)
@@ -117,7 +121,8 @@ def main(argv=None) -> None:
             base, sparse = med["PyG GCNConv edge_index"], med["PyG GCNConv sparse adj_t"]
             ef = edge_index.size(1) * f * 4 / 2**20
             for k, fn in fns.items():
-                peak = peak_mb(fn, device) if device.type == "cuda" else child_peak_mib(name, f, k, args.seed)
+                peak = peak_mb(fn, device) if device.type == "cuda" else None if args.quick else \
+                    child_peak_mib(name, f, k, args.seed)
                 row = dict(graph=name, F=f, variant=k, ms=med[k] * 1e3, vs_edge_index=base / med[k],
                            vs_sparse=sparse / med[k], peak_mib=peak, ef_mib=ef)
                 rows.append(row)

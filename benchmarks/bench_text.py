@@ -42,7 +42,8 @@ from gseq.models import CharLSTM, char_lm_loss, generate  # noqa: E402
 from gseq.models.generate import SMALL_BATCH, _mkldnn_off  # noqa: E402
 from gseq.train import Trainer  # noqa: E402
 
-BOOK = "book_EN_democracy_in_the_US.txt"
+BOOK = "book_EN_democracy_in_the_US.txt"  # from $GSEQ_DATA
+SHIPPED_BOOK = "book_EN_grimms_fairy_tails.txt"  # shipped with gseq: needs no data folder
 
 
 def sync(device: torch.device) -> None:
@@ -179,11 +180,17 @@ def main(argv=None) -> None:
     p.add_argument("--repeats", type=int, default=3, help="generate() calls per variant and round (default: 3)")
     p.add_argument("--batches", type=int, nargs="+", default=[1, 256])
     p.add_argument("--csv", default=None, help="write the table here")
+    p.add_argument("--book", default=BOOK, help=f"text file or book name (default: {BOOK}, from $GSEQ_DATA; "
+                   f"{SHIPPED_BOOK} is shipped)")
+    p.add_argument("--quick", action="store_true", help="seconds: the shipped book, 20 characters at batch 1, one round (gpu_check --dry-run)")
     args = p.parse_args(argv)
+    if args.quick:  # tiny defaults; flags given explicitly still win
+        p.set_defaults(book=SHIPPED_BOOK, rounds=1, steps=1, length=20, repeats=1, batches=[1])
+        args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
 
-    text = load_text(BOOK, preprocess=True)
+    text = load_text(args.book, preprocess=True)
     vocab = CharVocab.from_text(text)
     train_ids, _ = split_text(vocab.encode(text))
     print(f"torch {torch.__version__}, device {device}, {torch.get_num_threads()} thread(s); "

@@ -1,6 +1,7 @@
 import json
 
 import pytest
+import torch
 
 from gseq.cli import main
 
@@ -72,7 +73,7 @@ def test_gcn_bad_arguments_exit_2_naming_the_flag(argv, flag, capsys):
 def test_gcn_refused_devices_and_folders_are_one_line(capsys, tmp_path):
     (tmp_path / "file").write_text("x")
     cases = [(["--device", "mps"], "--device: 'mps' is not available"),
-             (["--device", "cuda"], "--device: 'cuda'"),
+             (["--device", f"cuda:{torch.cuda.device_count()}"], f"--device: 'cuda:{torch.cuda.device_count()}'"),
              (["--device", "tpu:x"], "--device: 'tpu:x' is not a device"),
              (["--out", str(tmp_path / "file")], "--out:"),
              (["--out", str(tmp_path / "file" / "sub")], "--out: cannot create")]
@@ -80,6 +81,16 @@ def test_gcn_refused_devices_and_folders_are_one_line(capsys, tmp_path):
         assert main(["gcn", "--dataset", "example", "--epochs", "1", *argv]) == 2, argv
         err = capsys.readouterr().err
         assert err.startswith("gseq gcn: error: ") and message in err and len(err.strip().splitlines()) == 1, err
+
+
+def test_gcn_device_cuda_runs_where_cuda_is_and_is_refused_in_one_line_where_not(capsys):
+    code = main(["gcn", "--dataset", "example", "--epochs", "2", "--device", "cuda"])
+    out, err = capsys.readouterr()
+    if torch.cuda.is_available():
+        assert code == 0 and "test accuracy" in out, err
+    else:
+        assert code == 2 and err.strip() == ("gseq gcn: error: --device: 'cuda' was asked for but CUDA is not "
+                                             "available here; use 'auto' or 'cpu'")
 
 
 def test_gcn_trust_warns_and_a_damaged_file_is_one_line(capsys, tmp_path, data_root):

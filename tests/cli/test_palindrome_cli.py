@@ -2,6 +2,7 @@ import csv
 import json
 
 import pytest
+import torch
 
 from gseq.cli import main
 
@@ -53,7 +54,7 @@ def test_refused_flags_name_the_flag_before_anything_runs(capsys, argv, match):
     (["sweep", "--lengths", "5", "1000000000", "--out", "{tmp}"], "--lengths: 1000000000 steps"),
     (["grads", "--length", "1000000000", "--out", "{tmp}"], "--length: 1000000000 steps"),
     (["train", "--device", "mps"], "--device: 'mps'"),
-    (["train", "--device", "cuda:3"], "--device: 'cuda:3'"),
+    (["train", "--device", f"cuda:{torch.cuda.device_count()}"], f"--device: 'cuda:{torch.cuda.device_count()}'"),
     (["train", "--resume"], "--resume: needs --out"),
     (["train", "--resume", "--out", "{tmp}"], "holds no checkpoint"),
     (["train", "--resume", "--overwrite", "--out", "{tmp}"], "choose one"),
