@@ -129,14 +129,14 @@ def sample_static(model: nn.Module, prompt_ids: Tensor, length: int, temperature
         out[0] = first
     for t in range(start, length, NOISE_CHUNK):
         n = min(NOISE_CHUNK, length - t)
-        noise = gumbel(n, batch, model, generator) if temperature > 0 else None
+        noise = gumbel(n, batch, model, generator).mul_(temperature) if temperature > 0 else None  # T g
         k = 0
         if t == start:  # the first character, from the prompt's logits
             out[t], k = draw(logits, None if noise is None else noise[0], temperature), 1
         if k == n:
             continue
-        if noise is not None:
-            noise = noise.mul_(temperature).add_(bias) if in_bias else noise.mul_(temperature)  # T g (+ b)
+        if in_bias:
+            noise.add_(bias)  # b + T g: the steps' read-out bias
         if step is None:
             step = STEPS.get(model, (batch, noise is None, capture),
                              lambda: StaticStep(model, out[t], state, noise, in_bias, capture))

@@ -70,10 +70,10 @@ def keep(logits: Tensor, temperature: float, top_k: int | None = None, top_p: fl
 
 
 def draw(logits: Tensor, noise: Tensor | None, temperature: float, top_k=None, top_p=None) -> Tensor:
-    """The next ids ``[B]`` from logits ``[B, V]`` and Gumbel noise ``[B, V]`` (None when greedy)."""
+    """The next ids ``[B]`` from logits ``[B, V]`` and the noise :math:`T g` ``[B, V]`` (None when greedy)."""
     if temperature == 0:
         return logits.argmax(-1)
-    return (keep(logits, temperature, top_k, top_p) + temperature * noise).argmax(-1)
+    return (keep(logits, temperature, top_k, top_p) + noise).argmax(-1)
 
 
 def prime(model, prompt_ids: Tensor, batch: int, generator) -> tuple[Tensor | None, Tensor, Any]:
@@ -98,8 +98,8 @@ def sample(model: CharModel, prompt_ids: Tensor, length: int, temperature: float
     start, noise = len(out), None
     for t in range(start, length):
         k = (t - start) % NOISE_CHUNK
-        if temperature > 0 and k == 0:  # noise for the next NOISE_CHUNK characters
-            noise = gumbel(min(NOISE_CHUNK, length - t), batch, model, generator)
+        if temperature > 0 and k == 0:  # T g for the next NOISE_CHUNK characters
+            noise = gumbel(min(NOISE_CHUNK, length - t), batch, model, generator).mul_(temperature)
         ids = draw(logits, None if noise is None else noise[k], temperature, top_k, top_p)
         out.append(ids)
         if t + 1 < length:
