@@ -349,10 +349,11 @@ def test_static_step_holds_none_tensor_or_tuple_states_and_refuses_others():
         step.run(None, 0, 1)
 
 
-def test_cached_step_is_reused_across_calls_and_follows_weight_updates(random_model):
-    """One step is built per (model, batch, greedy) and reused by later calls with other prompts, lengths
-    and seeds; after an in-place weight update (an optimiser step) it samples the updated model."""
-    model = copy.deepcopy(random_model)
+def test_cached_step_is_reused_across_calls_and_follows_weight_updates(random_model, device):
+    """One step is built (captured, on CUDA) per (model, batch, greedy) and reused by later calls with other
+    prompts, lengths and seeds; after an in-place weight update (an optimiser step) it samples the updated
+    model; after a parameter is replaced (``.float()``) a new one is built."""
+    model = on(random_model, device)
     builds = STEPS.builds
 
     def both(prompt, length, seed):
@@ -368,6 +369,8 @@ def test_cached_step_is_reused_across_calls_and_follows_weight_updates(random_mo
     third = both("ab", 30, 1)
     assert torch.equal(*third) and STEPS.builds == builds + 1
     assert not torch.equal(third[1], first[1])  # it did sample the changed model
+    model.float()
+    assert torch.equal(*both("ab", 30, 1)) and STEPS.builds == builds + 2
 
 
 def test_step_cache_keys_on_replaced_tensors_not_on_values():
