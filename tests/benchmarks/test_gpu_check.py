@@ -35,9 +35,11 @@ def test_dry_run_runs_every_step_and_reads_every_target(tmp_path):
     column = header.index("status")
     statuses = [row[column:column + 7].strip() for row in table]
     assert len(statuses) == 9 and set(statuses) == {"DRY", "INFO"}, summary  # every target read, none judged
-    assert " passed" in (tmp_path / "tests.log").read_text()
+    text = (tmp_path / "gpu_check.log").read_text()
+    assert " passed" in text and text.count("exit 0 after") == 6, text[-3000:]
     for name in ("bench_spmm", "bench_gcn", "bench_rnn", "bench_text", "bench_sampling"):
-        assert (tmp_path / f"{name}.csv").stat().st_size > 0 and (tmp_path / f"{name}.log").exists(), name
+        assert (tmp_path / f"{name}.csv").stat().st_size > 0, name
+    assert len(list(tmp_path.iterdir())) <= 8  # what a device run brings back: 8 files at most
 
 
 def _write(path: Path, rows: list[dict]) -> None:
@@ -79,3 +81,12 @@ def test_targets_are_judged_from_the_gpu_rows(tmp_path):
     assert found("fused LSTM training step <= 2x cuDNN nn.LSTM")[1] is True
     assert found("200 characters of generate at batch 1 <= 10 ms") == ("12.00 ms (gseq generate, CUDA graph)", False)
     assert found("sampling 1024 seeds [15")[1] == "missing"  # no bench_sampling.csv: NOT-RUN, not a crash
+
+
+def test_a_step_past_its_time_is_stopped_and_counts_as_failed(tmp_path):
+    gc = _module()
+    with open(tmp_path / "log", "w") as log:
+        ok = gc.run_step("sleeper", ["-c", "import time; print('started', flush=True); time.sleep(60)"], log, 2.0,
+                         dict(os.environ))
+    text = (tmp_path / "log").read_text()
+    assert not ok and "started" in text and "sleeper: TIMED OUT after 2 s" in text, text
