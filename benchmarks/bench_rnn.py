@@ -106,7 +106,8 @@ def main(argv=None) -> int:
     p.add_argument("--warmup", type=int, default=5)
     p.add_argument("--no-reference", action="store_true", help="skip the slow per-step reference path")
     p.add_argument("--csv", default=None, help="write the table here")
-    p.add_argument("--quick", action="store_true", help="seconds: T = 10, batch 8, hidden 16, one round (gpu_check --dry-run)")
+    p.add_argument("--quick", action="store_true",
+                   help="seconds: T = 10, batch 8, hidden 16, one round (gpu_check --dry-run)")
     args = p.parse_args(argv)
     if args.quick:  # tiny defaults; flags given explicitly still win
         p.set_defaults(lengths=[10], batch_size=8, hidden_size=16, rounds=1, per_round=1, warmup=1, no_reference=True)

@@ -78,7 +78,8 @@ def main(argv=None) -> None:
     p.add_argument("--rounds", type=int, default=7, help="interleaved timing rounds (default: 7)")
     p.add_argument("--seed", type=int, default=0, help="graph and sampling seed (default: 0)")
     p.add_argument("--csv", default=None, help="also write the table here (default: none)")
-    p.add_argument("--quick", action="store_true", help="seconds: the cora graph, 64 seeds, one round (gpu_check --dry-run)")
+    p.add_argument("--quick", action="store_true",
+                   help="seconds: the cora graph, 64 seeds, one round (gpu_check --dry-run)")
     args = p.parse_args(argv)
     if args.quick:  # tiny defaults; flags given explicitly still win
         p.set_defaults(graph="cora", batch_size=64, rounds=1)

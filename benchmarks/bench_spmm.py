@@ -259,7 +259,8 @@ def main(argv=None) -> None:
     p.add_argument("--number", type=int, default=None, help="calls per timing (default: about 50 ms worth)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--csv", default=None, help="also write the table here")
-    p.add_argument("--quick", action="store_true", help="seconds: the cora graph, F = 16, one round (gpu_check --dry-run)")
+    p.add_argument("--quick", action="store_true",
+                   help="seconds: the cora graph, F = 16, one round (gpu_check --dry-run)")
     args = p.parse_args(argv)
     if args.quick:  # tiny defaults; flags given explicitly still win
         p.set_defaults(sizes=["cora"], features=[16], gcn_features=[16], rounds=1, number=1)

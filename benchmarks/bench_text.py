@@ -15,7 +15,7 @@ one model step per character) against the obvious loop (``softmax(logits / T)`` 
 every step), and against a *bare model step* (``model.step`` alone, no sampling, no bookkeeping): the
 issue's target is a per-character cost of generate() of at most 1.2x one bare step. The bare step is
 timed both with torch's default CPU settings and with the settings generate() uses (oneDNN off for
-batches up to 64, see ``gseq.models.generate._cpu_rnn_flags``); the ratio is taken to the faster one.
+batches up to 64, see ``gseq.models.generate.SMALL_BATCH``); the ratio is taken to the faster one.
 
 All variants run side by side in one process, interleaved round by round, so a busy machine slows them
 alike; the script prints medians and ratios and can write the table as CSV.
@@ -182,7 +182,8 @@ def main(argv=None) -> None:
     p.add_argument("--csv", default=None, help="write the table here")
     p.add_argument("--book", default=BOOK, help=f"text file or book name (default: {BOOK}, from $GSEQ_DATA; "
                    f"{SHIPPED_BOOK} is shipped)")
-    p.add_argument("--quick", action="store_true", help="seconds: the shipped book, 20 characters at batch 1, one round (gpu_check --dry-run)")
+    p.add_argument("--quick", action="store_true",
+                   help="seconds: the shipped book, 20 characters at batch 1, one round (gpu_check --dry-run)")
     args = p.parse_args(argv)
     if args.quick:  # tiny defaults; flags given explicitly still win
         p.set_defaults(book=SHIPPED_BOOK, rounds=1, steps=1, length=20, repeats=1, batches=[1])

@@ -157,8 +157,8 @@ def targets(out: Path, dry: bool) -> list[tuple[str, str, object]]:
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter,
-                                epilog="steps: " + ", ".join(STEPS))
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0], epilog="steps: " + ", ".join(STEPS),
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--dry-run", action="store_true", help="the CPU, a few tests, every script with --quick")
     p.add_argument("--only", nargs="+", choices=list(STEPS), default=list(STEPS), help="run only these steps")
     p.add_argument("--budget", type=float, default=560.0, help="seconds for all steps together (default: 560)")

@@ -21,7 +21,7 @@ from .sampling import NOISE_CHUNK, CharModel, sample
 
 __all__ = ["CharModel", "generate"]
 
-#: on the CPU, batches up to this size run the LSTM without oneDNN (see ``_cpu_rnn_flags``)
+#: on the CPU, batches up to this size run the LSTM without oneDNN (see ``generate``)
 SMALL_BATCH = 64
 
 
@@ -91,12 +91,6 @@ def _mkldnn_off():
         torch.backends.mkldnn.enabled = before
 
 
-def _cpu_rnn_flags(device: torch.device, batch: int):
-    """On the CPU, oneDNN's (mkldnn) LSTM spends a fixed ~0.2 ms setting up every call, which dominates one
-    step of a small batch; the native kernels are several times faster there (benchmarks/bench_text.py)."""
-    return _mkldnn_off() if device.type == "cpu" and batch <= SMALL_BATCH else contextlib.nullcontext()
-
-
 def generate(
     model: CharModel,
     vocab: CharVocab,
@@ -135,11 +129,10 @@ def generate(
         batch: number of independent samples. (default: ``1``)
         unknown: prompt characters not in the vocabulary: ``"error"`` raises a ``ValueError`` naming
             them, ``"skip"`` drops them. (default: ``"error"``)
-        cuda_graph: on CUDA, without top-k/top-p, run the fast path: the per-character step captured
-            in a CUDA graph and replayed (the same draws; the eager loop with a warning if capture fails;
-            see :class:`CharModel` for what the step must allow). It is captured once per model, batch
-            size and greedy or not, and reused until a parameter or buffer is replaced (``.to()``,
-            ``load_state_dict(assign=True)``); in-place updates (an optimiser step) keep it. (default: True)
+        cuda_graph: on CUDA, without top-k/top-p, run the fast path: the step captured in a CUDA graph
+            (the same draws; the eager loop with a warning if capture fails; see :class:`CharModel`),
+            once per model, batch size and greedy or not, until a parameter or buffer is replaced
+            (in-place updates, as an optimiser makes them, keep it). (default: True)
 
     Returns:
         a list of ``batch`` strings of ``length`` characters each, without the prompt (also for
@@ -169,7 +162,9 @@ def generate(
             if cuda_graph and device.type == "cuda" and unfiltered:
                 ids = _try_graph(model, prompt_ids, length, temperature, generator, batch, device)
             if ids is None:
-                with _cpu_rnn_flags(device, batch):
+                # on the CPU oneDNN's LSTM spends a fixed ~0.2 ms setting up every call, which dominates
+                # one step of a small batch; the native kernels are several times faster (bench_text.py)
+                with _mkldnn_off() if device.type == "cpu" and batch <= SMALL_BATCH else contextlib.nullcontext():
                     ids = sample(model, prompt_ids, length, temperature, top_k, top_p, generator, batch)
     finally:
         model.train(was_training)

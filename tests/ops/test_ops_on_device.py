@@ -131,12 +131,15 @@ def test_spmm_past_2_to_the_31_entries_and_elements_on_cuda():
     exactly with a gather on the device."""
     dev = torch.device("cuda")
     g = torch.Generator().manual_seed(5)
+
+    def sampled(rows):  # the first and last rows (the largest offsets) and 256 random ones
+        return torch.unique(torch.cat([torch.arange(16), torch.arange(rows - 64, rows),
+                                       torch.randint(rows, (256,), generator=g)])).to(dev)
     m, d, n = 1 << 21, 1025, 1 << 20
     indices = torch.arange(m * d, device=dev, dtype=torch.long).mul_(2654435761).remainder_(n)
     csr = CSR(torch.arange(m + 1, device=dev, dtype=torch.long).mul_(d), indices, None, (m, n))
     x = exact((n, 2), g).float().to(dev)
-    rows = torch.unique(torch.cat([torch.arange(16), torch.arange(m - 64, m), torch.randint(m, (256,), generator=g)]))
-    rows = rows.to(dev)
+    rows = sampled(m)
     gathered = x.double()[indices[csr.indptr[rows][:, None] + torch.arange(d, device=dev)]]  # [rows, d, 2]
     assert torch.equal(spmm(csr, x)[rows].double(), gathered.sum(1))
     assert torch.equal(spmm(csr, x, "max")[rows].double(), gathered.amax(1))
@@ -146,8 +149,7 @@ def test_spmm_past_2_to_the_31_entries_and_elements_on_cuda():
     r = torch.arange(nw, device=dev)
     csr = CSR.from_edge_index(torch.stack([torch.cat([r, nw - 1 - r]), torch.cat([r, r])]), num_nodes=nw)
     big = torch.randint(-64, 65, (fw, nw), device=dev, dtype=torch.float32).div_(8)  # X [F, N]
-    rows = torch.unique(torch.cat([torch.arange(16), torch.arange(nw - 64, nw), torch.randint(nw, (256,), generator=g)]))
-    rows = rows.to(dev)
+    rows = sampled(nw)
     for x in (big.t(), big.t().contiguous()):  # strides (1, N), then (F, 1)
         expected = x[rows].double() + x[nw - 1 - rows].double()
         assert torch.equal(spmm(csr, x)[rows].double(), expected), x.stride()
