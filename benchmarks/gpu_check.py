@@ -1,6 +1,6 @@
 """The GPU check: gseq's test suite on CUDA, then the benchmark scripts at GPU sizes, in one command.
 
-    PYTHONPATH=$PWD python benchmarks/gpu_check.py              # one H100/H200: about 8 minutes
+    PYTHONPATH=$PWD python benchmarks/gpu_check.py              # one H100/H200: at most 560 s (--budget)
     PYTHONPATH=$PWD python benchmarks/gpu_check.py --dry-run    # the same steps on the CPU, --quick sizes
 
 Each step is a subprocess with a time limit of its own (one failing does not stop the others):
