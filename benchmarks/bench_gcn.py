@@ -30,6 +30,7 @@ sys.path.insert(0, str(HERE.parent))
 sys.path.insert(0, str(HERE))
 
 from bench_spmm import SIZES, _status_kb, gcn_variants, peak_mb, power_law_graph, time_interleaved  # noqa: E402
+from bench_spmm import parse_quick  # noqa: E402
 
 
 def load_graph(name: str, seed: int, device: torch.device) -> tuple[torch.Tensor, int, str]:
@@ -92,12 +93,8 @@ def main(argv=None) -> None:
     p.add_argument("--number", type=int, default=None, help="calls per timing (default: 10 cuda, 1 cpu)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--csv", default=None, help="also write the table here")
-    p.add_argument("--quick", action="store_true",
-                   help="seconds: the cora graph, F = 16, one round, no CPU peak memory (gpu_check --dry-run)")
-    args = p.parse_args(argv)
-    if args.quick:  # tiny defaults; flags given explicitly still win
-        p.set_defaults(graphs=["cora"], features=[16], rounds=1, number=1)
-        args = p.parse_args(argv)
+    args = parse_quick(p, argv, "the cora graph, F = 16, one round, no CPU peak memory", graphs=["cora"],
+                       features=[16], rounds=1, number=1)
     device = torch.device(args.device)
     torch.set_num_threads(args.threads)
     number = args.number or (10 if device.type == "cuda" else 1)

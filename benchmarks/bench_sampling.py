@@ -39,7 +39,7 @@ sys.path.insert(0, str(HERE.parent))
 sys.path.insert(0, str(HERE))
 
 from bench_gcn import load_graph  # noqa: E402
-from bench_spmm import time_interleaved  # noqa: E402
+from bench_spmm import parse_quick, time_interleaved  # noqa: E402
 from torch_geometric.data import Data  # noqa: E402
 
 from gseq.loader import NeighborLoader, NeighborSampler  # noqa: E402
@@ -78,12 +78,7 @@ def main(argv=None) -> None:
     p.add_argument("--rounds", type=int, default=7, help="interleaved timing rounds (default: 7)")
     p.add_argument("--seed", type=int, default=0, help="graph and sampling seed (default: 0)")
     p.add_argument("--csv", default=None, help="also write the table here (default: none)")
-    p.add_argument("--quick", action="store_true",
-                   help="seconds: the cora graph, 64 seeds, one round (gpu_check --dry-run)")
-    args = p.parse_args(argv)
-    if args.quick:  # tiny defaults; flags given explicitly still win
-        p.set_defaults(graph="cora", batch_size=64, rounds=1)
-        args = p.parse_args(argv)
+    args = parse_quick(p, argv, "the cora graph, 64 seeds, one round", graph="cora", batch_size=64, rounds=1)
     device = torch.device(args.device)
     torch.set_num_threads(args.threads)
     warnings.filterwarnings("ignore", message=".*[Ss]parse.*")

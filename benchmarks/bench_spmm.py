@@ -244,6 +244,17 @@ def gcn_steps(edge_index: torch.Tensor, n: int, x: torch.Tensor, grad: torch.Ten
     return fns
 
 
+def parse_quick(p: argparse.ArgumentParser, argv, what: str, **quick) -> argparse.Namespace:
+    """``p``'s arguments with ``--quick``: ``quick`` as the defaults, a run of seconds (``gpu_check.py
+    --dry-run`` runs every script so); flags given explicitly still win."""
+    p.add_argument("--quick", action="store_true", help=f"seconds: {what} (gpu_check --dry-run)")
+    args = p.parse_args(argv)
+    if args.quick:
+        p.set_defaults(**quick)
+        args = p.parse_args(argv)
+    return args
+
+
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
@@ -259,12 +270,8 @@ def main(argv=None) -> None:
     p.add_argument("--number", type=int, default=None, help="calls per timing (default: about 50 ms worth)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--csv", default=None, help="also write the table here")
-    p.add_argument("--quick", action="store_true",
-                   help="seconds: the cora graph, F = 16, one round (gpu_check --dry-run)")
-    args = p.parse_args(argv)
-    if args.quick:  # tiny defaults; flags given explicitly still win
-        p.set_defaults(sizes=["cora"], features=[16], gcn_features=[16], rounds=1, number=1)
-        args = p.parse_args(argv)
+    args = parse_quick(p, argv, "the cora graph, F = 16, one round", sizes=["cora"], features=[16],
+                       gcn_features=[16], rounds=1, number=1)
     device = torch.device(args.device)
     dtype = getattr(torch, args.dtype)
     torch.set_num_threads(args.threads)
