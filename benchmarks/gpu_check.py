@@ -41,7 +41,7 @@ ROOT = Path(__file__).resolve().parents[1]
 PYTEST = ["-m", "pytest", "-q", "-p", "no:cacheprovider"]
 #: name -> (arguments after ``python`` on a GPU, the same in a dry run, seconds allowed on a GPU, environment)
 STEPS = {
-    "tests": (PYTEST + (["-n", "4"] if importlib.util.find_spec("xdist") else []),
+    "tests": (PYTEST + ["--durations=15"] + (["-n", "4"] if importlib.util.find_spec("xdist") else []),
               PYTEST + ["tests/models/test_generate.py", "-k", "fast_path_equals_the_reference and h-40"], 330, {}),
     "bench_spmm": (["benchmarks/bench_spmm.py", "--sizes", "arxiv", "1m", "2.45m", "--rounds", "3"], ["--quick"], 150,
                    {}),
