@@ -7,16 +7,26 @@ its temporary file (``.checkpoint.pt.<8 characters>.tmp``) behind; the next save
 such leftovers. Checkpoints are read with ``torch.load(..., weights_only=True)``: they may hold tensors,
 numbers, strings, lists and dicts, never arbitrary pickled objects, and a file holding anything else is
 refused (gseq never suggests loading such a file another way).
+
+Every checkpoint carries an integrity digest: :func:`save_checkpoint` adds one record to the zip archive
+``torch.save`` writes, ``<archive>/.gseq_sha256``, the SHA-256 of every other record (names and bytes, in
+name order). :func:`load_checkpoint` recomputes it before ``torch.load`` sees the file, so a flipped bit
+anywhere in the payload is refused as damage (not met later as a NaN loss or a different result). A
+checkpoint written before gseq stored digests has no such record: it still loads, with a warning that it
+could not be verified (saving it again adds the digest).
 """
 
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import json
 import os
 import re
 import tempfile
+import warnings
+import zipfile
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
@@ -29,6 +39,7 @@ __all__ = [
     "write_csv",
     "save_checkpoint",
     "load_checkpoint",
+    "checkpoint_digest",
     "remove_stale_temp_files",
     "check_writable_dir",
 ]
@@ -127,27 +138,106 @@ def check_writable_dir(path: str | os.PathLike, what: str = "out_dir") -> Path:
     return path
 
 
-def save_checkpoint(path: str | os.PathLike, checkpoint: Mapping[str, Any]) -> Path:
-    """``torch.save`` a checkpoint atomically (the previous file survives any failure); leftovers of
-    earlier interrupted saves of the same file are removed first (:func:`remove_stale_temp_files`)."""
-    path = Path(path)
-    buf = io.BytesIO()
-    torch.save(dict(checkpoint), buf)
-    remove_stale_temp_files(path.parent, [path.name])
-    return atomic_write_bytes(path, buf.getvalue())
+#: the record that holds a checkpoint's digest, beside torch's records inside its top-level folder
+_DIGEST_RECORD = ".gseq_sha256"
+_CHUNK = 1 << 20
 
 
-def load_checkpoint(path: str | os.PathLike, map_location: Any = "cpu") -> dict[str, Any]:
-    """Load a checkpoint written by :func:`save_checkpoint` with ``weights_only=True``.
+#: the fields of a record's directory entry that a reader may act on (torch's reader treats a record
+#: whose attributes say "folder" differently, for one): all of them are covered by the digest
+_ENTRY_FIELDS = ("filename", "header_offset", "compress_type", "compress_size", "file_size", "CRC", "flag_bits",
+                 "external_attr", "internal_attr", "extra", "comment", "create_system", "create_version",
+                 "extract_version", "volume", "date_time")
+
+
+def _records_digest(archive: zipfile.ZipFile) -> tuple[str, str | None]:
+    """The SHA-256 of every record but the digest record (its directory entry and its bytes, in name
+    order), and the digest stored in the archive (``None`` when it has none)."""
+    h, stored = hashlib.sha256(), None
+    for info in sorted(archive.infolist(), key=lambda i: i.filename):
+        if info.filename.rsplit("/", 1)[-1] == _DIGEST_RECORD:
+            stored = archive.read(info).decode("ascii", "replace").strip()
+            continue
+        entry = repr(tuple(getattr(info, field) for field in _ENTRY_FIELDS)).encode("utf-8")
+        h.update(len(entry).to_bytes(8, "little") + entry)
+        with archive.open(info) as f:  # zipfile checks each record's CRC-32 as well
+            while chunk := f.read(_CHUNK):
+                h.update(chunk)
+    return h.hexdigest(), stored
+
+
+def _with_digest(data: bytes) -> bytes:
+    """A ``torch.save`` archive with its digest record added."""
+    buf = io.BytesIO(data)
+    with zipfile.ZipFile(buf) as archive:
+        digest, _ = _records_digest(archive)
+        folder = archive.namelist()[0].split("/", 1)[0]
+    with zipfile.ZipFile(buf, "a") as archive:
+        archive.writestr(f"{folder}/{_DIGEST_RECORD}", digest + "\n")
+    return buf.getvalue()
+
+
+def checkpoint_digest(path: str | os.PathLike) -> str | None:
+    """The integrity digest stored in the checkpoint at ``path``, after checking that the file matches it.
+
+    Returns ``None`` for a checkpoint without a digest (written before gseq stored them).
 
     Raises:
         FileNotFoundError: no file at ``path``.
-        ValueError: the file is not a readable gseq checkpoint (truncated, corrupted, or holding
-            objects other than tensors and plain containers, which may be unsafe to load).
+        ValueError: the file is damaged: its records do not match the stored digest, or the archive
+            itself is broken.
     """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint: no file at {str(path)!r}; pass the path of a checkpoint.pt written by gseq")
+    if not zipfile.is_zipfile(path):
+        return None  # not torch's zip format: torch.load decides whether it can be read at all
+    try:
+        with zipfile.ZipFile(path) as archive:
+            digest, stored = _records_digest(archive)
+    except Exception as err:  # BadZipFile, NotImplementedError (a mangled method), OSError, EOFError, ...
+        raise ValueError(f"checkpoint: {str(path)!r} is damaged: its archive cannot be read ({err}); restore it from "
+                         "a copy or start a new run") from None
+    if stored is not None and stored != digest:
+        raise ValueError(f"checkpoint: {str(path)!r} is damaged: its contents do not match the SHA-256 stored in it "
+                         f"(stored {stored[:16]}..., contents {digest[:16]}...); restore it from a copy or start a "
+                         "new run")
+    return stored
+
+
+def save_checkpoint(path: str | os.PathLike, checkpoint: Mapping[str, Any]) -> Path:
+    """``torch.save`` a checkpoint atomically (the previous file survives any failure), with its
+    integrity digest (see the module docstring); leftovers of earlier interrupted saves of the same file
+    are removed first (:func:`remove_stale_temp_files`)."""
+    path = Path(path)
+    buf = io.BytesIO()
+    torch.save(dict(checkpoint), buf)
+    remove_stale_temp_files(path.parent, [path.name])
+    return atomic_write_bytes(path, _with_digest(buf.getvalue()))
+
+
+def load_checkpoint(path: str | os.PathLike, map_location: Any = "cpu", *,
+                    expected_digest: str | None = None) -> dict[str, Any]:
+    """Load a checkpoint written by :func:`save_checkpoint` with ``weights_only=True``, after checking its
+    integrity digest (a checkpoint without one loads with a warning).
+
+    Args:
+        path: the checkpoint file.
+        map_location: as for ``torch.load``. (default: ``"cpu"``)
+        expected_digest: when given, the file must hold exactly this digest (as returned by
+            :func:`checkpoint_digest`); a file without a digest is then refused too. (default: ``None``)
+
+    Raises:
+        FileNotFoundError: no file at ``path``.
+        ValueError: the file is not a readable gseq checkpoint (damaged: its contents differ from its
+            digest; truncated; or holding objects other than tensors and plain containers, which may be
+            unsafe to load), or its digest is not ``expected_digest``.
+    """
+    path = Path(path)
+    stored = checkpoint_digest(path)
+    if expected_digest is not None and stored != expected_digest:
+        raise ValueError(f"checkpoint: {str(path)!r} is not the file that was written there (its digest is "
+                         f"{stored and stored[:16]!r}, expected {expected_digest[:16]!r}...)")
     try:
         obj = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as err:  # torch raises RuntimeError, UnpicklingError, EOFError, ... for bad files
@@ -166,4 +256,7 @@ def load_checkpoint(path: str | os.PathLike, map_location: Any = "cpu") -> dict[
         ) from err
     if not isinstance(obj, dict):
         raise ValueError(f"checkpoint: {str(path)!r} holds a {type(obj).__name__}, not a gseq checkpoint dict")
+    if stored is None:
+        warnings.warn(f"checkpoint: {str(path)!r} holds no integrity digest (written by an older gseq), so damage to "
+                      "it cannot be detected; it is loaded as it is (saving it again adds a digest)", stacklevel=2)
     return obj
