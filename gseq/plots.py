@@ -15,6 +15,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from .checks import random_seed
 from .io import atomic_write_bytes
 
 __all__ = ["read_rows", "save_figure", "plot_history"]
@@ -206,6 +207,7 @@ def plot_hop_graph(data, source, ks: Sequence[int] = (0, 1, 2, 3), *, path: str 
                    seed: int = 0):
     """The graph drawn once per ``k``: nodes within ``k`` hops of ``source`` coloured by their distance, the
     others grey. Shows how far the features of ``source`` travel through ``k`` GCN layers."""
+    random_seed("seed", seed)
     import networkx as nx
 
     from .data.graphs import hop_distances, node_index

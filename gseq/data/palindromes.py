@@ -13,7 +13,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import IterableDataset, get_worker_info
 
-from ..checks import instance, integer, positive_int
+from ..checks import instance, integer, positive_int, random_seed
 
 __all__ = ["palindromes", "PalindromeDataset", "NUM_DIGITS"]
 
@@ -65,7 +65,7 @@ class PalindromeDataset(IterableDataset):
         super().__init__()
         self.length = integer("length", length, minimum=2)
         self.chunk_size = positive_int("chunk_size", chunk_size)
-        self.seed = integer("seed", seed, none_ok=True)
+        self.seed = random_seed("seed", seed, none_ok=True)
 
     def __iter__(self):
         seed = self.seed if self.seed is not None else int(torch.randint(2**62, ()).item())

@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..checks import in_range, positive_int
+from ..checks import in_range, positive_int, random_seed
 from ..data.text import CharVocab, eval_windows, load_text, split_text, window_sampler
 from ..io import load_checkpoint, write_csv
 from ..models.char_lstm import CharLSTM, char_lm_loss
@@ -110,7 +110,7 @@ class SampleLogger:
                  path=None, echo: bool = False) -> None:
         positive_int("every", every)
         self.vocab, self.every, self.lengths, self.temperatures = vocab, every, tuple(lengths), tuple(temperatures)
-        self.seed, self.echo = int(seed), echo
+        self.seed, self.echo = random_seed("seed", seed), echo
         self.path = Path(path) if path is not None else None
         self.rows: list[dict[str, Any]] = []
 
@@ -271,6 +271,7 @@ def train_char_lstm(
         ValueError: the file is empty, not UTF-8 or too short for ``seq_length``; ``out_dir`` holds a
             checkpoint and ``resume`` is False, or holds one of another vocabulary, model or data.
     """
+    random_seed("seed", seed)
     in_range("lr_decay", lr_decay, 0, 1, low_open=True, none_ok=True)
     positive_int("lr_decay_every", lr_decay_every)
     text = load_text(file, strip_header=strip_header, preprocess=preprocess)

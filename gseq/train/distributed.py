@@ -30,7 +30,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from ..checks import positive_float
+from ..checks import positive_float, random_seed
 
 __all__ = ["Distributed", "DistEnv", "Mean", "RankLostError", "shutdown", "launched_env", "group_env",
            "rank_and_world_size", "rank_device", "shard_indices", "shard_sequence", "rank_seed", "DEFAULT_TIMEOUT"]
@@ -118,6 +118,7 @@ def shard_indices(n: int, rank: int, world_size: int, *, epoch: int = 0, seed: i
     start to a multiple of ``world_size``, then every ``world_size``-th item from ``rank``. Every rank
     gets ``ceil(n / world_size)`` items, so all ranks take the same number of steps.
     """
+    random_seed("seed", seed)
     if n < 1:
         raise ValueError("data: the iterable yielded no batches")
     from torch.utils.data import DistributedSampler
