@@ -24,6 +24,8 @@ __all__ = ["read_rows", "save_figure", "plot_history"]
 def read_rows(source: str | os.PathLike | Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
     """Rows from a CSV path (numbers parsed as float) or from an iterable of dicts (copied)."""
     if isinstance(source, (str, os.PathLike)):
+        if not Path(source).is_file():
+            raise FileNotFoundError(f"source: no CSV file at {str(source)!r}; pass the path of a metrics or results CSV")
         with open(source, newline="") as f:
             return [{k: _number(v) for k, v in row.items()} for row in csv.DictReader(f)]
     return [dict(row) for row in source]
@@ -213,7 +215,7 @@ def plot_hop_graph(data, source, ks: Sequence[int] = (0, 1, 2, 3), *, path: str 
     from .data.graphs import hop_distances, node_index
 
     names = list(getattr(data, "node_names", None) or range(data.num_nodes))
-    src = node_index(data, source)
+    src = node_index(data, source, "source")
     dist = hop_distances(data, src)
     g = nx.DiGraph()
     g.add_nodes_from(range(data.num_nodes))

@@ -21,7 +21,7 @@ from typing import Any
 import torch
 from torch_geometric.data import Data
 
-from ..checks import non_negative_float, positive_int, random_seed
+from ..checks import integer, non_negative_float, positive_int, random_seed
 from ..data.graphs import example_graph, hop_distances
 from .grid import run_grid
 from .receptive_field import influence, influence_by_hop, receptive_field
@@ -56,6 +56,8 @@ def hop_table(data: Data | None = None, *, max_k: int | None = None, hidden: int
         unreachable), ``first_k`` (None when no depth up to ``max_k`` reaches) and ``agree``.
     """
     random_seed("seed", seed)
+    positive_int("hidden", hidden)
+    integer("max_k", max_k, minimum=0, none_ok=True)
     from ..models.gcn_net import GCNNet
 
     data = data if data is not None else example_graph()

@@ -36,6 +36,7 @@ import torch
 from torch import Tensor
 from torch_geometric.data import Data
 
+from ..checks import boolean, instance
 from ..io import atomic_write_bytes, atomic_write_text, checkpoint_digest, load_checkpoint, save_checkpoint
 
 __all__ = ["planetoid", "PLANETOID_NAMES", "PLANETOID_SHA256", "cache_dir", "normalize_features"]
@@ -74,6 +75,7 @@ def cache_dir() -> Path:
 
 def normalize_features(x: Tensor) -> Tensor:
     """Row-normalise features to sum 1 (rows of zeros stay zero), as PyG's ``NormalizeFeatures``."""
+    instance("x", x, Tensor, "a tensor of node features")
     return x / x.sum(dim=-1, keepdim=True).clamp(min=1)
 
 
@@ -259,6 +261,8 @@ def planetoid(
         FileNotFoundError: no copy of the files and no download; the message names files and folders.
     """
     name = _canonical(name)
+    for flag, value in (("normalize", normalize), ("trust", trust), ("download", download)):
+        boolean(flag, value)
     raw = _find_raw(name, root, download)
     blobs = _read_verified(raw, name, trust)
     key = hashlib.sha256(b"".join(hashlib.sha256(b).digest() for b in blobs.values())).hexdigest()[:16]

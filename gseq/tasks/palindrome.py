@@ -33,7 +33,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..checks import boolean, choice, integer, random_seed
+from ..checks import boolean, choice, integer, positive_int, random_seed
 from ..data.palindromes import NUM_DIGITS, palindromes
 from ..data.path_graph import palindrome_graphs
 from ..models.gcn_net import GCNNet
@@ -47,6 +47,8 @@ __all__ = ["train_palindrome", "fit_palindrome", "palindrome_accuracy", "train_p
 def _accuracy(model: nn.Module, num: int, chunk: int, count_correct) -> float:
     """The share of right answers over ``num`` fresh samples, ``chunk`` at a time, in eval mode (the model's
     mode is restored after): ``count_correct(n, device)`` draws ``n`` samples and counts the right answers."""
+    positive_int("num", num)
+    positive_int("chunk", chunk)
     device = next(model.parameters()).device
     was_training = model.training
     model.eval()

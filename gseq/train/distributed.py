@@ -30,7 +30,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from ..checks import positive_float, random_seed
+from ..checks import integer, positive_float, positive_int, random_seed
 
 __all__ = ["Distributed", "DistEnv", "Mean", "RankLostError", "shutdown", "launched_env", "group_env",
            "rank_and_world_size", "rank_device", "shard_indices", "shard_sequence", "rank_seed", "DEFAULT_TIMEOUT"]
@@ -119,6 +119,8 @@ def shard_indices(n: int, rank: int, world_size: int, *, epoch: int = 0, seed: i
     gets ``ceil(n / world_size)`` items, so all ranks take the same number of steps.
     """
     random_seed("seed", seed)
+    positive_int("world_size", world_size)
+    integer("rank", rank, minimum=0, maximum=world_size - 1)
     if n < 1:
         raise ValueError("data: the iterable yielded no batches")
     from torch.utils.data import DistributedSampler
