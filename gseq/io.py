@@ -14,6 +14,10 @@ name order). :func:`load_checkpoint` recomputes it before ``torch.load`` sees th
 anywhere in the payload is refused as damage (not met later as a NaN loss or a different result). A
 checkpoint written before gseq stored digests has no such record: it still loads, with a warning that it
 could not be verified (saving it again adds the digest).
+
+Other files gseq reads back (a grid's results CSV and its settings, the samples of a text run) can carry
+a stamp: ``stamp=True`` writes ``<name>.sha256`` beside the file, the SHA-256 of its bytes, and
+:func:`read_verified_text` refuses a file that no longer matches its stamp, naming it as damaged or edited.
 """
 
 from __future__ import annotations
@@ -42,6 +46,8 @@ __all__ = [
     "checkpoint_digest",
     "remove_stale_temp_files",
     "check_writable_dir",
+    "stamp_path",
+    "read_verified_text",
 ]
 
 _TEMP_PREFIX, _TEMP_SUFFIX = ".", ".tmp"
@@ -53,9 +59,15 @@ def _umask() -> int:
     return mask
 
 
-def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
-    """Write ``data`` to ``path`` through a temporary file and a rename."""
+def atomic_write_bytes(path: str | os.PathLike, data: bytes, *, stamp: bool = False) -> Path:
+    """Write ``data`` to ``path`` through a temporary file and a rename; with ``stamp``, its SHA-256 goes
+    to :func:`stamp_path` first (checked by :func:`read_verified_text`), followed by the digest the stamp
+    held before, so a process stopped between the two renames leaves a pair that still verifies."""
     path = Path(path)
+    if stamp:
+        digests = [hashlib.sha256(data).hexdigest()] + _stamped(path)[:1]
+        atomic_write_bytes(stamp_path(path), ("\n".join(digests) + "\n").encode("ascii"))
+        return atomic_write_bytes(path, data)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f"{_TEMP_PREFIX}{path.name}.", suffix=_TEMP_SUFFIX, dir=path.parent)
     try:
@@ -72,18 +84,21 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
     return path
 
 
-def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
-    """Write ``text`` as UTF-8 to ``path`` atomically."""
-    return atomic_write_bytes(path, text.encode("utf-8"))
+def atomic_write_text(path: str | os.PathLike, text: str, *, stamp: bool = False) -> Path:
+    """Write ``text`` as UTF-8 to ``path`` atomically (``stamp``: see :func:`atomic_write_bytes`)."""
+    return atomic_write_bytes(path, text.encode("utf-8"), stamp=stamp)
 
 
-def write_json(path: str | os.PathLike, obj: Any) -> Path:
-    """Write ``obj`` as indented, key-sorted JSON atomically (non-JSON values as ``str``)."""
-    return atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n")
+def write_json(path: str | os.PathLike, obj: Any, *, stamp: bool = False) -> Path:
+    """Write ``obj`` as indented, key-sorted JSON atomically (non-JSON values as ``str``; ``stamp``: see
+    :func:`atomic_write_bytes`)."""
+    return atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n", stamp=stamp)
 
 
-def write_csv(path: str | os.PathLike, rows: Iterable[Mapping[str, Any]], fieldnames: list[str] | None = None) -> Path:
-    """Write dict rows as CSV; the columns are ``fieldnames`` or the union of keys in first-seen order."""
+def write_csv(path: str | os.PathLike, rows: Iterable[Mapping[str, Any]], fieldnames: list[str] | None = None, *,
+              stamp: bool = False) -> Path:
+    """Write dict rows as CSV; the columns are ``fieldnames`` or the union of keys in first-seen order
+    (``stamp``: see :func:`atomic_write_bytes`)."""
     rows = list(rows)
     if fieldnames is None:
         fieldnames = []
@@ -93,7 +108,42 @@ def write_csv(path: str | os.PathLike, rows: Iterable[Mapping[str, Any]], fieldn
     writer = csv.DictWriter(buf, fieldnames=fieldnames, extrasaction="ignore")
     writer.writeheader()
     writer.writerows(rows)
-    return atomic_write_text(path, buf.getvalue())
+    return atomic_write_text(path, buf.getvalue(), stamp=stamp)
+
+
+def stamp_path(path: str | os.PathLike) -> Path:
+    """Where the SHA-256 stamp of ``path`` is kept: ``<name>.sha256`` beside it."""
+    path = Path(path)
+    return path.with_name(path.name + ".sha256")
+
+
+def _stamped(path: Path) -> list[str]:
+    """The digests in the stamp of ``path``, newest first ([] without a stamp)."""
+    try:
+        return stamp_path(path).read_text(encoding="ascii", errors="replace").split()
+    except FileNotFoundError:
+        return []
+
+
+def read_verified_text(path: str | os.PathLike, what: str) -> str:
+    """The UTF-8 text of ``path``, checked against its stamp when it has one (:func:`stamp_path`).
+
+    Raises:
+        ValueError: the file differs from its stamp (damaged, or edited since gseq wrote it), or is not
+            UTF-8 text; the message starts with ``what`` and says how to go on.
+    """
+    path = Path(path)
+    data = path.read_bytes()
+    stamp, expected = stamp_path(path), _stamped(path)
+    if stamp.is_file():
+        if hashlib.sha256(data).hexdigest() not in expected:
+            raise ValueError(f"{what}: {str(path)!r} is damaged or was edited: its SHA-256 differs from the one gseq "
+                             f"recorded in {stamp.name} when it wrote it; restore the file, or delete {stamp.name} to "
+                             "accept its contents as they are")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise ValueError(f"{what}: {str(path)!r} is damaged: not UTF-8 text ({err})") from None
 
 
 def remove_stale_temp_files(folder: str | os.PathLike, names: Iterable[str]) -> list[Path]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+from pathlib import Path
 import warnings
 import zipfile
 
@@ -116,3 +117,60 @@ def test_another_valid_checkpoint_in_its_place_fails_the_expected_digest(tmp_pat
     save_checkpoint(second, {"a": torch.ones(2)})
     with pytest.raises(ValueError, match="is not the file that was written there"):
         load_checkpoint(second, expected_digest=checkpoint_digest(first))
+
+
+def test_a_stamped_file_that_changed_is_named_as_damaged(tmp_path):
+    from gseq.io import read_verified_text, stamp_path, write_csv
+
+    path = tmp_path / "results.csv"
+    write_csv(path, [{"seed": 0, "accuracy": 0.5}], stamp=True)
+    assert stamp_path(path).name == "results.csv.sha256"
+    assert read_verified_text(path, "results") == path.read_bytes().decode()
+    path.write_text(path.read_text().replace("0.5", "0.9"))  # a silently different result
+    with pytest.raises(ValueError, match=r"^results: .*results\.csv' is damaged or was edited.*delete results\.csv\.sha256"):
+        read_verified_text(path, "results")
+    stamp_path(path).unlink()  # the way out the message names
+    assert "0.9" in read_verified_text(path, "results")
+
+
+def test_a_write_stopped_between_stamp_and_file_still_verifies(tmp_path, monkeypatch):
+    """The stamp is written first and keeps the previous digest: the old file still matches it."""
+    import gseq.io as gio
+
+    path = tmp_path / "results.csv"
+    gio.write_csv(path, [{"a": 1}], stamp=True)
+    old = path.read_text()
+    real = gio.atomic_write_bytes
+
+    def stop_before_the_file(target, data, *, stamp=False):
+        if not stamp and Path(target) == path:
+            raise KeyboardInterrupt  # killed after the stamp's rename, before the file's
+        return real(target, data, stamp=stamp)
+
+    monkeypatch.setattr(gio, "atomic_write_bytes", stop_before_the_file)
+    with pytest.raises(KeyboardInterrupt):
+        gio.write_csv(path, [{"a": 1}, {"a": 2}], stamp=True)
+    monkeypatch.undo()
+    assert path.read_text() == old and gio.read_verified_text(path, "results").splitlines() == old.splitlines()
+    gio.write_csv(path, [{"a": 1}, {"a": 2}], stamp=True)
+    assert "2" in gio.read_verified_text(path, "results")
+
+
+def test_a_resumed_grid_refuses_an_edited_results_file(tmp_path):
+    from gseq.analysis import run_grid
+
+    path = tmp_path / "grid.csv"
+    kwargs = dict(key=lambda r: (int(r["x"]),), fields=["x", "y"], types={"x": int, "y": float}, settings={"s": 1})
+    rows = run_grid(path, [(1,), (2,)], _square, **kwargs)
+    assert [r["y"] for r in rows] == [1.0, 4.0]
+    path.write_text(path.read_text().replace("4.0", "5.0"))
+    with pytest.raises(ValueError, match="grid.csv' is damaged or was edited"):
+        run_grid(path, [(1,), (2,), (3,)], _square, **kwargs)
+    settings = tmp_path / "grid.json"
+    settings.write_text(settings.read_text().replace("1", "2"))
+    with pytest.raises(ValueError, match="^settings: .*grid.json' is damaged or was edited"):
+        run_grid(path, [(1,)], _square, **kwargs)
+
+
+def _square(x):
+    return {"x": x, "y": float(x * x)}

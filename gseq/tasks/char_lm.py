@@ -8,6 +8,7 @@ and the loss figure as callbacks), and rebuild a trained model from its checkpoi
 from __future__ import annotations
 
 import csv
+import io
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -19,7 +20,7 @@ from torch import Tensor, nn
 
 from ..checks import in_range, positive_int, random_seed
 from ..data.text import CharVocab, eval_windows, load_text, split_text, window_sampler
-from ..io import load_checkpoint, write_csv
+from ..io import load_checkpoint, read_verified_text, write_csv
 from ..models.char_lstm import CharLSTM, char_lm_loss
 from ..models.generate import generate
 from ..train import CHECKPOINT_FORMAT, Mean, Trainer, check_model_state, rank_and_world_size, resolve_device
@@ -117,8 +118,12 @@ class SampleLogger:
     def on_fit_start(self, trainer) -> None:
         self.rows = []
         if self.path is not None and self.path.is_file() and trainer.step > 0:
-            with open(self.path, newline="", encoding="utf-8") as f:
-                self.rows = [r for r in csv.DictReader(f) if int(r["step"]) <= trainer.step]
+            text = read_verified_text(self.path, "samples")  # stamped when written: damage is an error
+            try:
+                self.rows = [r for r in csv.DictReader(io.StringIO(text, newline="")) if int(r["step"]) <= trainer.step]
+            except (KeyError, TypeError, ValueError):
+                raise ValueError(f"samples: {str(self.path)!r} is damaged (a row without a step number); restore it "
+                                 "or delete it to resume without the earlier samples") from None
 
     def on_step_end(self, trainer, step: int, logs) -> None:
         if step % self.every or not trainer.is_main:  # rank 0 alone samples and writes
@@ -133,7 +138,7 @@ class SampleLogger:
 
                     tqdm.write(f"step {step} T={temperature:g} len {length}: {text}")
         if self.path is not None:
-            write_csv(self.path, self.rows, fieldnames=["step", "length", "temperature", "text"])
+            write_csv(self.path, self.rows, fieldnames=["step", "length", "temperature", "text"], stamp=True)
 
 
 class _StepDecay:
