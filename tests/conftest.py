@@ -20,13 +20,14 @@ REPO = Path(__file__).resolve().parents[1]
 
 import pytest  # noqa: E402
 import torch  # noqa: E402
-from hypothesis import settings  # noqa: E402
+from hypothesis import configuration, settings  # noqa: E402
 from hypothesis.database import DirectoryBasedExampleDatabase  # noqa: E402
 
-#: hypothesis's example database (failing examples replayed on the next run): one per machine user,
-#: in the temporary folder, never in the repository
-HYPOTHESIS_DB = Path(tempfile.gettempdir()) / "gseq-hypothesis"
-settings.register_profile("gseq", database=DirectoryBasedExampleDatabase(str(HYPOTHESIS_DB)))
+#: hypothesis's folder (its example database, which replays failing examples on the next run, and its
+#: caches): in the temporary folder, never ``.hypothesis/`` in the repository
+HYPOTHESIS_HOME = Path(tempfile.gettempdir()) / "gseq-hypothesis"
+configuration.set_hypothesis_home_dir(HYPOTHESIS_HOME)
+settings.register_profile("gseq", database=DirectoryBasedExampleDatabase(str(HYPOTHESIS_HOME / "examples")))
 settings.load_profile("gseq")
 
 

@@ -200,10 +200,12 @@ def test_no_user_facing_text_points_at_the_development_data_folder():
     assert offenders == []
 
 
-def test_hypothesis_keeps_its_database_in_a_temporary_folder():
+def test_hypothesis_keeps_its_database_and_caches_in_a_temporary_folder():
     import tempfile
 
     from hypothesis import settings
+    from hypothesis.configuration import storage_directory
 
-    path = Path(settings.default.database.path).resolve()
-    assert Path(tempfile.gettempdir()).resolve() in path.parents and ROOT not in path.parents
+    for path in (Path(settings.default.database.path), Path(storage_directory("constants"))):
+        path = path.resolve()
+        assert Path(tempfile.gettempdir()).resolve() in path.parents and ROOT not in path.parents
