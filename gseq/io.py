@@ -239,7 +239,8 @@ def checkpoint_digest(path: str | os.PathLike) -> str | None:
     """
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"checkpoint: no file at {str(path)!r}; pass the path of a checkpoint.pt written by gseq")
+        raise FileNotFoundError(f"checkpoint: no file at {str(path)!r}; pass the path of a checkpoint.pt written by "
+                                "gseq")
     if not zipfile.is_zipfile(path):
         return None  # not torch's zip format: torch.load decides whether it can be read at all
     try:

@@ -25,7 +25,8 @@ def read_rows(source: str | os.PathLike | Iterable[Mapping[str, Any]]) -> list[d
     """Rows from a CSV path (numbers parsed as float) or from an iterable of dicts (copied)."""
     if isinstance(source, (str, os.PathLike)):
         if not Path(source).is_file():
-            raise FileNotFoundError(f"source: no CSV file at {str(source)!r}; pass the path of a metrics or results CSV")
+            raise FileNotFoundError(f"source: no CSV file at {str(source)!r}; pass the path of a metrics or "
+                                    "results CSV")
         with open(source, newline="") as f:
             return [{k: _number(v) for k, v in row.items()} for row in csv.DictReader(f)]
     return [dict(row) for row in source]

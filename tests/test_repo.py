@@ -195,8 +195,10 @@ def test_the_docs_render_maths_offline_and_ci_checks_it_in_a_browser():
 
 def test_no_user_facing_text_points_at_the_development_data_folder():
     """A user has no ../shared/data: README, docs and examples show GSEQ_DATA=/path/to/data or shipped data."""
-    texts = [ROOT / "README.md", ROOT / "docs" / "conf.py", *(ROOT / "docs").glob("*.md"), *(ROOT / "examples").glob("*.py")]
-    offenders = [str(p.relative_to(ROOT)) for p in texts if "shared/data" in p.read_text() or "../shared" in p.read_text()]
+    texts = [ROOT / "README.md", ROOT / "docs" / "conf.py", *(ROOT / "docs").glob("*.md"),
+             *(ROOT / "examples").glob("*.py")]
+    offenders = [str(p.relative_to(ROOT)) for p in texts
+                 if "shared/data" in p.read_text() or "../shared" in p.read_text()]
     assert offenders == []
 
 

@@ -18,8 +18,8 @@ from pathlib import Path
 from .. import checks
 
 __all__ = ["HelpFormatter", "RawHelpFormatter", "positive_int", "non_negative_int", "positive_float",
-           "non_negative_float", "finite_float", "random_seed", "interval", "learning_rate", "dropout", "top_p", "MAX_LR",
-           "add_device", "add_out_flags", "check_resume_flags", "check_out", "announce", "physical_memory"]
+           "non_negative_float", "finite_float", "random_seed", "interval", "learning_rate", "dropout", "top_p",
+           "MAX_LR", "add_device", "add_out_flags", "check_resume_flags", "check_out", "announce", "physical_memory"]
 
 #: the largest learning rate the command line accepts (larger ones diverge at the first step)
 MAX_LR = 1e3

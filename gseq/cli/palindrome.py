@@ -17,8 +17,8 @@ import json
 import sys
 import time
 
-from ._args import (add_device, random_seed, add_out_flags, announce, check_out, check_resume_flags, finite_float, is_main_process,
-                    learning_rate, non_negative_int, physical_memory, positive_float, positive_int)
+from ._args import (add_device, add_out_flags, announce, check_out, check_resume_flags, finite_float, is_main_process,
+                    learning_rate, non_negative_int, physical_memory, positive_float, positive_int, random_seed)
 
 __all__ = ["register"]
 
@@ -83,7 +83,8 @@ def register(sub) -> None:
     t = cmds.add_parser("train", help="train one model; print accuracy, steps and seconds")
     t.add_argument("--cell", choices=["rnn", "lstm"], default="lstm", help="recurrent cell")
     t.add_argument("--length", type=palindrome_length, default=20, help="palindrome length T")
-    t.add_argument("--seed", type=random_seed, default=0, help="seeds the weights, the training and the test palindromes")
+    t.add_argument("--seed", type=random_seed, default=0,
+                   help="seeds the weights, the training and the test palindromes")
     _training_options(t, max_steps=5000)
     t.add_argument("--out", default=None,
                    help="run folder for metrics.csv, config.json, checkpoint.pt (default: write nothing)")

@@ -14,8 +14,9 @@ import sys
 import time
 from pathlib import Path
 
-from ._args import (add_device, random_seed, add_out_flags, announce, check_out, check_resume_flags, dropout, interval,
-                    learning_rate, non_negative_float, non_negative_int, positive_float, positive_int, top_p)
+from ._args import (add_device, add_out_flags, announce, check_out, check_resume_flags, dropout, interval,
+                    learning_rate, non_negative_float, non_negative_int, positive_float, positive_int, random_seed,
+                    top_p)
 
 #: the book ``gseq text train`` reads without --file (shipped with gseq; spelled as gseq.data.BUNDLED_BOOK)
 DEFAULT_BOOK = "book_EN_grimms_fairy_tails.txt"

@@ -153,9 +153,9 @@ def _distinct_pairs(draw_pairs, target: int, g: torch.Generator) -> Tensor:
     m, drawn, budget = target, 0, _MAX_DRAWS * target + 1024
     while pairs.numel() < target:
         if drawn >= budget:
-            raise ValueError(f"avg_degree: only {pairs.numel():,} distinct edges of the {target:,} asked for came out of "
-                             f"{drawn:,} draws: the graph would be nearly complete (or, with homophily near 1, nearly "
-                             "complete within its classes); use a smaller avg_degree")
+            raise ValueError(f"avg_degree: only {pairs.numel():,} distinct edges of the {target:,} asked for came "
+                             f"out of {drawn:,} draws: the graph would be nearly complete (or, with homophily near 1, "
+                             "nearly complete within its classes); use a smaller avg_degree")
         m = min(m, budget - drawn)
         before = pairs.numel()
         pairs = torch.unique(torch.cat([pairs, draw_pairs(m)]))

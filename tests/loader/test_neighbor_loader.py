@@ -306,7 +306,8 @@ def test_bad_shard_arguments_name_the_argument(kwargs, name):
 def test_empty_graphs_load():
     """0 nodes: no batches (and no shard batches); 0 edges: each batch is its seeds alone, with their rows."""
     empty = Data(x=torch.randn(0, 4), edge_index=torch.empty(2, 0, dtype=torch.long))
-    assert len(NeighborLoader(empty, [2, 2], batch_size=4)) == 0 and list(NeighborLoader(empty, [2], batch_size=4)) == []
+    assert len(NeighborLoader(empty, [2, 2], batch_size=4)) == 0
+    assert list(NeighborLoader(empty, [2], batch_size=4)) == []
     assert list(NeighborLoader(empty, [2]).shard(0, 2)) == []
     out = NeighborSampler(empty.edge_index, 0, [2]).sample(torch.empty(0, dtype=torch.long))
     assert out.node.numel() == 0 and out.row.numel() == 0
