@@ -208,6 +208,6 @@ def test_hypothesis_keeps_its_database_and_caches_in_a_temporary_folder():
     from hypothesis import settings
     from hypothesis.configuration import storage_directory
 
-    for path in (Path(settings.default.database.path), Path(storage_directory("constants"))):
+    for path in (Path(settings.default.database.path), storage_directory("constants", intent_to_write=False).path):
         path = path.resolve()
         assert Path(tempfile.gettempdir()).resolve() in path.parents and ROOT not in path.parents
