@@ -36,6 +36,5 @@ for cell in ("rnn", "lstm"):
 # %%
 # Accuracy against palindrome length (one seed here; the sweep in docs/recurrent.md has four).
 figure = Path(args.out, "palindrome_rnn_vs_lstm.png")
-fig = plot_palindrome_sweep(rows, title=f"one-hot input, Adam, at most {args.max_steps} steps",
-                            path=figure)
+plot_palindrome_sweep(rows, title=f"one-hot input, Adam, at most {args.max_steps} steps", path=figure)
 print(f"figure written to {figure.resolve()}")
