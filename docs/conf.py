@@ -1,6 +1,8 @@
-"""Sphinx configuration: furo, MyST pages, autodoc/napoleon API reference, sphinx-gallery examples.
+"""Sphinx configuration: furo, MyST pages, autodoc/napoleon API reference, sphinx-gallery examples, and
+MathJax served from the build itself (``sphinx-mathjax-offline``), so the site reads offline.
 
 Build (warnings are errors, as in CI):  python -m sphinx -W --keep-going -b html docs docs/_build/html
+Check the maths in a headless browser:   python .ci/check_docs_offline.py docs/_build/html
 """
 
 from __future__ import annotations
@@ -15,8 +17,8 @@ from pathlib import Path
 DOCS = Path(__file__).resolve().parent
 ROOT = DOCS.parent
 sys.path.insert(0, str(ROOT))
-# examples find the data where tests do, write figures into the build, and never into ~/.cache
-os.environ.setdefault("GSEQ_DATA", str((ROOT.parent / "shared" / "data").resolve()))
+# examples read the data shipped with gseq (as the tests do), write figures into the build, and never
+# into ~/.cache
 os.environ.setdefault("GSEQ_EXAMPLES_OUT", str(DOCS / "_build" / "example-figures"))
 os.environ.setdefault("GSEQ_CACHE", tempfile.mkdtemp(prefix="gseq-docs-cache-"))
 os.environ.setdefault("MPLBACKEND", "Agg")
@@ -33,6 +35,7 @@ extensions = [
     "sphinx.ext.autodoc",
     "sphinx.ext.napoleon",
     "sphinx.ext.mathjax",
+    "sphinx-mathjax-offline",  # MathJax 3 copied into the build (_static/mathjax): formulas render offline
     "sphinx.ext.viewcode",
     "sphinx_gallery.gen_gallery",
 ]

@@ -32,5 +32,7 @@ print(f"test accuracy {result['test_acc']:.4f} at epoch {result['best_epoch']} (
 
 # %%
 # Loss and accuracies over the epochs.
+figure = Path(args.out, "cora_gcn.png")
 fig = plot_history(result["history"], loss_keys=["loss", "val_loss"], metric_keys=["train_acc", "val_acc", "test_acc"],
-                   x="epoch", title="GCN on Cora", path=Path(args.out, "cora_gcn.png"))
+                   x="epoch", title="GCN on Cora", path=figure)
+print(f"figure written to {figure.resolve()}")

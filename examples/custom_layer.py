@@ -72,5 +72,7 @@ trainer = Trainer(model, lr=0.01, max_steps=args.steps, eval_every=5, seed=0, de
 trainer.fit(loss_fn, lambda g: data, evaluate)
 print(f"karate club, 4 labelled nodes: test accuracy {trainer.last_eval['test_acc']:.3f}; learned self-loop "
       f"weights {model.conv1.self_loop_weight().item():.3f}, {model.conv2.self_loop_weight().item():.3f}")
+figure = Path(args.out, "custom_layer.png")
 fig = plot_history(trainer.history, title="a custom model built on gseq.layers.GCN",
-                   path=Path(args.out, "custom_layer.png"))
+                   path=figure)
+print(f"figure written to {figure.resolve()}")

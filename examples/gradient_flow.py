@@ -44,5 +44,7 @@ for cell in ("rnn", "lstm"):
               f"ratio {float(norms[0] / norms[-1]):.2e}")
 
 # %%
+figure = Path(args.out, "gradient_flow.png")
 fig = plot_grad_norms(rows, title=f"T = {args.length}, one-hot input, xavier init, LSTM forget bias 1",
-                      path=Path(args.out, "gradient_flow.png"))
+                      path=figure)
+print(f"figure written to {figure.resolve()}")

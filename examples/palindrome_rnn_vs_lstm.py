@@ -35,5 +35,6 @@ for cell in ("rnn", "lstm"):
 
 # %%
 # Accuracy against palindrome length (one seed here; the sweep in docs/recurrent.md has four).
-fig = plot_palindrome_sweep(rows, title=f"one-hot input, Adam, at most {args.max_steps} steps",
-                            path=Path(args.out, "palindrome_rnn_vs_lstm.png"))
+figure = Path(args.out, "palindrome_rnn_vs_lstm.png")
+plot_palindrome_sweep(rows, title=f"one-hot input, Adam, at most {args.max_steps} steps", path=figure)
+print(f"figure written to {figure.resolve()}")

@@ -84,22 +84,29 @@ for length in args.lengths:
 # %%
 # Accuracy against palindrome length. With ``w = 0.1`` each GCN is perfect while ``T - 1`` is within its
 # depth and at chance (0.1) beyond it; with ``w = 1`` depth is not enough once the first digit's weight
-# has been halved ``T - 1`` times. The LSTM does not care how far back the digit is.
+# has been halved ``T - 1`` times. The LSTM does not care how far back the digit is. Colour tells the
+# self-loop weight, line style and marker the depth; the LSTM is the thick black line drawn on top.
 fig, ax = plt.subplots(figsize=(6.4, 4.2))
-styles = ("-", "--", ":", "-.")
+styles, markers = ("-", "--", ":", "-."), ("o", "s", "^", "D", "v")
 for name, k, w in dict.fromkeys(r[:3] for r in rows):
     runs = [(length, acc) for n, _, _, length, acc in rows if n == name]
-    style = {"color": "black", "lw": 2.5} if k is None else {
-        "color": f"C{args.depths.index(k)}", "ls": styles[args.self_loop_weights.index(w) % len(styles)]}
-    ax.plot(*zip(*runs), marker="o", label=name, **style)
+    if k is None:
+        style = {"color": "black", "lw": 3, "marker": "*", "markersize": 12, "zorder": 5}
+    else:
+        i = args.depths.index(k)
+        style = {"color": f"C{args.self_loop_weights.index(w)}", "ls": styles[i % len(styles)],
+                 "marker": markers[i % len(markers)], "lw": 1.5, "alpha": 0.85}
+    ax.plot(*zip(*runs), label=name, **style)
 for i, k in enumerate(args.depths):
-    ax.axvline(k + 1, color=f"C{i}", ls=":", lw=0.8)  # the longest palindrome within reach: T - 1 = k
+    ax.axvline(k + 1, color="grey", ls=styles[i % len(styles)], lw=0.8)  # the longest within reach: T - 1 = k
 ax.axhline(0.1, color="grey", lw=0.8, label="chance (0.1)")
-ax.set_xlabel("palindrome length T (dotted: T = layers + 1)")
+ax.set_xlabel("palindrome length T (grey lines: T = layers + 1, in the depth's line style)")
 ax.set_ylabel("accuracy on fresh palindromes")
 ax.set_ylim(0, 1.05)
 ax.grid(alpha=0.3)
-ax.legend(loc="center left", fontsize=7)
+ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=7)  # beside the plot: no line hidden
 ax.set_title(f"LSTM vs GCN on the directed path ({args.max_steps} steps at most, one seed)", fontsize=9)
-save_figure(fig, Path(args.out, "sequence_as_graph.png"))
+figure = Path(args.out, "sequence_as_graph.png")
+save_figure(fig, figure)
+print(f"figure written to {figure.resolve()}")
 torch.set_num_threads(threads)

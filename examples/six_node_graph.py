@@ -50,4 +50,6 @@ for k in range(1, 5):
 
 # %%
 # Nodes coloured by their distance from C, for k = 0..3 layers.
-fig = plot_hop_graph(data, "C", path=Path(args.out, "six_node_graph.png"))
+figure = Path(args.out, "six_node_graph.png")
+fig = plot_hop_graph(data, "C", path=figure)
+print(f"figure written to {figure.resolve()}")

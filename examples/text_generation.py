@@ -43,5 +43,7 @@ for temperature in (0.0, 0.5, 1.0, 2.0):
     print(f"T = {temperature:<4} ({tau}): the king{text}")
 
 # %%
+figure = Path(args.out, "text_generation.png")
 fig = plot_history(run["trainer"].history, loss_keys=["loss", "val_loss"], metric_keys=["val_acc"],
-                   title="character LSTM on Grimms' Fairy Tales", path=Path(args.out, "text_generation.png"))
+                   title="character LSTM on Grimms' Fairy Tales", path=figure)
+print(f"figure written to {figure.resolve()}")

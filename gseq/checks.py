@@ -26,7 +26,7 @@ from typing import Any
 
 __all__ = ["WrongTypeError", "FLOAT_DTYPES", "HALF_DTYPES", "integer", "positive_int", "non_negative_int",
            "finite_float", "positive_float", "non_negative_float", "in_range", "choice", "boolean", "instance",
-           "device_memory", "fits_memory"]
+           "random_seed", "MAX_SEED", "device_memory", "fits_memory"]
 
 #: the floating dtypes gseq's kernels and layers accept: float16, bfloat16, float32, float64
 FLOAT_DTYPES: tuple
@@ -60,8 +60,10 @@ def _message(name: str, expected: str, value: Any, verb: str = "be") -> str:
     return f"{name}: {text}" if name else text
 
 
-def integer(name: str, value: Any, *, minimum: int | None = None, none_ok: bool = False, hint: str = "") -> Any:
-    """Check that ``value`` is an ``int`` (not a ``bool``) of at least ``minimum``, and return it.
+def integer(name: str, value: Any, *, minimum: int | None = None, none_ok: bool = False, hint: str = "",
+            maximum: int | None = None) -> Any:
+    """Check that ``value`` is an ``int`` (not a ``bool``) of at least ``minimum`` (and at most
+    ``maximum``), and return it.
 
     Args:
         name: the argument's name, the first word of the message (``""`` leaves it out).
@@ -69,18 +71,21 @@ def integer(name: str, value: Any, *, minimum: int | None = None, none_ok: bool 
         minimum: the smallest allowed value, or ``None`` for any integer. (default: ``None``)
         none_ok: accept ``None`` as well. (default: ``False``)
         hint: words added after the expectation, e.g. ``" (epochs)"``. (default: ``""``)
+        maximum: the largest allowed value, or ``None`` for no limit (with a ``minimum`` only).
+            (default: ``None``)
 
     Raises:
         WrongTypeError: ``value`` is not an integer (``True``, ``2.0``, ``"3"``, a tensor).
-        ValueError: ``value`` is smaller than ``minimum``.
+        ValueError: ``value`` is smaller than ``minimum`` or larger than ``maximum``.
     """
     if value is None and none_ok:
         return value
-    expected = ("an integer" if minimum is None else "a positive integer" if minimum == 1
-                else f"an integer >= {minimum}") + (" or None" if none_ok else "") + hint
+    expected = ("an integer" if minimum is None else f"an integer in [{minimum}, {maximum}]" if maximum is not None
+                else "a positive integer" if minimum == 1 else f"an integer >= {minimum}") \
+        + (" or None" if none_ok else "") + hint
     if isinstance(value, bool) or not isinstance(value, int):
         raise WrongTypeError(_message(name, expected, value))
-    if minimum is not None and value < minimum:
+    if minimum is not None and value < minimum or maximum is not None and value > maximum:
         raise ValueError(_message(name, expected, value))
     return value
 
@@ -200,6 +205,24 @@ def instance(name: str, value: Any, types: type | tuple[type, ...], expected: st
     if value is None and none_ok or isinstance(value, types):
         return value
     raise WrongTypeError(f"{name}: expected {expected}{' or None' if none_ok else ''}, got {type(value).__name__}")
+
+
+#: the largest seed gseq accepts, ``2**32 - 1``: NumPy's limit, and small enough that the seeds gseq derives
+#: from it (per rank, step or stream, ``seed * 1_000_003 + ...``) stay within torch's 64-bit range
+MAX_SEED = 2**32 - 1
+
+
+def random_seed(name: str, value: Any, *, none_ok: bool = False) -> Any:
+    """Check that ``value`` is a seed: an integer in ``[0, MAX_SEED]`` (``MAX_SEED = 2**32 - 1``), and
+    return it. Every public ``seed`` argument of gseq (and ``--seed`` of the command line) goes through
+    this check, so ``seed=1.5``, ``seed="0"`` or ``seed=2**70`` are refused here, not inside torch.
+
+    Raises:
+        WrongTypeError: ``"seed: must be an integer in [0, 4294967295], got 1.5"`` (a float, a string, a
+            bool, a tensor).
+        ValueError: the same message for a negative or too large integer.
+    """
+    return integer(name, value, minimum=0, none_ok=none_ok, maximum=MAX_SEED)
 
 
 def device_memory(device: Any = "cpu") -> int | None:

@@ -15,6 +15,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from .checks import random_seed
 from .io import atomic_write_bytes
 
 __all__ = ["read_rows", "save_figure", "plot_history"]
@@ -23,6 +24,9 @@ __all__ = ["read_rows", "save_figure", "plot_history"]
 def read_rows(source: str | os.PathLike | Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
     """Rows from a CSV path (numbers parsed as float) or from an iterable of dicts (copied)."""
     if isinstance(source, (str, os.PathLike)):
+        if not Path(source).is_file():
+            raise FileNotFoundError(f"source: no CSV file at {str(source)!r}; pass the path of a metrics or "
+                                    "results CSV")
         with open(source, newline="") as f:
             return [{k: _number(v) for k, v in row.items()} for row in csv.DictReader(f)]
     return [dict(row) for row in source]
@@ -205,13 +209,15 @@ __all__ += ["plot_palindrome_sweep", "plot_grad_norms"]
 def plot_hop_graph(data, source, ks: Sequence[int] = (0, 1, 2, 3), *, path: str | os.PathLike | None = None,
                    seed: int = 0):
     """The graph drawn once per ``k``: nodes within ``k`` hops of ``source`` coloured by their distance, the
-    others grey. Shows how far the features of ``source`` travel through ``k`` GCN layers."""
+    others grey, with a legend of the colours. Shows how far the features of ``source`` travel through
+    ``k`` GCN layers."""
+    random_seed("seed", seed)
     import networkx as nx
 
     from .data.graphs import hop_distances, node_index
 
     names = list(getattr(data, "node_names", None) or range(data.num_nodes))
-    src = node_index(data, source)
+    src = node_index(data, source, "source")
     dist = hop_distances(data, src)
     g = nx.DiGraph()
     g.add_nodes_from(range(data.num_nodes))
@@ -220,9 +226,14 @@ def plot_hop_graph(data, source, ks: Sequence[int] = (0, 1, 2, 3), *, path: str 
     cmap = _pyplot().get_cmap("viridis")
     finite = dist[dist.isfinite()]
     top = max(1.0, float(finite.max())) if finite.numel() else 1.0
+    grey = (0.85, 0.85, 0.85, 1.0)
+
+    def colour(d: float):
+        return cmap(0.35 + 0.65 * d / top)
+
     fig, axes = _pyplot().subplots(1, len(ks), figsize=(2.8 * len(ks), 3.0), squeeze=False)
     for ax, k in zip(axes[0], ks):
-        colors = [cmap(0.35 + 0.65 * float(d) / top) if d <= k else (0.85, 0.85, 0.85, 1.0) for d in dist.tolist()]
+        colors = [colour(float(d)) if d <= k else grey for d in dist.tolist()]
         nx.draw_networkx_edges(g.to_undirected(), pos, ax=ax, alpha=0.4)
         nx.draw_networkx_nodes(g, pos, ax=ax, node_color=colors, node_size=420, edgecolors="black")
         nx.draw_networkx_labels(g, pos, labels={i: str(n) for i, n in enumerate(names)}, ax=ax, font_size=9)
@@ -230,6 +241,17 @@ def plot_hop_graph(data, source, ks: Sequence[int] = (0, 1, 2, 3), *, path: str 
         ax.set_title(f"k = {k}: {reached} node{'s' if reached != 1 else ''} reached")
         ax.set_axis_off()
     fig.suptitle(f"features of {names[src]} after k GCN layers (colour: hops from {names[src]})")
+    from matplotlib.lines import Line2D
+
+    def key(color, label):
+        return Line2D([], [], ls="", marker="o", markersize=11, markerfacecolor=color, markeredgecolor="black",
+                      label=label)
+
+    levels = range(int(finite.max()) + 1 if finite.numel() else 1)
+    handles = [key(colour(float(d)), f"{names[src]} itself" if d == 0 else f"{d} hop{'s' if d > 1 else ''} away")
+               for d in levels] + [key(grey, "not reached in k hops")]
+    fig.tight_layout()
+    fig.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, 0.02), ncol=len(handles), frameon=False)
     return _finish(fig, path)
 
 

@@ -1,11 +1,15 @@
-"""Shared test set-up: the data shipped with gseq, a writable cache, a quiet matplotlib.
+"""Shared test set-up: the data shipped with gseq, a writable cache, a quiet matplotlib, and hypothesis's
+example database in a temporary folder.
 
 The tests need no data folder: Cora and the book they read ship inside the package, so they pass in a
-clone with no ../shared beside it (CI runs them with GSEQ_DATA unset).
+clone with no data folder beside it (CI runs them with GSEQ_DATA unset). They write only to temporary
+folders: gseq's cache (below) and hypothesis's database, which would otherwise be ``.hypothesis/`` in
+the folder pytest runs from.
 """
 
 from __future__ import annotations
 
+import tempfile
 from pathlib import Path
 
 import matplotlib
@@ -16,6 +20,15 @@ REPO = Path(__file__).resolve().parents[1]
 
 import pytest  # noqa: E402
 import torch  # noqa: E402
+from hypothesis import configuration, settings  # noqa: E402
+from hypothesis.database import DirectoryBasedExampleDatabase  # noqa: E402
+
+#: hypothesis's folder (its example database, which replays failing examples on the next run, and its
+#: caches): in the temporary folder, never ``.hypothesis/`` in the repository
+HYPOTHESIS_HOME = Path(tempfile.gettempdir()) / "gseq-hypothesis"
+configuration.set_hypothesis_home_dir(HYPOTHESIS_HOME)
+settings.register_profile("gseq", database=DirectoryBasedExampleDatabase(str(HYPOTHESIS_HOME / "examples")))
+settings.load_profile("gseq")
 
 
 @pytest.fixture(autouse=True)

@@ -11,7 +11,7 @@ import torch
 
 from gseq import checks
 from gseq.checks import (WrongTypeError, boolean, choice, finite_float, in_range, instance, integer, non_negative_float,
-                         non_negative_int, positive_float, positive_int)
+                         non_negative_int, positive_float, positive_int, random_seed)
 
 REPO = Path(__file__).resolve().parents[1]
 INF, NAN = float("inf"), float("nan")
@@ -28,6 +28,7 @@ GOOD = [
     (lambda n, v: in_range(n, v, 0, 1, low_open=True), (), [1, 1e-9, 0.5]),
     (lambda n, v: choice(n, v, ("rnn", "lstm")), (), ["rnn", "lstm"]),
     (boolean, (), [True, False]),
+    (random_seed, (), [0, 7, 2**32 - 1]),
     (lambda n, v: instance(n, v, torch.Tensor, "a tensor"), (), [torch.zeros(2)]),
 ]
 
@@ -82,6 +83,12 @@ BAD = [
     (lambda n, v: choice(n, v, {"adam": 1, "sgd": 2}), ["adam"], ValueError,  # unhashable, dict of choices
      "hidden_size: unknown value ['adam']; choose one of ['adam', 'sgd']"),
     (boolean, 1, WrongTypeError, "hidden_size: expected True or False, got 1"),
+    (random_seed, 1.5, WrongTypeError, "hidden_size: must be an integer in [0, 4294967295], got 1.5"),
+    (random_seed, "0", WrongTypeError, "hidden_size: must be an integer in [0, 4294967295], got '0'"),
+    (random_seed, True, WrongTypeError, "hidden_size: must be an integer in [0, 4294967295], got True"),
+    (random_seed, 2**70, ValueError, "hidden_size: must be an integer in [0, 4294967295], got 1180591620717411303424"),
+    (random_seed, -1, ValueError, "hidden_size: must be an integer in [0, 4294967295], got -1"),
+    (random_seed, 2**32, ValueError, "hidden_size: must be an integer in [0, 4294967295], got 4294967296"),
     (boolean, "yes", WrongTypeError, "hidden_size: expected True or False, got 'yes'"),
     (lambda n, v: instance(n, v, torch.Generator, "a torch.Generator"), 5, WrongTypeError,
      "hidden_size: expected a torch.Generator, got int"),

@@ -182,3 +182,32 @@ def test_no_import_cycles():
         if v not in index:
             visit(v)
     assert not cycles, f"import cycles between gseq modules: {cycles}"
+
+
+def test_the_docs_render_maths_offline_and_ci_checks_it_in_a_browser():
+    conf = (ROOT / "docs" / "conf.py").read_text()
+    assert '"sphinx-mathjax-offline"' in conf  # MathJax copied into the build, not loaded from a CDN
+    assert "sphinx-mathjax-offline" in (ROOT / "pyproject.toml").read_text()
+    ci = (ROOT / ".ci" / "run").read_text()
+    assert ci.index("-b html docs docs/_build/html") < ci.index("python .ci/check_docs_offline.py docs/_build/html")
+    assert "apt-get install -y -qq chromium" in ci
+
+
+def test_no_user_facing_text_points_at_the_development_data_folder():
+    """A user has no ../shared/data: README, docs and examples show GSEQ_DATA=/path/to/data or shipped data."""
+    texts = [ROOT / "README.md", ROOT / "docs" / "conf.py", *(ROOT / "docs").glob("*.md"),
+             *(ROOT / "examples").glob("*.py")]
+    offenders = [str(p.relative_to(ROOT)) for p in texts
+                 if "shared/data" in p.read_text() or "../shared" in p.read_text()]
+    assert offenders == []
+
+
+def test_hypothesis_keeps_its_database_and_caches_in_a_temporary_folder():
+    import tempfile
+
+    from hypothesis import settings
+    from hypothesis.configuration import storage_directory
+
+    for path in (Path(settings.default.database.path), storage_directory("constants", intent_to_write=False).path):
+        path = path.resolve()
+        assert Path(tempfile.gettempdir()).resolve() in path.parents and ROOT not in path.parents

@@ -2,7 +2,9 @@
 
 :func:`run_grid` calls ``fn(*task)`` for every task not yet in the CSV, appends each result row as it
 arrives and rewrites the CSV atomically, so an interrupted grid loses no finished run and a second call
-on the same file picks up where the first stopped. With ``jobs > 1`` tasks go to a
+on the same file picks up where the first stopped. The CSV and its settings file are stamped
+(:func:`gseq.io.read_verified_text`): a resumed grid whose files were damaged or edited stops with an
+error naming the file, instead of mixing a changed row into the results. With ``jobs > 1`` tasks go to a
 ``ProcessPoolExecutor`` (spawned processes, one torch thread each); ``fn`` must then be importable (a
 module-level function). Ctrl-C is handled by the calling process alone: the rows already finished are in
 the CSV, the workers are stopped, and the ``KeyboardInterrupt`` goes on to the caller.
@@ -12,6 +14,7 @@ from __future__ import annotations
 
 import concurrent.futures as cf
 import csv
+import io
 import json
 import multiprocessing
 import os
@@ -20,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from ..checks import positive_int
-from ..io import write_csv, write_json
+from ..io import read_verified_text, write_csv, write_json
 
 __all__ = ["run_grid", "read_rows_typed", "default_jobs", "start_method"]
 
@@ -34,15 +37,20 @@ def read_rows_typed(path: str | os.PathLike, types: dict[str, Callable[[str], An
     """Rows of a CSV with the columns in ``types`` converted (others kept as text); [] when there is no file.
 
     Raises:
-        ValueError: a row is incomplete or holds a value that does not convert (a truncated or edited
-            file); the message names the file, the line and the column.
+        ValueError: the file differs from the stamp gseq wrote beside it, lacks a column of ``types``, or
+            has a row that is incomplete or holds a value that does not convert (a truncated or edited
+            file); the message names the file (and the line).
     """
     path = Path(path)
     if not path.is_file():
         return []
     rows = []
-    with open(path, newline="") as f:
+    with io.StringIO(read_verified_text(path, "results"), newline="") as f:
         reader = csv.DictReader(f)
+        missing_columns = sorted(set(types) - set(reader.fieldnames or []))
+        if missing_columns:
+            raise ValueError(f"{path}: has no column {', '.join(missing_columns)}; the file is damaged or was written "
+                             "by another grid: move it away to start again")
         for row in reader:
             missing = [k for k, v in row.items() if v is None or k is None]
             if missing:
@@ -60,13 +68,19 @@ def read_rows_typed(path: str | os.PathLike, types: dict[str, Callable[[str], An
 def _check_settings(meta: Path, settings: dict[str, Any]) -> None:
     settings = json.loads(json.dumps(settings, default=str))  # as it reads back
     if meta.is_file():
-        previous = json.loads(meta.read_text())
+        try:
+            previous = json.loads(read_verified_text(meta, "settings"))
+        except json.JSONDecodeError as err:
+            raise ValueError(f"settings: {str(meta)!r} is damaged: not JSON ({err}); restore it or start in another "
+                             "folder") from None
+        if not isinstance(previous, dict):
+            raise ValueError(f"settings: {str(meta)!r} is damaged: holds a {type(previous).__name__}, not the settings")
         differ = {k: (previous.get(k), v) for k, v in settings.items() if previous.get(k) != v}
         if differ:
             raise ValueError(f"settings: {str(meta.parent)!r} holds runs with other settings ("
                              + ", ".join(f"{k}: {a!r} there, {b!r} now" for k, (a, b) in differ.items())
                              + "); use another folder or the same settings")
-    write_json(meta, settings)
+    write_json(meta, settings, stamp=True)
 
 
 def start_method(device: str = "cpu") -> str:
@@ -130,7 +144,7 @@ def run_grid(
     def record(row: dict[str, Any]) -> None:
         rows.append(row)
         rows.sort(key=key)
-        write_csv(path, rows, fieldnames=list(fields))
+        write_csv(path, rows, fieldnames=list(fields), stamp=True)
         if log:
             log(row, len(rows), total)
 

@@ -21,7 +21,7 @@ from typing import Any
 import torch
 from torch_geometric.data import Data
 
-from ..checks import non_negative_float, positive_int
+from ..checks import integer, non_negative_float, positive_int, random_seed
 from ..data.graphs import example_graph, hop_distances
 from .grid import run_grid
 from .receptive_field import influence, influence_by_hop, receptive_field
@@ -55,6 +55,9 @@ def hop_table(data: Data | None = None, *, max_k: int | None = None, hidden: int
         One dict per ordered pair: ``source``, ``target`` (names), ``hops`` (``math.inf`` when
         unreachable), ``first_k`` (None when no depth up to ``max_k`` reaches) and ``agree``.
     """
+    random_seed("seed", seed)
+    positive_int("hidden", hidden)
+    integer("max_k", max_k, minimum=0, none_ok=True)
     from ..models.gcn_net import GCNNet
 
     data = data if data is not None else example_graph()
@@ -141,6 +144,8 @@ def depth_study(
         jobs: parallel processes. (default: ``1``)
         log: ``log(row, finished, total)`` after every run.
     """
+    for name, value in (("seeds", seeds), ("epochs", epochs), ("influence_nodes", influence_nodes)):
+        positive_int(name, value)
     for i, d in enumerate(depths):
         positive_int(f"depths[{i}]", d)
     weights = []

@@ -20,7 +20,7 @@ import torch
 from torch import Tensor, nn
 from torch_geometric.data import Data
 
-from ..checks import non_negative_int
+from ..checks import integer, non_negative_int
 from ..data.graphs import hop_distances, node_index
 
 __all__ = ["receptive_field", "influence", "influence_by_hop"]
@@ -100,6 +100,7 @@ def influence_by_hop(model: nn.Module, data: Data, node: int | str, max_hops: in
     """Influence mass on ``node`` gathered by hop distance: entry ``d`` sums ``I_x(y)`` over the nodes ``y``
     exactly ``d`` hops away (``d = 0`` is the node itself). Length ``max_hops + 1`` (default: the largest
     finite distance); unreachable nodes carry no influence and are left out."""
+    integer("max_hops", max_hops, minimum=0, none_ok=True)
     x_index = node_index(data, node)
     inf = influence(model, data, x_index)
     # distances *to* x: breadth-first search on the reversed edges

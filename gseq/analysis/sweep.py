@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-from ..checks import choice, positive_int
+from ..checks import choice, positive_int, random_seed
 from .grid import read_rows_typed, run_grid
 
 __all__ = ["palindrome_sweep", "parse_lengths", "read_sweep", "SWEEP_FIELDS", "SWEEP_DEFAULTS"]
@@ -119,8 +119,11 @@ def palindrome_sweep(out: str | os.PathLike, cells: Sequence[str] = ("rnn", "lst
     for cell in cells:
         choice("cells", cell, CELLS)
     lengths = parse_lengths(lengths)
-    seed_list = list(range(seeds)) if isinstance(seeds, int) else [int(s) for s in seeds]
-    if not seed_list or (isinstance(seeds, int) and seeds < 1):
+    if isinstance(seeds, (list, tuple, range)):
+        seed_list = [random_seed("seeds", s) for s in seeds]
+    else:
+        seed_list = list(range(positive_int("seeds", seeds, hint=" (the number of seeds) or a list of seeds")))
+    if not seed_list:
         raise ValueError(f"seeds: give a positive number of seeds or a list of seeds, got {seeds!r}")
     if jobs is None:
         jobs = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)

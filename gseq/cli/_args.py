@@ -18,8 +18,8 @@ from pathlib import Path
 from .. import checks
 
 __all__ = ["HelpFormatter", "RawHelpFormatter", "positive_int", "non_negative_int", "positive_float",
-           "non_negative_float", "finite_float", "interval", "learning_rate", "dropout", "top_p", "MAX_LR",
-           "add_device", "add_out_flags", "check_resume_flags", "check_out", "announce", "physical_memory"]
+           "non_negative_float", "finite_float", "random_seed", "interval", "learning_rate", "dropout", "top_p",
+           "MAX_LR", "add_device", "add_out_flags", "check_resume_flags", "check_out", "announce", "physical_memory"]
 
 #: the largest learning rate the command line accepts (larger ones diverge at the first step)
 MAX_LR = 1e3
@@ -64,6 +64,10 @@ def positive_int(text: str) -> int:
 
 def non_negative_int(text: str) -> int:
     return _checked(checks.non_negative_int, text, int)
+
+
+def random_seed(text: str) -> int:
+    return _checked(checks.random_seed, text, int)
 
 
 def finite_float(text: str) -> float:

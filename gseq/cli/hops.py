@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import time
 
-from ._args import announce, check_out
+from ._args import announce, check_out, random_seed
 from .gcn import DATASETS, _dataset_name, positive_int, self_loop_weight_arg
 
 
@@ -16,7 +16,7 @@ def register(sub) -> None:
 
     e = hsub.add_parser("example", help="shortest paths vs the measured GCN depth for all pairs of the 6-node graph")
     e.add_argument("--source", default="C", help="node whose hop distances colour the figure")
-    e.add_argument("--seed", type=int, default=0, help="seed of the random GCN weights")
+    e.add_argument("--seed", type=random_seed, default=0, help="seed of the random GCN weights")
     e.add_argument("--out", default=None, help="folder for hop_table.csv and hop_graph.png (default: write nothing)")
     e.set_defaults(func=run_example)
 

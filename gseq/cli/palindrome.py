@@ -18,7 +18,7 @@ import sys
 import time
 
 from ._args import (add_device, add_out_flags, announce, check_out, check_resume_flags, finite_float, is_main_process,
-                    learning_rate, non_negative_int, physical_memory, positive_float, positive_int)
+                    learning_rate, non_negative_int, physical_memory, positive_float, positive_int, random_seed)
 
 __all__ = ["register"]
 
@@ -83,7 +83,8 @@ def register(sub) -> None:
     t = cmds.add_parser("train", help="train one model; print accuracy, steps and seconds")
     t.add_argument("--cell", choices=["rnn", "lstm"], default="lstm", help="recurrent cell")
     t.add_argument("--length", type=palindrome_length, default=20, help="palindrome length T")
-    t.add_argument("--seed", type=int, default=0, help="seeds the weights, the training and the test palindromes")
+    t.add_argument("--seed", type=random_seed, default=0,
+                   help="seeds the weights, the training and the test palindromes")
     _training_options(t, max_steps=5000)
     t.add_argument("--out", default=None,
                    help="run folder for metrics.csv, config.json, checkpoint.pt (default: write nothing)")
@@ -109,7 +110,7 @@ def register(sub) -> None:
     g = cmds.add_parser("grads", help="norm of dL/dh_t over t, at initialisation and after training")
     g.add_argument("--cells", nargs="+", choices=["rnn", "lstm"], default=["rnn", "lstm"], help="recurrent cells")
     g.add_argument("--length", type=palindrome_length, default=50, help="palindrome length T")
-    g.add_argument("--seed", type=int, default=0, help="seeds the weights and the palindromes")
+    g.add_argument("--seed", type=random_seed, default=0, help="seeds the weights and the palindromes")
     g.add_argument("--samples", type=positive_int, default=256, help="palindromes the norms average over")
     g.add_argument("--out", default=GRADS_OUT, help="folder for grad_norms.csv, grad_norms.json, grad_norms.png "
                                                     "(replaced when present)")

@@ -15,7 +15,8 @@ import time
 from pathlib import Path
 
 from ._args import (add_device, add_out_flags, announce, check_out, check_resume_flags, dropout, interval,
-                    learning_rate, non_negative_float, non_negative_int, positive_float, positive_int, top_p)
+                    learning_rate, non_negative_float, non_negative_int, positive_float, positive_int, random_seed,
+                    top_p)
 
 #: the book ``gseq text train`` reads without --file (shipped with gseq; spelled as gseq.data.BUNDLED_BOOK)
 DEFAULT_BOOK = "book_EN_grimms_fairy_tails.txt"
@@ -62,7 +63,7 @@ def register(sub) -> None:
                    help="stop once val_loss <= this (and --target-acc) (default: off)")
     t.add_argument("--target-acc", type=non_negative_float, default=None,
                    help="stop once val_acc >= this (and --target-loss) (default: off)")
-    t.add_argument("--seed", type=int, default=0, help="seeds the weights, the batches and the samples")
+    t.add_argument("--seed", type=random_seed, default=0, help="seeds the weights, the batches and the samples")
     t.add_argument("--threads", type=positive_int, default=None, help="torch CPU threads (default: torch's choice)")
     t.add_argument("--no-progress", action="store_true", help="no progress bar")
     t.add_argument("--quiet-samples", action="store_true", help="do not print the logged samples")
@@ -77,7 +78,7 @@ def register(sub) -> None:
     g.add_argument("--top-k", type=positive_int, default=None,
                    help="sample among the K most likely characters (default: all)")
     g.add_argument("--top-p", type=top_p, default=None, help="nucleus sampling, P in (0, 1] (default: off)")
-    g.add_argument("--seed", type=int, default=None, help="random seed (default: unseeded)")
+    g.add_argument("--seed", type=random_seed, default=None, help="random seed (default: unseeded)")
     g.add_argument("--num-samples", type=positive_int, default=1, help="independent samples")
     g.add_argument("--skip-unknown", action="store_true",
                    help="drop prompt characters that are not in the vocabulary instead of failing")

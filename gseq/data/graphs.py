@@ -60,17 +60,18 @@ def karate() -> Data:
     return data
 
 
-def node_index(data: Data, node: int | str) -> int:
-    """Position of ``node`` given by index or by name (``data.node_names``)."""
+def node_index(data: Data, node: int | str, name: str = "node") -> int:
+    """Position of ``node`` given by index or by name (``data.node_names``); errors name the argument
+    ``name``."""
     n = data.num_nodes
     if isinstance(node, str):
         names = list(getattr(data, "node_names", None) or [])
         if node not in names:
-            raise ValueError(f"node: {node!r} is not a node name; names are {names}" if names else
-                             f"node: {node!r} given by name, but the graph has no node_names; pass an index")
+            raise ValueError(f"{name}: {node!r} is not a node name; names are {names}" if names else
+                             f"{name}: {node!r} given by name, but the graph has no node_names; pass an index")
         return names.index(node)
     if isinstance(node, bool) or not isinstance(node, int) or not 0 <= node < n:
-        raise ValueError(f"node: expected a name or an index in [0, {n}), got {node!r}")
+        raise ValueError(f"{name}: expected a name or an index in [0, {n}), got {node!r}")
     return node
 
 
@@ -81,7 +82,7 @@ def hop_distances(data: Data, source: int | str) -> Tensor:
     search over ``data.edge_index`` (row 0 to row 1, the way messages travel): the features of ``source``
     first reach a node ``d`` hops away after ``d`` message-passing layers.
     """
-    src = node_index(data, source)
+    src = node_index(data, source, "source")
     n = data.num_nodes
     edge_index = data.edge_index.cpu()
     order = torch.argsort(edge_index[0], stable=True)
@@ -102,5 +103,5 @@ def hop_distances(data: Data, source: int | str) -> Tensor:
 def hops(data: Data, source: int | str, target: int | str) -> int | float:
     """Number of hops on a shortest path from ``source`` to ``target`` (names or indices); ``math.inf``
     when there is none. ``hops(example_graph(), "C", "E") == 3``."""
-    d = float(hop_distances(data, source)[node_index(data, target)])
+    d = float(hop_distances(data, source)[node_index(data, target, "target")])
     return int(d) if math.isfinite(d) else math.inf

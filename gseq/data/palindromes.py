@@ -13,7 +13,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import IterableDataset, get_worker_info
 
-from ..checks import instance, integer, positive_int
+from ..checks import fits_memory, instance, integer, positive_int, random_seed
 
 __all__ = ["palindromes", "PalindromeDataset", "NUM_DIGITS"]
 
@@ -41,6 +41,8 @@ def palindromes(batch_size: int, length: int, *, generator: torch.Generator | No
     positive_int("batch_size", batch_size)
     integer("length", length, minimum=2)
     instance("generator", generator, torch.Generator, "a torch.Generator", none_ok=True)
+    # the digits (8 bytes each) are drawn on the CPU, then joined into a copy of the whole batch
+    fits_memory("batch_size", batch_size, 3 * 8 * batch_size * length, "cpu", f"palindromes of length {length}")
     half = torch.randint(0, NUM_DIGITS, (batch_size, (length + 1) // 2), generator=generator)
     full = torch.cat((half, half[:, : length // 2].flip(1)), dim=1)
     if device is not None:
@@ -65,7 +67,7 @@ class PalindromeDataset(IterableDataset):
         super().__init__()
         self.length = integer("length", length, minimum=2)
         self.chunk_size = positive_int("chunk_size", chunk_size)
-        self.seed = integer("seed", seed, none_ok=True)
+        self.seed = random_seed("seed", seed, none_ok=True)
 
     def __iter__(self):
         seed = self.seed if self.seed is not None else int(torch.randint(2**62, ()).item())

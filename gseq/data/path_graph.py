@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch_geometric.data import Batch, Data
 
-from ..checks import boolean, instance, positive_int
+from ..checks import boolean, fits_memory, instance, positive_int
 from .palindromes import NUM_DIGITS
 
 __all__ = ["path_graph", "palindrome_graphs"]
@@ -42,6 +42,8 @@ def path_graph(num_nodes: int, *, directed: bool = True, device: torch.device | 
     """
     positive_int("num_nodes", num_nodes, hint=" (a path needs a node)")
     boolean("directed", directed)
+    # undirected: the two directions, their concatenation and sort keys, 8 bytes per entry
+    fits_memory("num_nodes", num_nodes, (2 if directed else 12) * 8 * num_nodes, device or "cpu", "nodes")
     src = torch.arange(num_nodes - 1, device=device)
     if directed:
         return torch.stack((src, src + 1))

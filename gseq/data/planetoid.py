@@ -11,6 +11,12 @@ package (Cora only: its eight raw files, byte for byte the public ones); else th
 the cache from the Planetoid repository, as PyG's ``Planetoid`` does. Each folder holds
 ``<Name>/raw/ind.<name>.*``. gseq never writes into a data folder: the processed tensors go to the
 cache, and a cache that cannot be written only means they are rebuilt in memory next time.
+
+The processed cache is bound to what it was made from. Its file name carries a digest of the verified
+raw files (``processed/data-<key>.pt``), the file carries the integrity digest every gseq checkpoint has
+(:func:`gseq.io.checkpoint_digest`), and a stamp beside it (``data-<key>.sha256``) records that digest
+when gseq writes the file. A cache file that was edited (even one saved again through gseq), damaged or
+left without its stamp does not match: it is rebuilt from the raw files, with a one-line warning.
 """
 
 from __future__ import annotations
@@ -30,7 +36,8 @@ import torch
 from torch import Tensor
 from torch_geometric.data import Data
 
-from ..io import atomic_write_bytes, save_checkpoint
+from ..checks import boolean, instance
+from ..io import atomic_write_bytes, atomic_write_text, checkpoint_digest, load_checkpoint, save_checkpoint
 
 __all__ = ["planetoid", "PLANETOID_NAMES", "PLANETOID_SHA256", "cache_dir", "normalize_features"]
 
@@ -68,6 +75,7 @@ def cache_dir() -> Path:
 
 def normalize_features(x: Tensor) -> Tensor:
     """Row-normalise features to sum 1 (rows of zeros stay zero), as PyG's ``NormalizeFeatures``."""
+    instance("x", x, Tensor, "a tensor of node features")
     return x / x.sum(dim=-1, keepdim=True).clamp(min=1)
 
 
@@ -253,24 +261,46 @@ def planetoid(
         FileNotFoundError: no copy of the files and no download; the message names files and folders.
     """
     name = _canonical(name)
+    for flag, value in (("normalize", normalize), ("trust", trust), ("download", download)):
+        boolean(flag, value)
     raw = _find_raw(name, root, download)
     blobs = _read_verified(raw, name, trust)
     key = hashlib.sha256(b"".join(hashlib.sha256(b).digest() for b in blobs.values())).hexdigest()[:16]
     processed = cache_dir() / "planetoid" / name / "processed" / f"data-{key}.pt"
-    tensors = None
-    if processed.is_file():
-        try:
-            tensors = torch.load(processed, weights_only=True)
-        except Exception:  # a damaged cache entry is rebuilt from the verified raw files
-            tensors = None
+    tensors = _read_processed(processed)
     if tensors is None:
         tensors = _build(name, blobs, raw)
-        try:
-            save_checkpoint(processed, tensors)
-        except OSError:  # an unwritable cache only costs rebuilding next time; the data are here
-            pass
+        _write_processed(processed, tensors)
     data = Data(**tensors)
     if normalize:
         data.x = normalize_features(data.x)
     data.name = name
     return data
+
+
+def _stamp(processed: Path) -> Path:
+    return processed.with_suffix(".sha256")
+
+
+def _read_processed(processed: Path) -> dict[str, Tensor] | None:
+    """The cached tensors if ``processed`` is the file gseq wrote (its digest equals the stamp beside
+    it), else ``None`` (after a warning when a file was there)."""
+    if not processed.is_file():
+        return None
+    try:
+        stamp = _stamp(processed).read_text().strip()
+        return load_checkpoint(processed, expected_digest=stamp)
+    except (OSError, ValueError) as err:
+        reason = "its stamp is missing" if isinstance(err, FileNotFoundError) else str(err).split(";")[0]
+        warnings.warn(f"planetoid: the processed cache {processed} is not the file gseq wrote ({reason}); rebuilding "
+                      "it from the verified raw files", stacklevel=3)
+        return None
+
+
+def _write_processed(processed: Path, tensors: dict[str, Tensor]) -> None:
+    """Cache the tensors and stamp them with their digest (an unwritable cache only costs a rebuild)."""
+    try:
+        save_checkpoint(processed, tensors)
+        atomic_write_text(_stamp(processed), checkpoint_digest(processed) + "\n")
+    except OSError:
+        pass

@@ -131,22 +131,23 @@ class CharVocab:
         """The distinct characters of ``text`` that are not in the vocabulary, in sorted order."""
         return sorted(set(text) - self._index.keys())
 
-    def encode(self, text: str, *, unknown: str = "error") -> Tensor:
+    def encode(self, text: str, *, unknown: str = "error", name: str = "text") -> Tensor:
         """Ids of the characters of ``text`` as a ``torch.long`` tensor of shape ``[len(text)]``.
 
         Args:
             text: the string to encode.
             unknown: what to do with characters not in the vocabulary: ``"error"`` raises a
                 ``ValueError`` naming them, ``"skip"`` drops them. (default: ``"error"``)
+            name: the argument the errors name (a caller's, such as ``"prompt"``). (default: ``"text"``)
         """
-        instance("text", text, str, "str")
+        instance(name, text, str, "str")
         choice("unknown", unknown, ("error", "skip"))
         missing = self.unknown(text)
         if missing:
             if unknown == "error":
                 shown = "".join(missing[:20]) + ("..." if len(missing) > 20 else "")
                 raise ValueError(
-                    f"text: {len(missing)} character(s) not in the vocabulary: {shown!r} ({missing[:20]!r}); "
+                    f"{name}: {len(missing)} character(s) not in the vocabulary: {shown!r} ({missing[:20]!r}); "
                     "remove them, apply the same preprocessing as in training, or pass unknown='skip' "
                     "(--skip-unknown on the command line) to drop them")
             text = "".join(c for c in text if c in self._index)
@@ -290,8 +291,7 @@ def split_text(ids: Tensor, val_fraction: float = 0.05) -> tuple[Tensor, Tensor]
     Shapes:
         ids: ``[N]`` -> ``([N - n_val], [n_val])`` with ``n_val = round(N * val_fraction)``.
     """
-    if not isinstance(ids, Tensor) or ids.dim() != 1:
-        raise TypeError("ids: expected a 1-D tensor of character ids (vocab.encode(text))")
+    _check_ids(ids)
     in_range("val_fraction", val_fraction, 0, 1, low_open=True, high_open=True)
     n_val = int(round(ids.numel() * val_fraction))
     if n_val < 2 or ids.numel() - n_val < 2:
@@ -300,10 +300,19 @@ def split_text(ids: Tensor, val_fraction: float = 0.05) -> tuple[Tensor, Tensor]
     return ids[:-n_val], ids[-n_val:]
 
 
+def _check_ids(ids: Tensor, what: str = "ids") -> None:
+    """A 1-D integer tensor of character ids (``vocab.encode(text)``); no value scan (ids index an
+    embedding or a one-hot table, which checks its own range)."""
+    if not isinstance(ids, Tensor) or ids.dim() != 1 or ids.is_floating_point() or ids.is_complex() \
+            or ids.dtype == torch.bool:
+        got = f"{str(ids.dtype).removeprefix('torch.')} tensor of shape {list(ids.shape)}" if isinstance(ids, Tensor) \
+            else type(ids).__name__
+        raise TypeError(f"{what}: expected a 1-D integer tensor of character ids (vocab.encode(text)), got {got}")
+
+
 def _check_length(ids: Tensor, seq_length: int, what: str) -> None:
     positive_int("seq_length", seq_length)
-    if not isinstance(ids, Tensor) or ids.dim() != 1:
-        raise TypeError(f"{what}: expected a 1-D tensor of character ids")
+    _check_ids(ids, what)
     if ids.numel() < seq_length + 1:
         raise ValueError(f"{what}: {ids.numel()} characters are shorter than seq_length + 1 = {seq_length + 1}; "
                          "use a longer text or a smaller seq_length")

@@ -19,7 +19,7 @@ import torch
 from torch import Tensor
 from torch_geometric.data import Data
 
-from ..checks import boolean, instance, non_negative_int, positive_int
+from ..checks import boolean, instance, non_negative_int, positive_int, random_seed
 from .sampler import NeighborSampler, SamplerOutput, _check_distinct_nodes, check_num_neighbors
 
 __all__ = ["NeighborLoader", "NeighborLoaderShard"]
@@ -126,6 +126,7 @@ class NeighborLoader:
         generator seeded with ``(seed, epoch, rank, i)``: the ranks draw independently, and a resumed
         run draws what the first run drew. :class:`~gseq.train.Trainer` calls this under ``torchrun``.
         """
+        random_seed("seed", seed)
         from torch.utils.data import DistributedSampler
 
         for name, value in (("rank", rank), ("world_size", world_size), ("epoch", epoch), ("seed", seed)):

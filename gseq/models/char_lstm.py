@@ -152,6 +152,10 @@ def char_lm_loss(model: nn.Module, windows: Tensor) -> dict[str, Tensor]:
     Shapes:
         windows: :math:`[B, T + 1]`; inputs ``windows[:, :-1]``, targets ``windows[:, 1:]``.
     """
+    if not isinstance(windows, Tensor) or windows.dim() != 2 or windows.size(1) < 2 or windows.is_floating_point():
+        raise TypeError("windows: expected character ids as a [batch, T + 1] integer tensor with T >= 1, got "
+                        f"{type(windows).__name__} {getattr(windows, 'dtype', '')} of shape "
+                        f"{tuple(getattr(windows, 'shape', ()))}")
     x, y = windows[:, :-1], windows[:, 1:]
     logits, _ = model(x)
     flat = logits.reshape(-1, logits.size(-1))

@@ -145,7 +145,7 @@ def generate(
     """
     _check_args(model, vocab, prompt, length, temperature, top_k, top_p, generator, batch, unknown)
     _check_fits(length, batch, len(vocab))
-    prompt_ids = vocab.encode(prompt, unknown=unknown)
+    prompt_ids = vocab.encode(prompt, unknown=unknown, name="prompt")
     if length == 0:
         return [""] * batch
     device = next(model.parameters()).device

@@ -8,6 +8,7 @@ and the loss figure as callbacks), and rebuild a trained model from its checkpoi
 from __future__ import annotations
 
 import csv
+import io
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -17,9 +18,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..checks import in_range, positive_int
+from ..checks import in_range, positive_int, random_seed
 from ..data.text import CharVocab, eval_windows, load_text, split_text, window_sampler
-from ..io import load_checkpoint, write_csv
+from ..io import load_checkpoint, read_verified_text, write_csv
 from ..models.char_lstm import CharLSTM, char_lm_loss
 from ..models.generate import generate
 from ..train import CHECKPOINT_FORMAT, Mean, Trainer, check_model_state, rank_and_world_size, resolve_device
@@ -110,15 +111,19 @@ class SampleLogger:
                  path=None, echo: bool = False) -> None:
         positive_int("every", every)
         self.vocab, self.every, self.lengths, self.temperatures = vocab, every, tuple(lengths), tuple(temperatures)
-        self.seed, self.echo = int(seed), echo
+        self.seed, self.echo = random_seed("seed", seed), echo
         self.path = Path(path) if path is not None else None
         self.rows: list[dict[str, Any]] = []
 
     def on_fit_start(self, trainer) -> None:
         self.rows = []
         if self.path is not None and self.path.is_file() and trainer.step > 0:
-            with open(self.path, newline="", encoding="utf-8") as f:
-                self.rows = [r for r in csv.DictReader(f) if int(r["step"]) <= trainer.step]
+            text = read_verified_text(self.path, "samples")  # stamped when written: damage is an error
+            try:
+                self.rows = [r for r in csv.DictReader(io.StringIO(text, newline="")) if int(r["step"]) <= trainer.step]
+            except (KeyError, TypeError, ValueError):
+                raise ValueError(f"samples: {str(self.path)!r} is damaged (a row without a step number); restore it "
+                                 "or delete it to resume without the earlier samples") from None
 
     def on_step_end(self, trainer, step: int, logs) -> None:
         if step % self.every or not trainer.is_main:  # rank 0 alone samples and writes
@@ -133,7 +138,7 @@ class SampleLogger:
 
                     tqdm.write(f"step {step} T={temperature:g} len {length}: {text}")
         if self.path is not None:
-            write_csv(self.path, self.rows, fieldnames=["step", "length", "temperature", "text"])
+            write_csv(self.path, self.rows, fieldnames=["step", "length", "temperature", "text"], stamp=True)
 
 
 class _StepDecay:
@@ -271,6 +276,7 @@ def train_char_lstm(
         ValueError: the file is empty, not UTF-8 or too short for ``seq_length``; ``out_dir`` holds a
             checkpoint and ``resume`` is False, or holds one of another vocabulary, model or data.
     """
+    random_seed("seed", seed)
     in_range("lr_decay", lr_decay, 0, 1, low_open=True, none_ok=True)
     positive_int("lr_decay_every", lr_decay_every)
     text = load_text(file, strip_header=strip_header, preprocess=preprocess)

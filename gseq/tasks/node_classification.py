@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch_geometric.data import Data
 
-from ..checks import positive_int
+from ..checks import instance, positive_int, random_seed
 from ..loader import NeighborLoader
 from ..models.gcn_net import GCNNet, sparse_features
 from ..train import Trainer, launched_env, seed_everything, training_device
@@ -28,10 +28,36 @@ def _accuracy(logits: Tensor, y: Tensor, mask: Tensor) -> float:
     return float((logits[mask].argmax(-1) == y[mask]).float().mean()) if bool(mask.any()) else float("nan")
 
 
-def _check_masks(data: Data) -> None:
+def _check_data(data: Data, epochs: int) -> None:
+    """Refuse a graph that would train silently wrong or fail inside torch: float features (finite: a NaN
+    would surface as a NaN loss blamed on the learning rate), class labels >= 0, masks of every node."""
+    positive_int("epochs", epochs)
+    instance("data", data, Data, "a torch_geometric.data.Data")
+    x, y = getattr(data, "x", None), getattr(data, "y", None)
+    if not isinstance(x, Tensor) or x.dim() != 2 or not x.is_floating_point() or x.size(0) == 0:
+        raise ValueError(f"data.x: expected node features as a floating [num_nodes >= 1, num_features] tensor, got "
+                         f"{_describe(x)}; convert integer features with x.float()")
+    if not bool(torch.isfinite(x).all()):
+        raise ValueError("data.x: holds NaN or infinite values; clean or impute the features first")
+    n = x.size(0)
+    if not isinstance(y, Tensor) or y.shape != (n,) or y.is_floating_point() or y.dtype == torch.bool:
+        raise ValueError(f"data.y: expected integer class labels of shape [{n}] (one per row of x), got {_describe(y)}")
+    if bool((y < 0).any()):
+        raise ValueError(f"data.y: class labels must be >= 0, got a minimum of {int(y.min())}")
     for mask in ("train_mask", "val_mask", "test_mask"):
-        if getattr(data, mask, None) is None:
+        m = getattr(data, mask, None)
+        if m is None:
             raise ValueError(f"data: needs a boolean {mask}; use gseq.data.planetoid() or add the masks")
+        if not isinstance(m, Tensor) or m.dtype != torch.bool or m.shape != (n,):
+            raise ValueError(f"data.{mask}: expected a boolean mask of shape [{n}], got {_describe(m)}")
+    if not bool(data.train_mask.any()):
+        raise ValueError("data.train_mask: selects no node; mark at least one node for training")
+
+
+def _describe(value: Any) -> str:
+    if isinstance(value, Tensor):
+        return f"{str(value.dtype).removeprefix('torch.')} tensor of shape {list(value.shape)}"
+    return "None" if value is None else type(value).__name__
 
 
 def _scores(out: Tensor, graph: Data) -> dict[str, Any]:
@@ -87,7 +113,8 @@ def train_node_classifier(
     Returns:
         ``{"test_acc", "val_acc", "train_acc", "best_epoch", "seconds", "self_loop_weights", "history"}``.
     """
-    _check_masks(data)
+    random_seed("seed", seed)
+    _check_data(data, epochs)
     seed_everything(seed)
     model = GCNNet(data.num_features, int(data.y.max()) + 1, hidden_channels=hidden_channels, num_layers=num_layers,
                    dropout=dropout, self_loop_weight=self_loop_weight, cached=True)
@@ -159,7 +186,8 @@ def train_node_classifier_minibatch(
         ``{"test_acc", "val_acc", "train_acc", "best_epoch", "seconds", "self_loop_weights", "history",
         "model"}``; ``best_epoch`` counts epochs.
     """
-    _check_masks(data)
+    random_seed("seed", seed)
+    _check_data(data, epochs)
     num_neighbors = list(num_neighbors)
     if len(num_neighbors) != num_layers:
         raise ValueError(f"num_neighbors: give one fan-out per layer ({num_layers} layers), got {num_neighbors}")

@@ -33,7 +33,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..checks import boolean, choice, integer
+from ..checks import boolean, choice, integer, positive_int, random_seed
 from ..data.palindromes import NUM_DIGITS, palindromes
 from ..data.path_graph import palindrome_graphs
 from ..models.gcn_net import GCNNet
@@ -47,6 +47,8 @@ __all__ = ["train_palindrome", "fit_palindrome", "palindrome_accuracy", "train_p
 def _accuracy(model: nn.Module, num: int, chunk: int, count_correct) -> float:
     """The share of right answers over ``num`` fresh samples, ``chunk`` at a time, in eval mode (the model's
     mode is restored after): ``count_correct(n, device)`` draws ``n`` samples and counts the right answers."""
+    positive_int("num", num)
+    positive_int("chunk", chunk)
     device = next(model.parameters()).device
     was_training = model.training
     model.eval()
@@ -101,6 +103,7 @@ def fit_palindrome(model: SequenceClassifier, length: int, *, batch_size: int = 
         evaluations included), ``stop_reason``, ``eval_accuracy`` (the last evaluation), ``length`` and
         ``seed``.
     """
+    random_seed("seed", seed)
     for name, value, minimum in (("length", length, 2), ("batch_size", batch_size, 1),
                                  ("eval_size", eval_size, 1), ("test_size", test_size, 1)):
         integer(name, value, minimum=minimum)
@@ -152,6 +155,7 @@ def train_palindrome(cell: str = "lstm", length: int = 20, *, input: str = "scal
     Returns:
         the dict of :func:`fit_palindrome` plus ``"cell"``, ``"wall_seconds"`` (construction included).
     """
+    random_seed("seed", seed)
     start = time.perf_counter()
     choice("cell", cell, CELLS)
     torch.manual_seed(seed)
@@ -219,6 +223,7 @@ def train_palindrome_gcn(length: int = 10, num_layers: int = 9, *, hidden_channe
         included), ``stop_reason``, ``eval_accuracy``, ``length``, ``num_layers``, ``self_loop_weights``
         (every layer's final ``w``, learned or not), ``seed`` and ``wall_seconds`` (construction included).
     """
+    random_seed("seed", seed)
     start = time.perf_counter()
     for name, value, minimum in (("length", length, 2), ("num_layers", num_layers, 1),
                                  ("hidden_channels", hidden_channels, 1), ("batch_size", batch_size, 1),

@@ -30,7 +30,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from ..checks import positive_float
+from ..checks import MAX_SEED, integer, positive_float, positive_int, random_seed
 
 __all__ = ["Distributed", "DistEnv", "Mean", "RankLostError", "shutdown", "launched_env", "group_env",
            "rank_and_world_size", "rank_device", "shard_indices", "shard_sequence", "rank_seed", "DEFAULT_TIMEOUT"]
@@ -103,10 +103,11 @@ def rank_and_world_size() -> tuple[int, int]:
 
 def rank_seed(seed: int, rank: int) -> int:
     """The seed of rank ``rank``'s data generator: ``seed`` itself on rank 0 (so a one-process run draws
-    what rank 0 of a larger run draws), distinct and reproducible on every other rank."""
+    what rank 0 of a larger run draws), distinct and reproducible on every other rank; like every seed
+    gseq takes, in ``[0, MAX_SEED]`` (:func:`gseq.checks.random_seed`)."""
     if rank == 0:
         return seed
-    return (seed * 1_000_003 + rank * 7_919 + 1) % (2**63 - 1)
+    return (seed * 1_000_003 + rank * 7_919 + 1) % (MAX_SEED + 1)
 
 
 def shard_indices(n: int, rank: int, world_size: int, *, epoch: int = 0, seed: int = 0,
@@ -118,6 +119,9 @@ def shard_indices(n: int, rank: int, world_size: int, *, epoch: int = 0, seed: i
     start to a multiple of ``world_size``, then every ``world_size``-th item from ``rank``. Every rank
     gets ``ceil(n / world_size)`` items, so all ranks take the same number of steps.
     """
+    random_seed("seed", seed)
+    positive_int("world_size", world_size)
+    integer("rank", rank, minimum=0, maximum=world_size - 1)
     if n < 1:
         raise ValueError("data: the iterable yielded no batches")
     from torch.utils.data import DistributedSampler

@@ -9,13 +9,14 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from ..checks import non_negative_float, positive_float
+from ..checks import non_negative_float, positive_float, random_seed
 
 __all__ = ["seed_everything", "resolve_device", "training_device", "move_to", "check_optimizer_groups"]
 
 
 def seed_everything(seed: int) -> None:
     """Seed Python's, NumPy's (when installed) and torch's global generators."""
+    random_seed("seed", seed)
     random.seed(seed)
     torch.manual_seed(seed)
     try:

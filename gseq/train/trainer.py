@@ -58,7 +58,7 @@ from .checkpoint import (CHECKPOINT_FORMAT, RESUMABLE_SETTINGS, check_model_stat
                          set_rng_state)
 from .distributed import (DistEnv, Distributed, Mean, group_env, launched_env, rank_device, rank_seed,
                           shard_sequence)
-from ..checks import choice, instance, non_negative_float, positive_float, positive_int
+from ..checks import choice, instance, non_negative_float, positive_float, positive_int, random_seed
 from ..io import check_writable_dir, load_checkpoint, remove_stale_temp_files, save_checkpoint, write_csv, write_json
 from .runtime import check_optimizer_groups, move_to, resolve_device, seed_everything
 
@@ -211,7 +211,7 @@ class Trainer:
         self.target = target
         self.patience = patience
         self.keep_best = keep_best
-        self.seed = seed
+        self.seed = random_seed("seed", seed, none_ok=True)
         self.callbacks = list(callbacks)
         self.progress = progress
         self.out_dir = Path(out_dir) if out_dir is not None else None

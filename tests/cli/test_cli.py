@@ -124,3 +124,22 @@ def test_a_bug_keeps_its_traceback(monkeypatch):
     monkeypatch.setattr(env, "run", run)
     with pytest.raises(RuntimeError, match="an internal error"):
         main(["env"])
+
+
+@pytest.mark.parametrize("argv", [["palindrome", "train"], ["palindrome", "grads"], ["text", "train"],
+                                  ["text", "generate", "--checkpoint", "c.pt"], ["hops", "example"]])
+@pytest.mark.parametrize("seed, message", [("1.5", "expected an integer, got '1.5'"),
+                                           (str(2**70), f"must be an integer in [0, 4294967295], got {2**70}"),
+                                           ("-1", "must be an integer in [0, 4294967295], got -1")])
+def test_every_seed_flag_goes_through_the_seed_check(argv, seed, message, capsys):
+    with pytest.raises(SystemExit) as exc:
+        build_parser().parse_args([*argv, "--seed", seed])
+    assert exc.value.code == 2
+    assert f"argument --seed: {message}" in capsys.readouterr().err
+
+
+def test_every_seed_flag_is_listed_above():
+    flags = [name for name, parser in _parsers(build_parser())
+             if any("--seed" in action.option_strings for action in parser._actions)]
+    assert sorted(flags) == ["gseq hops example", "gseq palindrome grads", "gseq palindrome train",
+                             "gseq text generate", "gseq text train"]

@@ -138,6 +138,10 @@ def test_a_truncated_sweep_csv_is_named(capsys, tmp_path):
     capsys.readouterr()
     assert main(argv) == 2
     err = capsys.readouterr().err
+    assert "results.csv' is damaged or was edited" in err and "delete results.csv.sha256" in err  # the stamp
+    (tmp_path / "results.csv.sha256").unlink()  # accepted as it is: the cut line is still named
+    assert main(argv) == 2
+    err = capsys.readouterr().err
     assert "results.csv: line 3 is incomplete" in err and "NoneType" not in err
 
 
@@ -158,6 +162,7 @@ def test_sweep_writes_csv_and_figure_and_resumes(capsys, tmp_path):
         writer = csv.DictWriter(f, fieldnames=list(rows[0]))
         writer.writeheader()
         writer.writerows(rows[:6])
+    (tmp_path / "results.csv.sha256").unlink()  # this hand-made file has no stamp: it is taken as it is
     assert main([*argv, "--seeds", "3"]) == 0
     out = capsys.readouterr().out
     assert "resuming: 6 runs" in out and "6 to go" in out

@@ -43,10 +43,12 @@ def test_hops_unreachable_and_bad_nodes():
     data = example_graph()
     data.edge_index = data.edge_index[:, :0]
     assert hops(data, "A", "B") == math.inf
-    with pytest.raises(ValueError, match="node"):
+    with pytest.raises(ValueError, match="^source: 'Z' is not a node name"):
         hops(example_graph(), "Z", "A")
-    with pytest.raises(ValueError, match="node"):
+    with pytest.raises(ValueError, match=r"^source: expected a name or an index in \[0, 6\), got 6"):
         hops(example_graph(), 6, 0)
+    with pytest.raises(ValueError, match="^target: "):
+        hops(example_graph(), 0, -1)
 
 
 @pytest.mark.parametrize("k", [1, 2, 3, 4])

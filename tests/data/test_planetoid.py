@@ -177,3 +177,43 @@ def test_citeseer_test_index_gaps_are_handled_as_pyg_does(tmp_path):
     for key in ("x", "y", "edge_index", "train_mask", "val_mask", "test_mask"):
         assert torch.equal(ours[key], ref[key]), key
     assert ours.num_nodes == n
+
+
+def _cora_cache(tmp_path, monkeypatch):
+    """Cora loaded once into a fresh cache; the path of its processed file."""
+    monkeypatch.setenv("GSEQ_CACHE", str(tmp_path / "cache"))
+    planetoid("Cora")
+    [processed] = (tmp_path / "cache" / "planetoid" / "Cora" / "processed").glob("data-*.pt")
+    return processed
+
+
+@pytest.mark.parametrize("how", ["torch.save", "gseq save_checkpoint", "bit flip", "stamp removed"])
+def test_an_edited_processed_cache_is_rebuilt_with_a_warning(tmp_path, monkeypatch, how):
+    """The issue's attack: labels shifted and the test mask set to the train mask in the processed file
+    (which raised Cora's reported accuracy from 75.9% to 96.4%); every way of writing it back is caught."""
+    from gseq.io import save_checkpoint
+
+    processed = _cora_cache(tmp_path, monkeypatch)
+    reference = planetoid("Cora")
+    tensors = torch.load(processed, weights_only=True)
+    tensors["y"] = (tensors["y"] + 1) % 7
+    tensors["test_mask"] = tensors["train_mask"].clone()
+    if how == "torch.save":
+        torch.save(tensors, processed)
+    elif how == "gseq save_checkpoint":  # a valid digest inside, but not the one gseq stamped
+        save_checkpoint(processed, tensors)
+    elif how == "bit flip":
+        blob = bytearray(processed.read_bytes())
+        blob[len(blob) // 2] ^= 0x10
+        processed.write_bytes(bytes(blob))
+    else:
+        processed.with_suffix(".sha256").unlink()
+    with pytest.warns(UserWarning, match=r"processed cache .*data-.*\.pt is not the file gseq wrote.*rebuilding"):
+        data = planetoid("Cora")
+    for key in ("x", "y", "edge_index", "train_mask", "val_mask", "test_mask"):
+        assert torch.equal(data[key], reference[key]), key
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the rebuilt cache is trusted again, silently
+        assert torch.equal(planetoid("Cora").y, reference.y)

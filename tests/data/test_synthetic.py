@@ -17,7 +17,7 @@ def test_structure_masks_and_determinism():
     assert is_undirected(ei, num_nodes=n)
     keys = ei[0] * n + ei[1]
     assert torch.equal(keys, keys.unique())  # sorted, no duplicates
-    assert 6.5 < ei.size(1) / n <= 8.0  # average degree: the requested one, minus merged duplicates
+    assert ei.size(1) == 2 * round(n * 8 / 2)  # exactly the average degree asked for
     masks = torch.stack([data.train_mask, data.val_mask, data.test_mask])
     assert torch.equal(masks.sum(0), torch.ones(n, dtype=torch.long))  # a partition
     assert int(data.train_mask.sum()) == 300 and int(data.val_mask.sum()) == 300
@@ -56,6 +56,15 @@ def test_features_carry_the_class():
     (dict(num_features=0), "num_features"),
     (dict(homophily=1.5), "homophily"),
     (dict(power_law=1.0), "power_law"),
+    (dict(power_law=1.5), "power_law"),
+    (dict(power_law=True), "power_law"),
+    (dict(avg_degree=99.5), "avg_degree"),
+    (dict(split=(0.1, "0.1")), "split"),
+    (dict(seed=1.5), "seed"),
+    (dict(seed="0"), "seed"),
+    (dict(seed=2**70), "seed"),
+    (dict(seed=-1), "seed"),
+    (dict(num_nodes=10**12), "num_nodes"),
     (dict(noise=-1.0), "noise"),
     (dict(split=(0.6, 0.6)), "split"),
 ])
@@ -64,3 +73,26 @@ def test_bad_inputs_name_the_argument(kwargs, name):
     args.update(kwargs)
     with pytest.raises(ValueError, match=name):
         synthetic_graph(**args)
+
+
+@pytest.mark.parametrize("num_nodes,avg_degree,power_law", [
+    (20_000, 10, 2.05),  # a heavy tail: before the cap, hubs' duplicate edges lost a third of the edges
+    (20_000, 10, 2.5),
+    (2_000, 4, 6.0),
+    (200, 150, 2.5),  # dense: duplicates merged left 41 instead of 150
+    (200, 198.5, 2.5),  # nearly complete
+    (10, 1, 2.5),
+])
+def test_the_average_degree_is_the_one_asked_for(num_nodes, avg_degree, power_law):
+    data = synthetic_graph(num_nodes, avg_degree, 2, 2, power_law=power_law, seed=3)
+    ei = data.edge_index
+    assert ei.size(1) == 2 * round(num_nodes * avg_degree / 2)
+    assert is_undirected(ei, num_nodes=num_nodes) and not bool((ei[0] == ei[1]).any())
+    keys = ei[0] * num_nodes + ei[1]
+    assert torch.equal(keys, keys.unique())
+
+
+def test_unreachable_average_degrees_are_refused_naming_the_reason():
+    # homophily 1 keeps every edge inside its class: 10 classes of ~20 nodes hold ~1,900 pairs, not 15,000
+    with pytest.raises(ValueError, match=r"avg_degree: only .* distinct edges of the 15,000 .*homophily near 1"):
+        synthetic_graph(200, 150, 10, 2, homophily=1.0)

@@ -37,3 +37,4 @@ def test_example_runs(name, tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert proc.stdout.strip(), "an example prints what it shows"
     assert (tmp_path / figure).is_file()
+    assert f"figure written to {(tmp_path / figure).resolve()}" in proc.stdout  # the reader learns where it is

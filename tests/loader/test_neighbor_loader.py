@@ -301,3 +301,20 @@ def test_bad_shard_arguments_name_the_argument(kwargs, name):
     loader = NeighborLoader(random_graph(), [2], batch_size=4)
     with pytest.raises(ValueError, match=name):
         loader.shard(**kwargs)
+
+
+def test_empty_graphs_load():
+    """0 nodes: no batches (and no shard batches); 0 edges: each batch is its seeds alone, with their rows."""
+    empty = Data(x=torch.randn(0, 4), edge_index=torch.empty(2, 0, dtype=torch.long))
+    assert len(NeighborLoader(empty, [2, 2], batch_size=4)) == 0
+    assert list(NeighborLoader(empty, [2], batch_size=4)) == []
+    assert list(NeighborLoader(empty, [2]).shard(0, 2)) == []
+    out = NeighborSampler(empty.edge_index, 0, [2]).sample(torch.empty(0, dtype=torch.long))
+    assert out.node.numel() == 0 and out.row.numel() == 0
+
+    x = torch.randn(5, 4)
+    loose = Data(x=x, edge_index=torch.empty(2, 0, dtype=torch.long))
+    batches = list(NeighborLoader(loose, [3, 3], batch_size=2))
+    assert [b.n_id.tolist() for b in batches] == [[0, 1], [2, 3], [4]]
+    for b in batches:
+        assert b.edge_index.shape == (2, 0) and torch.equal(b.x, x[b.n_id]) and b.batch_size == b.num_nodes

@@ -150,3 +150,12 @@ def test_load_rejects_other_checkpoints_and_vocabularies(text_file, tmp_path):
     torch.save(ckpt, tmp_path / "bad.pt")
     with pytest.raises(ValueError, match="inconsistent"):
         load_char_lstm(tmp_path / "bad.pt")
+
+
+def test_a_resume_refuses_edited_samples(text_file, tmp_path):
+    tiny_run(text_file, tmp_path / "run", 4)
+    samples = tmp_path / "run" / "samples.csv"
+    assert (tmp_path / "run" / "samples.csv.sha256").is_file()
+    samples.write_text(samples.read_text().replace("step,length", "step,lenght"))
+    with pytest.raises(ValueError, match=r"^samples: .*samples\.csv' is damaged or was edited"):
+        tiny_run(text_file, tmp_path / "run", 8, resume=True)

@@ -6,6 +6,8 @@ import pytest
 import torch
 from torch.utils.data import DistributedSampler
 
+from gseq.checks import MAX_SEED, random_seed
+from gseq.train import seed_everything
 from gseq.train.distributed import Mean, launched_env, rank_device, rank_seed, shard_indices
 
 
@@ -47,6 +49,8 @@ def test_rank_seed():
     seeds = {rank_seed(5, r) for r in range(8)}
     assert len(seeds) == 8 and all(0 <= s < 2**63 for s in seeds)
     assert rank_seed(5, 3) == rank_seed(5, 3)
+    for rank in range(1, 8):  # a derived seed is a seed gseq accepts (the Trainer seeds each rank with one)
+        seed_everything(random_seed("seed", rank_seed(MAX_SEED, rank)))
 
 
 def test_mean_is_its_float_and_keeps_sum_and_count():
