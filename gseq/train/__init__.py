@@ -4,7 +4,7 @@ from .checkpoint import CHECKPOINT_FORMAT, RESUMABLE_SETTINGS, check_model_state
 from .distributed import Mean, RankLostError, launched_env, rank_and_world_size, rank_seed, shard_indices
 from ..io import (atomic_write_bytes, atomic_write_text, check_writable_dir, load_checkpoint, remove_stale_temp_files,
                   save_checkpoint, write_csv, write_json)
-from .runtime import move_to, resolve_device, seed_everything, training_device
+from .runtime import apply_threads, move_to, resolve_device, seed_everything, training_device
 from .trainer import Trainer, TrainingInterrupted
 
 __all__ = [
@@ -12,6 +12,7 @@ __all__ = [
     "TrainingInterrupted",
     "RESUMABLE_SETTINGS",
     "seed_everything",
+    "apply_threads",
     "resolve_device",
     "training_device",
     "move_to",

@@ -217,7 +217,9 @@ class Trainer:
         self.out_dir = Path(out_dir) if out_dir is not None else None
         self.overwrite = bool(overwrite)
         self.checkpoint_every = checkpoint_every
-        self.user_config = dict(config or {})
+        #: the task's config (a gseq.config.Config) when one was given: it spells names and knows what may change
+        self.run_config = config if hasattr(config, "resume_differences") else None
+        self.user_config = config.to_dict() if self.run_config is not None else dict(config or {})
         self.checkpoint_extra = dict(checkpoint_extra or {})
         self.desc = desc
 
@@ -336,8 +338,8 @@ class Trainer:
         if ckpt.get("format") != CHECKPOINT_FORMAT:
             raise ValueError(f"checkpoint: {str(path)!r} is not a gseq Trainer checkpoint "
                              f"(format {ckpt.get('format')!r}, expected {CHECKPOINT_FORMAT!r})")
+        check_same_settings(ckpt.get("config") or {}, self.config, source=str(path), config=self.run_config)
         check_model_state(self.model, ckpt["model"], ckpt.get("model_class"), source=str(path))
-        check_same_settings(ckpt.get("config") or {}, self.config, source=str(path))
         return ckpt
 
     # ------------------------------------------------------------------ the loop

@@ -54,7 +54,7 @@ def test_ctrl_c_saves_a_checkpoint_and_exits_130_with_one_line(tmp_path, capsys)
     assert "Traceback" not in stderr
     last = stderr.strip().splitlines()[-1]
     step = torch.load(out / "checkpoint.pt", weights_only=True)["step"]
-    assert last == (f"gseq text: interrupted: stopped after step {step}; checkpoint saved to {out / 'checkpoint.pt'} "
+    assert last == (f"gseq text train: interrupted: stopped after step {step}; checkpoint saved to {out / 'checkpoint.pt'} "
                     "(continue with --resume)")
     assert _resume(book, out, step + 2) == 0
     assert torch.load(out / "checkpoint.pt", weights_only=True)["step"] == step + 2
