@@ -100,7 +100,7 @@ class Config:
             if f.metadata["nargs"] is not None and isinstance(value, list):
                 value = tuple(value)
                 setattr(self, f.name, value)
-            if value is None and f.default is None:
+            if value is None and None in (f.default, f.metadata["cli_default"]):  # None: "off" / "not given"
                 continue
             if f.metadata["choices"] is not None:
                 checks.choice(self.name(f.name), value, f.metadata["choices"])
@@ -110,7 +110,7 @@ class Config:
                 f.metadata["check"](self.name(f.name), value)
         self.check_together()
 
-    def replace(self, **changes: Any):
+    def with_changes(self, **changes: Any):
         """A copy with ``changes`` (checked again), spelling names as this one does."""
         if not changes:
             return self
@@ -315,12 +315,151 @@ class TextConfig(Config):
                                 cli_default=True)
 
     def check_together(self) -> None:
-        if self.resume and self.overwrite:
-            raise ValueError(f"{self.name('resume')}, {self.name('overwrite')}: choose one: {self.name('resume')} "
-                             f"continues the run in {self.name('out_dir')}, {self.name('overwrite')} replaces it")
-        for flag in ("resume", "overwrite"):
-            if getattr(self, flag) and self.out_dir is None:
-                raise ValueError(f"{self.name(flag)}: needs {self.name('out_dir')}, the run folder")
+        _check_out_flags(self)
+
+
+#: ``gseq gcn --dataset``: Planetoid names, two embedded graphs, and any size of synthetic graph
+DATASETS = ("Cora", "CiteSeer", "PubMed", "example", "karate", "synthetic")
+#: the nodes of ``--dataset synthetic`` without ``--num-nodes``
+SYNTHETIC_NODES = 100_000
+
+
+def parse_dataset(text: str) -> str:
+    for name in DATASETS:
+        if text.lower() == name.lower():
+            return name
+    raise argparse.ArgumentTypeError(f"unknown dataset {text!r}; choose one of {', '.join(DATASETS)}")
+
+
+def _self_loop_weight(name: str, value: Any) -> Any:
+    if value == "learn":
+        return value
+    return checks.non_negative_float(name, value, hint=" or 'learn'")
+
+
+def parse_self_loop_weight(text: str) -> float | str:
+    if text == "learn":
+        return text
+    try:
+        return _self_loop_weight("", float(text))
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err) if "must" in str(err) else
+                                         f"expected a number >= 0 or 'learn', got {text!r}") from None
+
+
+def _fan_out(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1 or -1 (all neighbours), got {text!r}") from None
+    if value < 1 and value != -1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, or -1 for all neighbours, got {text!r}")
+    return value
+
+
+def _fan_outs(name: str, value: Any) -> Any:
+    for k in value:
+        if isinstance(k, bool) or not isinstance(k, int) or (k < 1 and k != -1):
+            raise ValueError(f"{name}: every fan-out must be an integer >= 1 or -1 (all neighbours), got {list(value)}")
+    return value
+
+
+# ---------------------------------------------------------------------- node classification (gseq gcn)
+@dataclasses.dataclass
+class NodeClassificationConfig(Config):
+    """``gseq gcn`` / :func:`gseq.tasks.train_node_classifier`: a GCNNet on one graph, full-batch or on
+    sampled subgraphs (``batch_size``), reporting the test accuracy at the best validation accuracy."""
+
+    task: ClassVar[str] = "node_classification"
+
+    dataset: str | None = option(None, "Planetoid name, 'example' (the 6-node graph) / 'karate' (embedded, no "
+                                 "files), or 'synthetic' (gseq.data.synthetic_graph, any size) (default: Cora; from "
+                                 "Python: the graph's name)", parse=parse_dataset, cli_default="Cora",
+                                 metavar="{" + ",".join(DATASETS) + "}")
+    num_nodes: int | None = option(None, "nodes of --dataset synthetic (degree-corrected SBM, average degree 10, 10 "
+                                   f"classes, 64 features, seed 0) (default: {SYNTHETIC_NODES})",
+                                   check=checks.positive_int)
+    root: str | None = option(None, "folder holding <Name>/raw/ind.<name>.* (default: $GSEQ_DATA/planetoid, then "
+                              "~/.cache/gseq/planetoid, then the copy shipped with gseq (Cora), then a download)",
+                              parse=str, saved=False)
+    trust: bool = option(False, "unpickle raw files whose SHA-256 gseq does not know (unpickling runs code)",
+                         saved=False)
+    num_layers: int = option(2, "number of GCN layers", check=checks.positive_int, flag="--layers")
+    hidden_channels: int = option(16, "hidden channels", check=checks.positive_int, flag="--hidden")
+    self_loop_weight: float | str = option(1.0, "w in D^-1/2 (A + wI) D^-1/2: a number >= 0 or 'learn'",
+                                           check=_self_loop_weight, parse=parse_self_loop_weight)
+    dropout: float = option(0.5, "dropout probability, in [0, 1)", check=_dropout)
+    lr: float = option(0.01, "Adam learning rate", check=_learning_rate)
+    weight_decay: float = option(5e-4, "weight decay on the first layer", check=checks.non_negative_float)
+    epochs: int = option(200, "training epochs (a resumed run continues up to this number)",
+                         check=checks.positive_int, resumable=True)
+    batch_size: int | None = option(None, "train on mini-batches of this many seed nodes with sampled "
+                                    "neighbourhoods (gseq.loader.NeighborLoader) and evaluate by exact layer-wise "
+                                    "inference (default: full-batch training)", check=checks.positive_int)
+    num_neighbors: tuple[int, ...] | None = option(None, "with --batch-size: neighbours sampled per node in each "
+                                                   "hop, one per layer; -1 takes all (default: 10 per layer)",
+                                                   check=_fan_outs, nargs="+", parse=_fan_out, metavar="K")
+    replace: bool = option(False, "with batch_size: sample neighbours with replacement", cli=False)
+    eval_every: int = option(1, "with batch_size: evaluate every this many epochs", check=checks.positive_int,
+                             cli=False)
+    eval_batch_size: int = option(4096, "nodes per batch of the exact layer-wise evaluation",
+                                  check=checks.positive_int, cli=False)
+    sparse_input: bool | None = option(None, "feed the features as a sparse CSR matrix (default: on the CPU when "
+                                       "fewer than 10% of them are non-zero)", cli=False)
+    seed: int | None = option(0, "seed of this run (the command line: run only this seed; default there: seeds "
+                              "0..S-1 of --seeds)", check=checks.non_negative_int, cli_default=None)
+    seeds: int = option(1, "number of seeds 0..S-1 (or give one with --seed)", check=checks.positive_int,
+                        saved=False)
+    device: str = option("auto", "auto (CUDA when available, else the CPU), cpu, cuda or cuda:N; a device this "
+                         "machine or this torch lacks is refused before anything runs", resumable=True, parse=str)
+    out_dir: str | None = option(None, "folder for results.json and, per seed, seed_<i>/ with metrics.csv, "
+                                 "config.json, checkpoint.pt and curves.png (default: write nothing)", flag="--out",
+                                 saved=False)
+    resume: bool = option(False, "continue the runs in --out from their checkpoints (same settings; more epochs "
+                          "allowed); seeds not started yet start", saved=False)
+    overwrite: bool = option(False, "replace the run in --out, removing its old files first (refused without "
+                             "this flag)", saved=False)
+    threads: int | None = option(None, "torch CPU threads (default: torch's choice)", check=checks.positive_int,
+                                 saved=False)
+    progress: bool = option(False, "show a progress bar per seed", saved=False)
+    json: bool = option(False, "print one JSON object instead of text", saved=False)
+
+    def check_together(self) -> None:
+        _check_out_flags(self)
+        if self.num_nodes is not None and self.dataset not in (None, "synthetic"):
+            raise ValueError(f"{self.name('num_nodes')}: only applies to {self.name('dataset')} synthetic, not "
+                             f"{self.dataset}")
+        if self.num_nodes is not None and self.num_nodes <= 10:
+            raise ValueError(f"{self.name('num_nodes')}: a synthetic graph of average degree 10 needs more than 10 "
+                             f"nodes, got {self.num_nodes}")
+        if self.batch_size is None and self.num_neighbors is not None:
+            raise ValueError(f"{self.name('num_neighbors')}: only applies to mini-batch training; add "
+                             f"{self.name('batch_size')}")
+        if self.num_neighbors is not None and len(self.num_neighbors) != self.num_layers:
+            raise ValueError(f"{self.name('num_neighbors')}: give one fan-out per layer ({self.num_layers} layers), "
+                             f"got {list(self.num_neighbors)}")
+        if self._flags and self.seed is not None and self.seeds != 1:
+            raise ValueError(f"{self.name('seed')}, {self.name('seeds')}: choose one: {self.name('seed')} S runs seed "
+                             f"S alone, {self.name('seeds')} N runs seeds 0..N-1")
+
+    @property
+    def fan_outs(self) -> list[int]:
+        """The fan-out of every layer (10 each unless ``num_neighbors`` says otherwise)."""
+        return list(self.num_neighbors) if self.num_neighbors is not None else [10] * self.num_layers
+
+    def seed_list(self) -> list[int]:
+        """The seeds a ``gseq gcn`` run trains: ``seed`` alone, or ``0..seeds-1``."""
+        return [self.seed] if self.seed is not None else list(range(self.seeds))
+
+
+def _check_out_flags(cfg: Config) -> None:
+    """``resume`` and ``overwrite``: not both, and each with a run folder."""
+    if cfg.resume and cfg.overwrite:
+        raise ValueError(f"{cfg.name('resume')}, {cfg.name('overwrite')}: choose one: {cfg.name('resume')} "
+                         f"continues the run in {cfg.name('out_dir')}, {cfg.name('overwrite')} replaces it")
+    for flag in ("resume", "overwrite"):
+        if getattr(cfg, flag) and cfg.out_dir is None:
+            raise ValueError(f"{cfg.name(flag)}: needs {cfg.name('out_dir')}, the run folder")
 
 
 @dataclasses.dataclass
@@ -328,10 +467,3 @@ class PalindromeConfig(Config):
     """Placeholder replaced below (kept so the names of this module are stable)."""
 
     task: ClassVar[str] = "palindrome"
-
-
-@dataclasses.dataclass
-class NodeClassificationConfig(Config):
-    """Placeholder replaced below (kept so the names of this module are stable)."""
-
-    task: ClassVar[str] = "node_classification"

@@ -256,7 +256,7 @@ def train_char_lstm(file: str | os.PathLike | TextConfig = TextConfig.file, **se
 
 def _config(file, settings: dict[str, Any]) -> TextConfig:
     if isinstance(file, TextConfig):
-        return file.replace(**settings)
+        return file.with_changes(**settings)
     return TextConfig(file=os.fspath(file), **settings)
 
 
