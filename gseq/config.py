@@ -265,7 +265,7 @@ class TextConfig(Config):
 
     file: str = option("book_EN_grimms_fairy_tails.txt",
                        "UTF-8 text file (.gz allowed), or a book's name under $GSEQ_DATA/text; the default, Grimms' "
-                       "Fairy Tales, ships with gseq", check=lambda name, v: checks.instance(name, v, str, "a path"),
+                       "Fairy Tales, ships with gseq; loading takes about 20 bytes of memory per character", check=lambda name, v: checks.instance(name, v, str, "a path"),
                        parse=str)
     steps: int = option(20000, "total optimizer steps (a resumed run continues up to this number)",
                         check=checks.positive_int, resumable=True)

@@ -18,7 +18,7 @@ import sys
 import time
 
 from ._args import (add_device, add_out_flags, announce, check_out, check_resume_flags, finite_float, is_main_process,
-                    learning_rate, non_negative_int, physical_memory, positive_float, positive_int)
+                    learning_rate, non_negative_int, physical_memory, positive_float, positive_int, resumed_note)
 
 __all__ = ["register"]
 
@@ -146,7 +146,8 @@ def run_train(args) -> int:
         print(json.dumps({k: result[k] for k in keys}))
     else:
         print(f"{args.cell} T={args.length} seed={args.seed}: accuracy {result['accuracy']:.4f} on 2048 fresh "
-              f"palindromes after {result['steps']} steps, {result['seconds']:.1f} s ({result['stop_reason']})")
+              f"palindromes after {result['steps']} steps, {result['seconds']:.1f} s ({result['stop_reason']})"
+              f"{resumed_note({'step': result['steps'], 'resumed_from': result['resumed_from']})}")
     if out is not None and is_main_process():
         announce([out / name for name in ("checkpoint.pt", "metrics.csv", "config.json")], started,
                  stream=sys.stderr if args.json else None)

@@ -131,7 +131,7 @@ def fit_palindrome(model: SequenceClassifier, length: int, *, batch_size: int = 
     accuracy = palindrome_accuracy(model, length, test_size, generator=test_gen)
     return {"accuracy": accuracy, "steps": result["step"], "seconds": result["seconds"],
             "stop_reason": result["stop_reason"], "eval_accuracy": result["last_eval"].get("accuracy"),
-            "length": length, "seed": seed}
+            "length": length, "seed": seed, "resumed_from": result["resumed_from"]}
 
 
 def train_palindrome(cell: str = "lstm", length: int = 20, *, input: str = "scalar", hidden_size: int = 128,
