@@ -198,7 +198,8 @@ class Trainer:
                 "model_class": f"{type(self.model).__module__}.{type(self.model).__qualname__}",
                 "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
                 "step": self.step, "epoch": self.epoch, "epoch_step": self.epoch_step, "config": self.config,
-                "history": self.history, "running": self.running, "data_state": self._data_state,
+                "history": self.history, "running": self.running, "running_ranks": self.strategy.gather(self.running),
+                "data_state": self._data_state,
                 "callbacks": [cb.state_dict() if hasattr(cb, "state_dict") else None for cb in self.callbacks],
                 "rng": rng, "rng_ranks": self.strategy.gather(rng), "extra": self.checkpoint_extra}
 
@@ -229,7 +230,8 @@ class Trainer:
         self.model.load_state_dict(ckpt["model"])
         self.optimizer.load_state_dict(ckpt["optimizer"])
         self.step, self.epoch, self.epoch_step = ckpt["step"], ckpt["epoch"], ckpt["epoch_step"]
-        self.history, self.running = list(ckpt["history"]), {k: list(v) for k, v in ckpt["running"].items()}
+        running = ckpt["running_ranks"][self.rank] if ckpt.get("running_ranks") else ckpt["running"]  # this rank's
+        self.history, self.running = list(ckpt["history"]), {k: list(v) for k, v in running.items()}
         self._data_state = ckpt["data_state"]
         for cb, state in zip(self.callbacks, ckpt["callbacks"]):
             if state is not None:
@@ -278,13 +280,13 @@ class Trainer:
             self._start(resume)
             with stop_on_sigint(self):
                 try:
-                    self._train_loop(self.strategy.wrap(self.model), loss_fn, data, evaluate, sampler)
+                    interrupted = self._train_loop(self.strategy.wrap(self.model), loss_fn, data, evaluate, sampler)
                 except KeyboardInterrupt:  # a second Ctrl-C: the step was cut short, save nothing
                     raise TrainingInterrupted(self.step, None, "the step in progress was cut short, nothing saved "
                                                                "since the last checkpoint") from None
                 finally:
                     self._bar.close()
-            return self._finish()
+            return self._finish(interrupted)
         except Exception as err:
             lost = self.strategy.lost_rank_error(err, self.step)
             if lost is None:
@@ -310,9 +312,9 @@ class Trainer:
         self._fire("on_fit_start")
         self.model.train()
 
-    def _train_loop(self, model: nn.Module, loss_fn, data, evaluate, sampler: bool) -> None:
-        """Steps until a stopping rule fires or Ctrl-C: a batch, a step, callbacks, every ``eval_every``
-        steps a history row (with an evaluation), every ``checkpoint_every`` steps the outputs."""
+    def _train_loop(self, model: nn.Module, loss_fn, data, evaluate, sampler: bool) -> bool:
+        """Steps until a stopping rule fires or Ctrl-C (then True): a batch, a step, callbacks, every
+        ``eval_every`` steps a history row (with an evaluation), every ``checkpoint_every`` steps the outputs."""
         batches = None if sampler else self._batches(data)
         stop = False
         while not (stop or self._done()):
@@ -327,13 +329,15 @@ class Trainer:
             self._bar.set_postfix(loss=f"{logs['loss']:.4f}", refresh=False)
             self._fire("on_step_end", self.step, logs)
             own = self.should_stop
-            self.should_stop, stop = self.strategy.any([own, self.interrupted])  # every rank agrees
+            self.should_stop, stop = self.strategy.any([own, self.interrupted])  # every rank agrees (the loop
+            # ends on the agreed flag: a Ctrl-C that comes later on one rank is seen at the next step)
             if self.should_stop and not own:
                 self.stop_reason = "stopped on another rank"
             if self.step % self.eval_every == 0 or self._done():
                 self._log_row(evaluate)
             if self.checkpoint_every and self.step % self.checkpoint_every == 0 and self.out_dir is not None:
                 self._write_outputs()
+        return stop
 
     def _training_step(self, model: nn.Module, loss_fn, batch) -> dict[str, float]:
         """One optimizer step on ``batch``; returns the step's scalar logs (the loss first)."""
@@ -378,11 +382,11 @@ class Trainer:
             shown = {k: f"{v:.4f}" for k, v in list(metrics.items())[:3]}
             self._bar.set_postfix(loss=f"{row.get('loss', float('nan')):.4f}", **shown)
 
-    def _finish(self) -> dict[str, Any]:
-        """After the loop: the outputs, then TrainingInterrupted (Ctrl-C) or the summary."""
+    def _finish(self, interrupted: bool) -> dict[str, Any]:
+        """After the loop: the outputs, then TrainingInterrupted (Ctrl-C on any rank) or the summary."""
         if self.out_dir is not None:
             self._write_outputs()
-        if self.interrupted:
+        if interrupted:
             raise TrainingInterrupted(self.step, self.checkpoint_path)
         if self.stop_reason is None:
             self.stop_reason = ("stopped by a callback" if self.should_stop else "max_steps"
