@@ -140,13 +140,16 @@ class Config:
 
     # ------------------------------------------------------------------ the command line
     @classmethod
-    def add_arguments(cls, parser: argparse.ArgumentParser | Any, *, exclude: tuple[str, ...] = ()) -> None:
-        """Add one option per field (except ``exclude`` and fields with ``cli=False``) to ``parser``."""
+    def add_arguments(cls, parser: argparse.ArgumentParser | Any, *, only: tuple[str, ...] | None = None,
+                      exclude: tuple[str, ...] = (), defaults: Mapping[str, Any] | None = None) -> None:
+        """Add one option per field to ``parser`` (or to an argument group): those in ``only`` (default: all),
+        except ``exclude`` and fields with ``cli=False``; ``defaults`` replaces some defaults for this command."""
         for f in cls._options():
             meta = f.metadata
-            if not meta["cli"] or f.name in exclude:
+            if not meta["cli"] or f.name in exclude or (only is not None and f.name not in only):
                 continue
-            kwargs: dict[str, Any] = {"dest": f.name, "default": meta["cli_default"], "help": meta["help"]}
+            default = (defaults or {}).get(f.name, meta["cli_default"])
+            kwargs: dict[str, Any] = {"dest": f.name, "default": default, "help": meta["help"]}
             kind = _kind(cls, f)
             if kind is bool:
                 kwargs["action"] = "store_false" if meta["negate"] else "store_true"
@@ -157,7 +160,8 @@ class Config:
                     kwargs["choices"] = list(meta["choices"])
                 if meta["nargs"] is not None:
                     kwargs["nargs"] = meta["nargs"]
-                kwargs["metavar"] = meta["metavar"] or cls._flag_of(f.name)[2:].upper().replace("-", "_")
+                if meta["choices"] is None or meta["metavar"] is not None:
+                    kwargs["metavar"] = meta["metavar"] or cls._flag_of(f.name)[2:].upper().replace("-", "_")
             parser.add_argument(cls._flag_of(f.name), **kwargs)
 
     @classmethod
@@ -462,8 +466,61 @@ def _check_out_flags(cfg: Config) -> None:
             raise ValueError(f"{cfg.name(flag)}: needs {cfg.name('out_dir')}, the run folder")
 
 
+# ---------------------------------------------------------------------- palindromes (gseq palindrome train)
+#: the weight initialisations of gseq.layers.recurrent.INITS, spelled out so that the parser needs no torch
+INITS = ("xavier_uniform", "kaiming_normal", "orthogonal")
+#: the optimizers of the Trainer, by name
+OPTIMIZERS = ("rmsprop", "adam", "adamw", "sgd")
+
+
 @dataclasses.dataclass
 class PalindromeConfig(Config):
-    """Placeholder replaced below (kept so the names of this module are stable)."""
+    """``gseq palindrome train`` / :func:`gseq.tasks.train_palindrome`: a hand-written RNN or LSTM reads a
+    palindrome but its last digit and answers it (the course's defaults)."""
 
     task: ClassVar[str] = "palindrome"
+
+    cell: str = option("lstm", "recurrent cell", choices=("rnn", "lstm"))
+    length: int = option(20, "palindrome length T", check=functools.partial(checks.integer, minimum=2))
+    seed: int = option(0, "seeds the weights, the training and the test palindromes", check=checks.integer)
+    input: str = option("scalar", "digit as one float channel (course) or one-hot over 10 channels",
+                        choices=("scalar", "onehot"))
+    hidden_size: int = option(128, "hidden state size", check=checks.positive_int)
+    init: str = option("xavier_uniform", "weight initialisation", choices=INITS)
+    forget_bias: float = option(0.0, "initial LSTM forget-gate bias", check=checks.finite_float)
+    fused: bool = option(True, "the fused sequence path of gseq.layers (tested equal to the step-by-step one)",
+                         cli=False, saved=False)
+    optimizer: str = option("rmsprop", "optimizer", choices=OPTIMIZERS)
+    lr: float = option(1e-3, "learning rate", check=_learning_rate)
+    batch_size: int = option(128, "palindromes per step", check=checks.positive_int)
+    max_steps: int = option(5000, "stop after this many steps (a resumed run continues up to this number)",
+                            check=checks.positive_int, resumable=True)
+    clip_grad_norm: float | None = option(10.0, "clip the gradient norm to this (Python: None disables)",
+                                          check=functools.partial(checks.positive_float, none_ok=True))
+    eval_every: int = option(10, "evaluate on --eval-size fresh palindromes every N steps; stop at --target",
+                             check=checks.positive_int)
+    eval_size: int = option(512, "fresh palindromes per evaluation", check=checks.positive_int, cli=False)
+    test_size: int = option(2048, "fresh palindromes of the final test", check=checks.positive_int, cli=False)
+    target: float = option(1.0, "stop once the evaluation accuracy reaches this", check=checks.finite_float,
+                           cli=False)
+    device: str = option("auto", "auto (CUDA when available, else the CPU), cpu, cuda or cuda:N; a device this "
+                         "machine or this torch lacks is refused before anything runs", resumable=True, parse=str)
+    out_dir: str | None = option(None, "run folder for metrics.csv, config.json, checkpoint.pt (default: write "
+                                 "nothing)", flag="--out", saved=False)
+    resume: bool = option(False, "continue the run in --out from its checkpoint (same settings; more steps allowed)",
+                          saved=False)
+    overwrite: bool = option(False, "replace a finished or interrupted run in --out (refused without this flag)",
+                             saved=False)
+    threads: int | None = option(None, "torch CPU threads (default: torch's choice)", check=checks.positive_int,
+                                 saved=False)
+    progress: bool = option(False, "show a progress bar", saved=False)
+    json: bool = option(False, "print one JSON object", saved=False)
+
+    #: the fields that describe the training (shared with ``gseq palindrome sweep`` and ``grads``)
+    TRAINING: ClassVar[tuple[str, ...]] = ("input", "hidden_size", "init", "forget_bias", "optimizer", "lr",
+                                           "batch_size", "max_steps", "clip_grad_norm", "eval_every", "device")
+
+    def check_together(self) -> None:
+        _check_out_flags(self)
+        if self.cell == "rnn" and self.forget_bias:
+            raise ValueError(f"{self.name('forget_bias')}: only the LSTM has a forget gate")
