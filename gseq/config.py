@@ -488,7 +488,8 @@ class PalindromeConfig(Config):
                         choices=("scalar", "onehot"))
     hidden_size: int = option(128, "hidden state size", check=checks.positive_int)
     init: str = option("xavier_uniform", "weight initialisation", choices=INITS)
-    forget_bias: float = option(0.0, "initial LSTM forget-gate bias", check=checks.finite_float)
+    forget_bias: float = option(0.0, "initial LSTM forget-gate bias (refused with --cell rnn; from Python ignored "
+                                "for the RNN)", check=checks.finite_float)
     fused: bool = option(True, "the fused sequence path of gseq.layers (tested equal to the step-by-step one)",
                          cli=False, saved=False)
     optimizer: str = option("rmsprop", "optimizer", choices=OPTIMIZERS)
@@ -523,5 +524,5 @@ class PalindromeConfig(Config):
 
     def check_together(self) -> None:
         _check_out_flags(self)
-        if self.cell == "rnn" and self.forget_bias:
+        if self.cell == "rnn" and self.forget_bias and self._flags:  # from Python it is ignored for the RNN
             raise ValueError(f"{self.name('forget_bias')}: only the LSTM has a forget gate")
