@@ -276,10 +276,11 @@ class Trainer:
         if bad:
             last = f"; the checkpoint in {self.out_dir} is from an earlier step" if self._own_checkpoint else ""
             where = f" on rank {', '.join(map(str, bad))}" if self.world_size > 1 else ""
+            name = self.run_config.name if self.run_config is not None else str  # --lr on the command line
             raise FloatingPointError(
                 f"loss: became {value if not math.isfinite(value) else 'not finite'}{where} at step {self.step + 1}; "
-                f"training stopped before that step changed the weights{last}. Lower the learning rate (lr "
-                f"{self.lr:g}) or clip the gradients (clip_grad_norm)")
+                f"training stopped before that step changed the weights{last}. Lower the learning rate ({name('lr')} "
+                f"{self.lr:g}) or clip the gradients ({name('clip_grad_norm')})")
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         logs = {"loss": value}
