@@ -349,15 +349,14 @@ class Trainer:
             (self.max_epochs is not None and self.epoch >= self.max_epochs)
 
     def _evaluate(self, evaluate) -> dict[str, float]:
-        was_training = self.model.training
         self.model.eval()
         try:
             with torch.no_grad():
                 raw = dict(evaluate(self.model))
         finally:
-            self.model.train(was_training)
-        means = {k: v for k, v in raw.items() if isinstance(v, Mean)}
-        plain = self.strategy.broadcast({k: _scalar(v) for k, v in raw.items() if k not in means})  # rules agree
+            self.model.train()  # the loop trains
+        means = {k: v for k, v in raw.items() if isinstance(v, Mean)}  # added over ranks; plain numbers rank 0's,
+        plain = self.strategy.broadcast({k: _scalar(v) for k, v in raw.items() if k not in means})  # so rules agree
         combined = {**plain, **self.strategy.reduce(means)}
         return {k: combined[k] for k in raw}  # in the evaluate function's order
 
