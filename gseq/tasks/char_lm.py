@@ -310,6 +310,8 @@ def load_char_lstm(
     model.load_state_dict(ckpt["model"])
     model.to(resolve_device(device)).eval()
     history = ckpt.get("history") or [{}]
-    info = {"step": ckpt.get("step"), "data": dict(ckpt.get("config") or {}),
+    config = dict(ckpt.get("config") or {})
+    data = config if "preprocess" in config else dict(extra.get("data") or {})  # earlier checkpoints: in extra
+    info = {"step": ckpt.get("step"), "data": data,
             "last_eval": {k: v for k, v in history[-1].items() if k.startswith("val_")}}
     return model, stored, info

@@ -120,9 +120,13 @@ def read_checkpoint(path, model: nn.Module, settings: Mapping[str, Any], config=
     from ..io import load_checkpoint
 
     ckpt = load_checkpoint(path, map_location="cpu")
-    if ckpt.get("format") != CHECKPOINT_FORMAT or "running" not in ckpt:
-        raise ValueError(f"checkpoint: {str(path)!r} is not a gseq Trainer checkpoint of this version "
-                         f"(format {ckpt.get('format')!r}, expected {CHECKPOINT_FORMAT!r})")
+    if ckpt.get("format") != CHECKPOINT_FORMAT:
+        raise ValueError(f"checkpoint: {str(path)!r} is not a gseq Trainer checkpoint (format {ckpt.get('format')!r}, "
+                         f"expected {CHECKPOINT_FORMAT!r})")
+    if "running" not in ckpt:
+        raise ValueError(f"checkpoint: {str(path)!r} was written by an earlier gseq, whose checkpoints lack what an "
+                         "exact resume needs (the training logs since the last row); start a new run in another "
+                         "folder (the checkpoint still loads, e.g. for gseq text generate)")
     check_same_settings(ckpt.get("config") or {}, settings, source=str(path), config=config)
     check_model_state(model, ckpt["model"], ckpt.get("model_class"), source=str(path))
     return ckpt
