@@ -151,3 +151,18 @@ def test_load_rejects_other_checkpoints_and_vocabularies(text_file, tmp_path):
     torch.save(ckpt, tmp_path / "bad.pt")
     with pytest.raises(ValueError, match="inconsistent"):
         load_char_lstm(tmp_path / "bad.pt")
+
+
+def test_a_checkpoint_of_an_earlier_gseq_loads_for_generation_but_is_not_resumed(text_file, tmp_path):
+    tiny_run(text_file, tmp_path / "run", 3, preprocess=True)
+    path = tmp_path / "run" / "checkpoint.pt"
+    ckpt = load_checkpoint(path)
+    # the earlier layout: data settings in extra and under config["data"], no running training logs
+    ckpt["extra"]["data"] = {"preprocess": True, "seq_length": 12}
+    ckpt["config"] = {"task": "text", "data": ckpt["extra"]["data"], "trainer": ckpt["config"]["trainer"]}
+    del ckpt["running"], ckpt["running_ranks"]
+    torch.save(ckpt, path)
+    _, _, info = load_char_lstm(path)
+    assert info["data"]["preprocess"] is True and info["step"] == 3
+    with pytest.raises(ValueError, match="written by an earlier gseq"):
+        tiny_run(text_file, tmp_path / "run", 6, resume=True, preprocess=True)
