@@ -10,8 +10,8 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-__all__ = ["CHECKPOINT_FORMAT", "RESUMABLE_SETTINGS", "check_model_state", "check_same_settings", "rng_state",
-           "set_rng_state"]
+__all__ = ["CHECKPOINT_FORMAT", "RESUMABLE_SETTINGS", "check_model_state", "check_same_settings", "read_checkpoint",
+           "trainer_settings", "trainer_state", "restore_trainer", "rng_state", "set_rng_state"]
 
 #: the ``"format"`` tag of a Trainer checkpoint; a file with another tag is refused
 CHECKPOINT_FORMAT = "gseq-trainer-1"
@@ -40,22 +40,96 @@ def check_model_state(model: nn.Module, state: Mapping[str, Tensor], model_class
                          "another size or kind")
 
 
-def check_same_settings(saved: Mapping[str, Any], current: Mapping[str, Any], source: str) -> None:
+def check_same_settings(saved: Mapping[str, Any], current: Mapping[str, Any], source: str, config=None) -> None:
     """Refuse to resume a run whose settings differ from the checkpoint's, naming each difference (the
-    number of processes among them: a run of one process has ``world_size`` 1)."""
-    def plain(config):  # as config.json holds them: tuples become lists, odd values strings
-        flat = _flat(json.loads(json.dumps(config, default=str)))
+    number of processes among them: a run of one process has ``world_size`` 1).
+
+    With ``config`` (the task's :class:`gseq.config.Config`), its fields are compared by
+    :meth:`~gseq.config.Config.resume_differences` (its ``resumable`` fields may change, names are spelled as
+    the caller spells them) and the trainer's own settings that no field holds by this function."""
+    def plain(settings):  # as config.json holds them: tuples become lists, odd values strings
+        flat = _flat(json.loads(json.dumps(settings, default=str)))
         flat.setdefault("trainer.world_size", 1)
         return flat
 
     old, new = plain(saved), plain(current)
     allowed = {f"trainer.{key}" for key in RESUMABLE_SETTINGS}
-    differ = [k for k in sorted(set(old) | set(new)) if k not in allowed and old.get(k) != new.get(k)]
+    resumable = list(RESUMABLE_SETTINGS)
+    differ: list[str] = []
+    if config is not None:
+        differ = config.resume_differences(saved)
+        fields = set(config.to_dict())  # compared by the config; trainer.X repeats the field X (lr, seed, ...)
+        allowed |= {k for k in set(old) | set(new) if k.split(".")[0] in fields or k.removeprefix("trainer.") in fields}
+        resumable = list(config.resumable_names())
+    differ += [f"{k.removeprefix('trainer.')} {old.get(k)!r} there, {new.get(k)!r} now"
+               for k in sorted(set(old) | set(new)) if k not in allowed and old.get(k) != new.get(k)]
     if differ:
-        shown = "; ".join(f"{k.removeprefix('trainer.')} {old.get(k)!r} there, {new.get(k)!r} now" for k in differ)
-        raise ValueError(f"resume: {source!r} was trained with other settings ({shown}); resume with the settings it "
-                         f"was trained with (only {', '.join(RESUMABLE_SETTINGS)} may change; a distributed run "
+        raise ValueError(f"resume: {source!r} was trained with other settings ({'; '.join(differ)}); resume with the "
+                         f"settings it was trained with (only {', '.join(resumable)} may change; a distributed run "
                          "resumes with the same number of processes), or start a new run in another folder")
+
+
+def trainer_settings(trainer) -> dict[str, Any]:
+    """A Trainer's own settings, as ``config.json`` holds them under ``"trainer"``."""
+    settings = {"optimizer": trainer.optimizer_name, "lr": trainer.lr, "weight_decay": trainer.weight_decay,
+                "optimizer_kwargs": trainer.optimizer_kwargs, "clip_grad_norm": trainer.clip_grad_norm,
+                "max_steps": trainer.max_steps, "max_epochs": trainer.max_epochs, "eval_every": trainer.eval_every,
+                "monitor": trainer.monitor, "mode": trainer.mode, "target": trainer.target,
+                "patience": trainer.patience, "keep_best": trainer.keep_best, "seed": trainer.seed,
+                "device": str(trainer.device), "model": type(trainer.model).__name__}
+    if trainer.world_size > 1:
+        settings["world_size"] = trainer.world_size
+    return settings
+
+
+def trainer_state(trainer) -> dict[str, Any]:
+    """Everything a :class:`~gseq.train.Trainer` needs to continue exactly where it stopped: model,
+    optimizer, counters, history, the training logs since the last row and the RNG states (of every rank:
+    a collective in a distributed fit), the callbacks' states, the data generator's epoch-start state."""
+    rng = rng_state(trainer.generator)
+    return {"format": CHECKPOINT_FORMAT,
+            "model_class": f"{type(trainer.model).__module__}.{type(trainer.model).__qualname__}",
+            "model": trainer.model.state_dict(), "optimizer": trainer.optimizer.state_dict(),
+            "step": trainer.step, "epoch": trainer.epoch, "epoch_step": trainer.epoch_step, "config": trainer.config,
+            "history": trainer.history, "running": trainer.running,
+            "running_ranks": trainer.strategy.gather(trainer.running), "data_state": trainer.data_state,
+            "callbacks": [cb.state_dict() if hasattr(cb, "state_dict") else None for cb in trainer.callbacks],
+            "rng": rng, "rng_ranks": trainer.strategy.gather(rng), "extra": trainer.checkpoint_extra}
+
+
+def restore_trainer(trainer, ckpt: Mapping[str, Any]) -> None:
+    """Put what :func:`trainer_state` saved back into ``trainer`` (each rank its own logs and RNG states)."""
+    trainer.model.load_state_dict(ckpt["model"])
+    trainer.optimizer.load_state_dict(ckpt["optimizer"])
+    trainer.step, trainer.epoch, trainer.epoch_step = ckpt["step"], ckpt["epoch"], ckpt["epoch_step"]
+    rank = trainer.rank
+    running = ckpt["running_ranks"][rank] if ckpt.get("running_ranks") else ckpt["running"]
+    trainer.history, trainer.running = list(ckpt["history"]), {k: list(v) for k, v in running.items()}
+    trainer.data_state = ckpt["data_state"]
+    for cb, state in zip(trainer.callbacks, ckpt["callbacks"]):
+        if state is not None:
+            cb.load_state_dict(state)
+    trainer.last_eval = {k: v for k, v in (trainer.history[-1] if trainer.history else {}).items()
+                         if k not in ("step", "epoch", "seconds")}
+    set_rng_state(ckpt["rng_ranks"][rank] if ckpt.get("rng_ranks") else ckpt["rng"], trainer.generator)
+
+
+def read_checkpoint(path, model: nn.Module, settings: Mapping[str, Any], config=None) -> dict[str, Any]:
+    """A Trainer checkpoint at ``path``, after checking that ``model`` and ``settings`` (a Trainer's
+    :attr:`~gseq.train.Trainer.config`; ``config`` its :class:`gseq.config.Config`) may continue it."""
+    from ..io import load_checkpoint
+
+    ckpt = load_checkpoint(path, map_location="cpu")
+    if ckpt.get("format") != CHECKPOINT_FORMAT:
+        raise ValueError(f"checkpoint: {str(path)!r} is not a gseq Trainer checkpoint (format {ckpt.get('format')!r}, "
+                         f"expected {CHECKPOINT_FORMAT!r})")
+    if "running" not in ckpt:
+        raise ValueError(f"checkpoint: {str(path)!r} was written by an earlier gseq, whose checkpoints lack what an "
+                         "exact resume needs (the training logs since the last row); start a new run in another "
+                         "folder (the checkpoint still loads, e.g. for gseq text generate)")
+    check_same_settings(ckpt.get("config") or {}, settings, source=str(path), config=config)
+    check_model_state(model, ckpt["model"], ckpt.get("model_class"), source=str(path))
+    return ckpt
 
 
 def rng_state(generator: torch.Generator) -> dict[str, Any]:

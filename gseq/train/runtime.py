@@ -11,7 +11,8 @@ from torch import Tensor, nn
 
 from ..checks import non_negative_float, positive_float, random_seed
 
-__all__ = ["seed_everything", "resolve_device", "training_device", "move_to", "check_optimizer_groups"]
+__all__ = ["seed_everything", "apply_threads", "resolve_device", "training_device", "move_to", "make_optimizer",
+           "check_optimizer_groups"]
 
 
 def seed_everything(seed: int) -> None:
@@ -25,6 +26,13 @@ def seed_everything(seed: int) -> None:
         np.random.seed(seed % 2**32)
     except ImportError:  # pragma: no cover - numpy is a dependency
         pass
+
+
+def apply_threads(threads: int | None) -> None:
+    """The one rule for CPU threads across commands: a task run with ``threads=N`` (``--threads N``) sets
+    ``torch.set_num_threads(N)`` when it starts; None leaves torch's choice (and any earlier setting) as it is."""
+    if threads is not None:
+        torch.set_num_threads(threads)
 
 
 def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
@@ -77,6 +85,21 @@ def move_to(obj: Any, device: torch.device) -> Any:
     if isinstance(obj, list):
         return [move_to(v, device) for v in obj]
     return obj
+
+
+_OPTIMIZERS = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW, "rmsprop": torch.optim.RMSprop,
+               "sgd": torch.optim.SGD}
+
+
+def make_optimizer(name: str, model: nn.Module, param_groups=None, **kwargs: Any) -> torch.optim.Optimizer:
+    """The optimizer ``name`` (a key of ``_OPTIMIZERS``) over ``param_groups`` (torch's dicts, or a callable
+    ``model -> groups``; default: every trainable parameter), its groups checked by
+    :func:`check_optimizer_groups`."""
+    groups = param_groups(model) if callable(param_groups) else param_groups
+    optimizer = _OPTIMIZERS[name](groups or [{"params": [p for p in model.parameters() if p.requires_grad]}],
+                                  **kwargs)
+    check_optimizer_groups(optimizer)
+    return optimizer
 
 
 def check_optimizer_groups(optimizer: torch.optim.Optimizer) -> None:

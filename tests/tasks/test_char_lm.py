@@ -67,7 +67,8 @@ def test_run_folder_checkpoint_holds_vocab_and_config_as_plain_data(text_file, t
     ckpt = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=True)
     extra = ckpt["extra"]
     assert extra["vocab"] == run["vocab"].chars == "".join(sorted(set(TEXT)))
-    assert extra["model_config"] == run["model"].config and extra["data"]["seq_length"] == 12
+    assert extra["model_config"] == run["model"].config and set(extra) == {"kind", "vocab", "model_config"}
+    assert ckpt["config"]["seq_length"] == 12 and ckpt["config"]["derived"]["vocab"] == extra["vocab"]
     assert {"metrics.csv", "config.json", "checkpoint.pt", "samples.csv", "loss.png"} <= \
         {p.name for p in (tmp_path / "run").iterdir()}
     rows = (tmp_path / "run" / "samples.csv").read_text().splitlines()
@@ -122,9 +123,9 @@ def test_existing_checkpoint_is_never_lost(text_file, tmp_path):
         tiny_run(text_file, out, 6)  # a fresh run does not overwrite it
     other = tmp_path / "other.txt"
     other.write_text(TEXT.upper())
-    with pytest.raises(ValueError, match="another vocabulary"):
+    with pytest.raises(ValueError, match="vocab ' .acdeghlmnorst' there, ' .ACDEGHLMNORST' now"):
         tiny_run(other, out, 6, resume=True)
-    with pytest.raises(ValueError, match="other model"):
+    with pytest.raises(ValueError, match="hidden_size 16 there, 32 now"):
         tiny_run(text_file, out, 6, resume=True, hidden_size=32)
     assert path.read_bytes() == before
     path.write_bytes(before[: len(before) // 2])  # corrupted (truncated) file
@@ -159,3 +160,18 @@ def test_a_resume_refuses_edited_samples(text_file, tmp_path):
     samples.write_text(samples.read_text().replace("step,length", "step,lenght"))
     with pytest.raises(ValueError, match=r"^samples: .*samples\.csv' is damaged or was edited"):
         tiny_run(text_file, tmp_path / "run", 8, resume=True)
+
+
+def test_a_checkpoint_of_an_earlier_gseq_loads_for_generation_but_is_not_resumed(text_file, tmp_path):
+    tiny_run(text_file, tmp_path / "run", 3, preprocess=True)
+    path = tmp_path / "run" / "checkpoint.pt"
+    ckpt = load_checkpoint(path)
+    # the earlier layout: data settings in extra and under config["data"], no running training logs
+    ckpt["extra"]["data"] = {"preprocess": True, "seq_length": 12}
+    ckpt["config"] = {"task": "text", "data": ckpt["extra"]["data"], "trainer": ckpt["config"]["trainer"]}
+    del ckpt["running"], ckpt["running_ranks"]
+    torch.save(ckpt, path)
+    _, _, info = load_char_lstm(path)
+    assert info["data"]["preprocess"] is True and info["step"] == 3
+    with pytest.raises(ValueError, match="written by an earlier gseq"):
+        tiny_run(text_file, tmp_path / "run", 6, resume=True, preprocess=True)

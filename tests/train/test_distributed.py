@@ -50,7 +50,8 @@ def run_ranks(scenario: str, out: Path, world: int = 2, timeout: float = 120) ->
     results = []
     for rank, (p, log) in enumerate(zip(procs, logs)):
         path = out / f"{scenario}_{world}_{rank}.json"
-        results.append(json.loads(path.read_text()) if path.exists() else {"returncode": p.returncode, "log": log})
+        results.append({**json.loads(path.read_text()), "log": log} if path.exists() else
+                       {"returncode": p.returncode, "log": log})
     return results
 
 
@@ -87,6 +88,15 @@ def test_a_resumed_distributed_run_continues_exactly_and_needs_the_same_world_si
     assert single["error"] is not None and "world_size 2 there, 1 now" in single["error"]
 
 
+def test_ctrl_c_on_one_rank_at_any_step_then_resume_is_the_uninterrupted_run(tmp_path):
+    for r in run_ranks("interrupted", tmp_path, world=2):
+        for data in ("sampler", "list"):
+            runs = r[data]
+            assert [s["interrupted"] for s in runs["stops"]] == [4, 5]  # every rank stopped at the same step
+            assert runs["resumed"] == runs["straight"]  # rows (the interrupted steps' included), best, weights
+            assert [row["step"] for row in runs["straight"]["rows"]][:3] == [2, 4, 6]
+
+
 def test_a_killed_rank_stops_the_others_with_its_name_and_keeps_the_checkpoint(tmp_path):
     start = time.monotonic()
     r0, r1 = run_ranks("killed", tmp_path, world=2, timeout=90)
@@ -96,3 +106,10 @@ def test_a_killed_rank_stops_the_others_with_its_name_and_keeps_the_checkpoint(t
     assert time.monotonic() - start < 60  # within the 20 s timeout plus start-up, not hanging
     ckpt = torch.load(tmp_path / "killed" / "checkpoint.pt", weights_only=True)
     assert ckpt["step"] >= 2
+
+
+def test_when_rank_0_dies_the_others_say_so_in_one_line(tmp_path):
+    r0, r1 = run_ranks("killed_main", tmp_path, world=2, timeout=90)
+    assert r0.get("returncode") == 3
+    assert "lost contact with rank 0 (it hosts the process group's store)" in r1["error"], r1["error"]
+    assert "frame #" not in r1["log"] and "Exception raised from" not in r1["log"], r1["log"][-2000:]
