@@ -234,13 +234,15 @@ def test_isolated_node_without_self_loop_weight_gets_zero_aggregation():
     "make, exc, match",
     [
         (lambda x, ei: (x, ei.t()), ValueError, "edge_index: expected shape \\[2, E\\]"),
-        (lambda x, ei: (x, ei.float()), TypeError, "edge_index: expected an integer"),
-        (lambda x, ei: (x, ei * 100), ValueError, "edge_index: node indices must lie in"),
-        (lambda x, ei: (x, ei - 5), ValueError, "edge_index: node indices must lie in"),
+        (lambda x, ei: (x, ei.float()), TypeError, "edge_index must have an integer dtype \\(int64 or int32\\)"),
+        (lambda x, ei: (x, ei.short()), TypeError, "edge_index must have an integer dtype \\(int64 or int32\\)"),
+        (lambda x, ei: (x, ei * 100), ValueError, "edge_index must be < num_nodes = 12 \\(x has 12 rows\\)"),
+        (lambda x, ei: (x, ei - 5), ValueError, "edge_index must be non-negative"),
+        (lambda x, ei: (x.long(), ei), TypeError, "x: expected floating-point node features"),
         (lambda x, ei: (x[:, :3], ei), ValueError, "x: expected 5 features"),
         (lambda x, ei: (x[0], ei), ValueError, "x: expected shape"),
         (lambda x, ei: ((x, x), ei), TypeError, "x: expected one tensor"),
-        (lambda x, ei: (x, [[0, 1], [1, 0]]), TypeError, "edge_index: expected a LongTensor"),
+        (lambda x, ei: (x, [[0, 1], [1, 0]]), TypeError, "edge_index must be a torch.Tensor"),
     ],
 )
 def test_bad_inputs_name_the_argument(make, exc, match):
