@@ -106,7 +106,7 @@ def _scaled_spmm_context(ctx, inputs, output) -> None:
     ctx.arrays, ctx.backend, ctx.x_dtype = arrays, backend, x.dtype
 
 
-def _scaled_spmm_backward(ctx, grad: Tensor, _grad_agg: Tensor):
+def _scaled_spmm_backward(ctx, grad: Tensor, grad_agg: Tensor | None):
     x, r, s, d, agg = ctx.saved_tensors
     need_x, need_r, need_s, need_d = ctx.needs_input_grad[:4]
     indptr, indices, values, work, indptr_t, indices_t, values_t, work_t = ctx.arrays
@@ -116,11 +116,15 @@ def _scaled_spmm_backward(ctx, grad: Tensor, _grad_agg: Tensor):
                                indptr, indices, values, work, ctx.backend, ctx.x_dtype)[0]
 
     grad_x = grad_r = grad_s = grad_d = None
-    if need_s:  # A^T (r G), shared by the gradients of x and s
-        back = transposed(grad, None, r, None)
-        grad_s = (back * x).sum(-1)
+    # a gradient reaching the kept A (s x) itself (a second-order gradient through the one of r)
+    through_agg = grad_agg is not None and grad_agg.numel() > 0
+    if need_s or (need_x and through_agg):  # A^T (r G + G_agg), shared by the gradients of x and s
+        g = grad if r is None else grad * r.unsqueeze(-1)
+        back = transposed(g + grad_agg if through_agg else g, None, None, None)
+        if need_s:
+            grad_s = (back * x).sum(-1)
         if need_x:
-            grad_x = back * s.unsqueeze(-1) + (0 if d is None else grad * d.unsqueeze(-1))
+            grad_x = (back if s is None else back * s.unsqueeze(-1)) + (0 if d is None else grad * d.unsqueeze(-1))
     elif need_x:  # s * A^T (r G) + d * G: the operator itself on the transpose
         grad_x = transposed(grad, s, r, d)
     if need_r:

@@ -395,6 +395,7 @@ def test_batched_features_match_gcnconv(aggr, cached):
     ours = copy_from(pyg, GCN(5, 4, aggr=aggr, cached=cached))
     out = ours(x, edge_index, weight)
     assert out.shape == (2, 3, 12, 4)
+    assert out.is_contiguous() and out.view(6, 12, 4).shape == pyg(x, edge_index, weight).view(6, 12, 4).shape
     torch.testing.assert_close(out, pyg(x, edge_index, weight), atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(ours(x, edge_index, weight)[1, 2], ours(x[1, 2], edge_index, weight))
 
