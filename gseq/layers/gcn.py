@@ -12,6 +12,7 @@ function, :func:`gseq.layers.gcn_structure.aggregate`, whose one sparse product 
 from __future__ import annotations
 
 import math
+import weakref
 
 import torch
 import torch.nn.functional as F
@@ -112,7 +113,7 @@ class GCN(MessagePassing):
         fast = torch.compile(conv, fullgraph=True)
         out = fast(x, edge_index)                   # or: g = conv.graph(edge_index); fast(x, g)
 
-    Without a cached or prebuilt graph each call builds one, which breaks the compiled graph there.
+    Without a cached, reused or prebuilt graph each call builds one, which breaks the compiled graph there.
 
     Args:
         in_channels: size of each input sample, or -1 to infer it on the first call.
@@ -127,7 +128,10 @@ class GCN(MessagePassing):
             (default: ``True``)
         cached: build the graph structure (CSR, degrees) on the first call and reuse it afterwards
             (transductive learning on one graph). With ``"learn"`` the learned weight still updates.
-            (default: ``False``)
+            With ``False`` the layer still keeps the last call's graph, and reuses it when the same
+            ``edge_index`` and ``edge_weight`` tensor objects come back not written in place (a loop
+            over one graph; weights that require a gradient are never reused); other edges build a
+            new graph, as ``GCNConv`` does. (default: ``False``)
         bias: learn an additive bias. (default: ``True``)
         improved: ``GCNConv``'s spelling of ``self_loop_weight=2.0``; no effect without self-loops.
             (default: ``False``)
@@ -179,6 +183,9 @@ class GCN(MessagePassing):
         self.learn_self_loop = learn
         self.fixed_self_loop_weight = None if learn else self_loop_weight
         self._cached_graph: GCNGraph | None = None
+        # cached=False: (key, weak references to edge_index/edge_weight, graph) of the last call, reused when
+        # the same unmodified tensors come back (_build_graph); never copied or pickled
+        self._last_graph: tuple | None = None
 
         self.lin = Linear(in_channels, out_channels, bias=False, weight_initializer="glorot")
         if learn:
@@ -199,6 +206,10 @@ class GCN(MessagePassing):
                 self.raw_self_loop_weight.fill_(_SOFTPLUS_INV_ONE)
         zeros(self.bias)
         self._cached_graph = None
+        self._last_graph = None
+
+    def __getstate__(self) -> dict:  # copy.deepcopy and pickle: a weak reference is not state
+        return {**self.__dict__, "_last_graph": None}
 
     def self_loop_weight(self) -> Tensor:
         """The current ``w`` as a 0-d tensor (differentiable when learned)."""
@@ -302,6 +313,29 @@ class GCN(MessagePassing):
 
     @torch.compiler.disable
     def _build_graph(self, edge_index, edge_weight, num_nodes, dtype) -> GCNGraph:
+        key = self._reuse_key(edge_index, edge_weight, num_nodes, dtype)
+        if self._last_graph is not None and key is not None and self._last_graph[0] == key \
+                and all(ref() is t for ref, t in zip(self._last_graph[1], (edge_index, edge_weight)) if t is not None):
+            return self._last_graph[2]
+        graph = self._new_graph(edge_index, edge_weight, num_nodes, dtype)
+        self._last_graph = None if key is None else (key, [weakref.ref(t) for t in (edge_index, edge_weight)
+                                                            if t is not None], graph)
+        return graph
+
+    def _reuse_key(self, edge_index, edge_weight, num_nodes, dtype) -> tuple | None:
+        """What must be equal for the last call's graph to be this call's: the same ``edge_index`` and
+        ``edge_weight`` tensor objects (held by weak reference), not written in place since (their version
+        counters), and the same settings; None where nothing may be reused (weights that need a gradient:
+        the graph holds their autograd history of the last call)."""
+        if not (isinstance(edge_index, Tensor) and isinstance(edge_weight, (Tensor, type(None)))):
+            return None  # refused by gcn_graph
+        if edge_weight is not None and edge_weight.requires_grad and torch.is_grad_enabled():
+            return None
+        versions = tuple(None if t is None else (id(t), t._version) for t in (edge_index, edge_weight))
+        return versions + (num_nodes, dtype, self.flow, self.add_self_loops, self.normalize == "both",
+                           torch.is_grad_enabled())
+
+    def _new_graph(self, edge_index, edge_weight, num_nodes, dtype) -> GCNGraph:
         existing_loops = "keep"
         if isinstance(edge_index, Tensor) and edge_index.layout != torch.strided:
             if self.flow == "target_to_source":

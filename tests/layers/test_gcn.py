@@ -490,3 +490,39 @@ def test_prebuilt_graph_is_shared_and_checked_against_the_layer():
         GCN(5, 3, flow="target_to_source")(x, graph)
     with pytest.raises(ValueError, match="x: the graph has 12 nodes but x has 4 rows"):
         first(x[:4], graph)
+
+
+# --- cached=False: the last graph is reused only for the same, unmodified tensors -------------------------
+
+def test_uncached_layer_reuses_the_graph_only_for_the_same_unmodified_edges():
+    x, edge_index, weight = random_graph(7)
+    layer = GCN(5, 3)
+    fresh = GCN(5, 3)  # the same weights, built afresh every call: the reference
+    fresh.load_state_dict(layer.state_dict())
+    first = layer(x, edge_index, weight)
+    graph = layer._last_graph[2]
+    torch.testing.assert_close(layer(x, edge_index, weight), first)
+    assert layer._last_graph[2] is graph  # the same tensors: reused
+    edge_index = edge_index.clone()
+    layer(x, edge_index, weight)
+    assert layer._last_graph[2] is not graph  # another tensor object (a loader's batch): rebuilt
+    graph = layer._last_graph[2]
+    edge_index[0, 0] = (edge_index[0, 0] + 1) % 10  # written in place: its version counter moved
+    changed = layer(x, edge_index, weight)
+    assert layer._last_graph[2] is not graph
+    torch.testing.assert_close(changed, fresh(x, edge_index.clone(), weight))
+    weight.mul_(2.0)  # the weights written in place
+    torch.testing.assert_close(layer(x, edge_index, weight), fresh(x, edge_index.clone(), weight.clone()))
+    trained = weight.detach().clone().requires_grad_()
+    layer(x, edge_index, trained).sum().backward()
+    layer(x, edge_index, trained).sum().backward()  # weights with a gradient: a new graph every call
+    assert layer._last_graph is None and trained.grad is not None
+
+
+def test_reuse_is_not_copied():
+    import copy
+
+    x, edge_index, weight = random_graph(8)
+    layer = GCN(5, 3)
+    layer(x, edge_index, weight)
+    assert copy.deepcopy(layer)._last_graph is None and layer._last_graph is not None
