@@ -105,8 +105,8 @@ class GCN(MessagePassing):
         out = conv(x, edge_index, edge_weight)  # [N, 32]
 
     **torch.compile**: build the graph once, then compile; the forward makes no host synchronisation
-    and compiles with ``fullgraph=True`` for ``"add"``/``"mean"`` (``"max"``/``"min"`` and edge weights
-    that require a gradient break the graph at their sparse product, which runs eagerly)::
+    and compiles with ``fullgraph=True`` (edge weights that require a gradient break the graph at their
+    sparse product, which runs eagerly; ``"max"``/``"min"`` are traced on the CPU, not checked on CUDA)::
 
         conv = GCN(16, 16, cached=True)
         conv(x, edge_index)                         # builds and caches the graph (validated once)

@@ -124,7 +124,8 @@ class CSR:
         - **indptr:** :math:`(M + 1,)`; **indices**, **values:** :math:`(nnz,)`.
     """
 
-    __slots__ = ("structure", "values", "__weakref__")
+    # indptr, indices and shape are the structure's, kept here too for reading
+    __slots__ = ("structure", "values", "indptr", "indices", "shape", "__weakref__")
 
     def __init__(self, indptr: Tensor, indices: Tensor, values: Tensor | None = None,
                  shape: tuple[int, int] | None = None, *, check: bool = True) -> None:
@@ -141,15 +142,18 @@ class CSR:
         if check:
             shape = self._check_structure(indptr, indices, shape)
             values = self._check_values(values, indices.numel(), indices.device)
-        self.structure = Structure(indptr, indices, (int(shape[0]), int(shape[1])))
-        self.values = values
+        self._set(Structure(indptr, indices, (int(shape[0]), int(shape[1]))), values)
 
     @classmethod
     def _of(cls, structure: Structure, values: Tensor | None) -> "CSR":
         """A CSR on an existing pattern (trusted: ``values`` match it)."""
         out = cls.__new__(cls)
-        out.structure, out.values = structure, values
+        out._set(structure, values)
         return out
+
+    def _set(self, structure: Structure, values: Tensor | None) -> None:
+        self.structure, self.values = structure, values
+        self.indptr, self.indices, self.shape = structure.indptr, structure.indices, structure.shape
 
     # ------------------------------------------------------------------ validation
     @staticmethod
@@ -190,11 +194,12 @@ class CSR:
 
     def validate(self) -> "CSR":
         """Run the constructor's checks again (for a CSR built with ``check=False``); returns ``self``."""
-        s = self.structure
-        s.indptr = _as_index(s.indptr, "indptr").contiguous()
-        s.indices = _as_index(s.indices, "indices").contiguous()
-        self._check_structure(s.indptr, s.indices, s.shape)
-        self._check_values(self.values, self.nnz, self.device)
+        indptr = _as_index(self.indptr, "indptr").contiguous()
+        indices = _as_index(self.indices, "indices").contiguous()
+        self._check_structure(indptr, indices, self.shape)
+        self._check_values(self.values, indices.numel(), indices.device)
+        if indptr is not self.indptr or indices is not self.indices:
+            self._set(Structure(indptr, indices, self.shape), self.values)
         return self
 
     # ------------------------------------------------------------------ construction
@@ -268,20 +273,8 @@ class CSR:
 
     # ------------------------------------------------------------------ properties
     @property
-    def indptr(self) -> Tensor:
-        return self.structure.indptr
-
-    @property
-    def indices(self) -> Tensor:
-        return self.structure.indices
-
-    @property
-    def shape(self) -> tuple[int, int]:
-        return self.structure.shape
-
-    @property
     def nnz(self) -> int:
-        return self.structure.indices.numel()
+        return self.indices.numel()
 
     @property
     def num_rows(self) -> int:
@@ -293,7 +286,7 @@ class CSR:
 
     @property
     def device(self) -> torch.device:
-        return self.structure.indices.device
+        return self.indices.device
 
     @property
     def dtype(self) -> torch.dtype | None:
