@@ -180,8 +180,9 @@ def main(argv=None) -> None:
                            vs_sparse=sparse / med[k], peak_mib=peak, ef_mib=ef)
                 rows.append(row)
                 peak = "-" if row["peak_mib"] is None else f"{row['peak_mib']:9.1f}"
-                print(f"{f:>4} {k:<42} {row['ms']:9.2f} {row['vs_edge_index']:12.2f}x {row['vs_sparse']:8.2f}x "
-                      f"{peak:>9} {ef:10.1f}", flush=True)
+                vs_ei = "-" if base != base else f"{row['vs_edge_index']:.2f}x"  # NaN: edge_index path skipped
+                print(f"{f:>4} {k:<42} {row['ms']:9.2f} {vs_ei:>13} {row['vs_sparse']:8.2f}x {peak:>9} {ef:10.1f}",
+                      flush=True)
     print("\nms: median of forward+backward; 'vs': speed-up of the row over PyG GCNConv on that path")
     if args.csv:
         from gseq.train import write_csv
