@@ -32,6 +32,7 @@ from torch import Tensor
 
 from ..checks import positive_float
 from ..ops import CSR, accumulation_dtype, spmm
+from .gcn import check_graph_inputs
 
 __all__ = ["ChebyshevGraph", "DiffusionGraph", "chebyshev_graph", "diffusion_graph", "block_diagonal",
            "NORMALIZATIONS", "check_edge_weights", "node_major", "from_node_major", "combine"]
