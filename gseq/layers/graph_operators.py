@@ -61,12 +61,13 @@ def from_node_major(y: Tensor, like: Tensor, channels: int) -> Tensor:
 def combine(basis: list[Tensor], weight: Tensor, like: Tensor) -> Tensor:
     r""":math:`\sum_s B_s \Theta_s^\top` for the node-major ``basis`` (``S`` tensors ``[N, R * C]``) and
     ``weight`` ``[S, G, C]``, returned as ``[*, N, G]`` with the leading dimensions of ``like``
-    (``[*, N, C]``): one matrix product over the stacked supports."""
+    (``[*, N, C]``): one matrix product per support, accumulated (no stacked copy of the basis)."""
     s, g, c = weight.shape
     n = basis[0].size(0)
-    z = torch.stack([b.view(n, -1, c) for b in basis], dim=2)  # [N, R, S, C]
-    out = z.reshape(n, -1, s * c) @ weight.permute(0, 2, 1).reshape(s * c, g)  # [N, R, G]
-    return from_node_major(out.reshape(n, -1), like, g)
+    out = basis[0].view(-1, c) @ weight[0].t()  # [N * R, G]
+    for b, w in zip(basis[1:], weight[1:]):
+        out = torch.addmm(out, b.view(-1, c), w.t())
+    return from_node_major(out.view(n, -1), like, g)
 
 
 def _weights(edge_index: Tensor, edge_weight: Tensor | None, dtype: torch.dtype) -> Tensor:

@@ -118,12 +118,13 @@ class _GraphCell(nn.Module):
             raise ValueError(f"{name}: expected shape [*, num_nodes, in_channels={self.in_channels}], got "
                              f"{list(x.shape)}")
 
-    def initial_state(self, state, x: Tensor) -> tuple[Tensor, ...]:
-        """``state`` checked against ``x`` ``[*, N, F]`` (each part ``[*, N, out_channels]``), zeros when None."""
+    def initial_state(self, state, x: Tensor) -> tuple[Tensor, ...] | None:
+        """``state`` checked against ``x`` ``[*, N, F]`` (each part ``[*, N, out_channels]``); None stays None,
+        the zero state, whose graph products ``_step`` skips (they vanish)."""
+        if state is None:
+            return None
         shape = (*x.shape[:-1], self.out_channels)
         names = self.state_names
-        if state is None:
-            return (x.new_zeros(shape),) * len(names)
         if len(names) == 1:
             state = (state,)
         elif not isinstance(state, (tuple, list)) or len(state) != len(names):
@@ -169,10 +170,12 @@ class _GraphCell(nn.Module):
 class _GraphGRU(_GraphCell):
     gates = 3
 
-    def _step(self, xp: Tensor, state: tuple[Tensor], graph) -> tuple[Tensor]:
-        (h,) = state
+    def _step(self, xp: Tensor, state: tuple[Tensor] | None, graph) -> tuple[Tensor]:
         H = self.out_channels
         xr, xz, xn = xp.split(H, dim=-1)
+        if state is None:  # h = 0: the state side vanishes, h' = (1 - z) n
+            return ((1 - torch.sigmoid(xz)) * torch.tanh(xn),)
+        (h,) = state
         hr, hz = self._state_side(h, graph, slice(0, 2 * H)).split(H, dim=-1)
         r = torch.sigmoid(xr + hr)
         z = torch.sigmoid(xz + hz)
@@ -282,7 +285,11 @@ class GConvLSTM(_Chebyshev, _GraphCell):
         for w in (self.weight_ci, self.weight_cf, self.weight_co):
             nn.init.uniform_(w, -bound, bound)
 
-    def _step(self, xp: Tensor, state: tuple[Tensor, Tensor], graph) -> tuple[Tensor, Tensor]:
+    def _step(self, xp: Tensor, state: tuple[Tensor, Tensor] | None, graph) -> tuple[Tensor, Tensor]:
+        if state is None:  # h = c = 0: the state side and the forget gate's term vanish
+            zi, _, zg, zo = xp.chunk(4, dim=-1)
+            c = torch.sigmoid(zi) * torch.tanh(zg)
+            return torch.sigmoid(zo + self.weight_co * c) * torch.tanh(c), c
         h, c = state
         zi, zf, zg, zo = (xp + self._state_side(h, graph, slice(None))).chunk(4, dim=-1)
         i = torch.sigmoid(zi + self.weight_ci * c)
@@ -487,8 +494,8 @@ class GraphSequence(nn.Module):
         else:
             xp = cell.input_projection(x, graphs.inputs)  # [*, T, N, G * H]
         outputs = []
-        for t in range(T):
-            state = cell._step(xp.select(-3, t), state, graphs.steps[t if graphs.dynamic else 0])
+        for t, xp_t in enumerate(xp.unbind(-3)):  # unbind: one backward node for all steps (select: one each)
+            state = cell._step(xp_t, state, graphs.steps[t if graphs.dynamic else 0])
             outputs.append(state[0])
         final = state[0] if len(state) == 1 else state
         return torch.stack(outputs, dim=-3), final

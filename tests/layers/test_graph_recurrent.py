@@ -290,3 +290,16 @@ BAD = [
 def test_bad_inputs_name_the_argument(call, error, match):
     with pytest.raises(error, match=match):
         call()
+
+
+@pytest.mark.parametrize("name", ["gconv_gru", "gconv_lstm", "dcrnn", "tgcn"])
+def test_no_state_is_the_zero_state(name):
+    """state=None skips the state side's graph products (they vanish): the same as explicit zeros."""
+    cell = make(name, K=2)
+    ei, w = random_graph(6, 14)
+    x = torch.randn(2, 6, 3, dtype=F64)
+    zeros = torch.zeros(2, 6, 4, dtype=F64)
+    got = cell(x, ei, w)
+    want = cell(x, ei, w, state=(zeros, zeros) if name == "gconv_lstm" else zeros)
+    for a, b in zip(got if name == "gconv_lstm" else (got,), want if name == "gconv_lstm" else (want,)):
+        torch.testing.assert_close(a, b)
