@@ -177,8 +177,8 @@ def lag_signal(series: Tensor, edge_index: Tensor | list[Tensor], edge_weight=No
 def split_by_time(signal: TemporalSignal, train: float = 0.8, val: float = 0.0
                   ) -> tuple[TemporalSignal, TemporalSignal | None, TemporalSignal]:
     """``(train, val, test)`` by time, earlier snapshots first: the first ``int(train * T)`` snapshots
-    train (PGT's ``temporal_signal_split``), of which the last ``int(val * n_train)`` validate (``val=0``:
-    None); the rest test.
+    train (PGT's ``temporal_signal_split``), of which the last ``int(val * n_train)`` (at least one when
+    ``val > 0``) validate (``val=0``: None); the rest test.
 
     Raises:
         ValueError: a part would be empty (naming the ratio to change).
@@ -187,12 +187,13 @@ def split_by_time(signal: TemporalSignal, train: float = 0.8, val: float = 0.0
     val = in_range("val", val, 0.0, 1.0, high_open=True)
     T = signal.num_steps
     n_train = int(train * T)
-    n_val = int(val * n_train)
-    if n_train - n_val < 1 or n_train >= T:
-        raise ValueError(f"train: a ratio of {train} leaves {n_train - n_val} training and {T - n_train} test "
-                         f"snapshots of {T}; each part needs at least one")
-    if val > 0 and n_val < 1:
-        raise ValueError(f"val: a ratio of {val} of {n_train} training snapshots is empty; raise val or use val=0")
+    n_val = max(1, int(val * n_train)) if val > 0 else 0
+    if n_train < 1 or n_train >= T:
+        raise ValueError(f"train: a ratio of {train} leaves {n_train} training and {T - n_train} test snapshots of "
+                         f"{T}; each part needs at least one")
+    if n_train - n_val < 1:
+        raise ValueError(f"val: {n_val} of the {n_train} training snapshots would validate, leaving none to fit; "
+                         "raise train or use val=0")
     fit = signal.window(0, n_train - n_val)
     return fit, (signal.window(n_train - n_val, n_train) if n_val else None), signal.window(n_train, T)
 

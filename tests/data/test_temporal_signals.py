@@ -37,6 +37,8 @@ def test_split_by_time_keeps_order_and_sizes():
     torch.testing.assert_close(torch.cat([train.x, val.x, test.x]), s.x)
     train, val, test = split_by_time(s, 0.2)  # PGT's tutorial split: int(0.2 * 21) = 4 snapshots train
     assert val is None and (len(train), len(test)) == (4, 17)
+    train, val, test = split_by_time(s, 0.2, 0.1)  # a tenth of 4 rounds down to 0: one snapshot validates
+    assert (len(train), len(val), len(test)) == (3, 1, 17)
 
 
 def test_chickenpox_ships_and_matches_the_published_file():
@@ -91,8 +93,8 @@ BAD_SIGNALS = [
      r"edge_index \(snapshot 1\)"),
     (lambda: split_by_time(lag_signal(torch.randn(8, 2), torch.zeros(2, 0, dtype=torch.long), lags=4), 0.1),
      "train: a ratio of 0.1 leaves 0 training"),
-    (lambda: split_by_time(lag_signal(torch.randn(9, 2), torch.zeros(2, 0, dtype=torch.long), lags=4), 0.6, 0.1),
-     "val: a ratio"),
+    (lambda: split_by_time(lag_signal(torch.randn(9, 2), torch.zeros(2, 0, dtype=torch.long), lags=4), 0.4, 0.1),
+     "val: 1 of the 1 training snapshots"),
     (lambda: temporal_dataset("pedalme", root="/nonexistent"), "pedalme_london.json"),
 ]
 
