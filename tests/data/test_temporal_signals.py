@@ -93,7 +93,7 @@ BAD_SIGNALS = [
      r"edge_index \(snapshot 1\)"),
     (lambda: split_by_time(lag_signal(torch.randn(8, 2), torch.zeros(2, 0, dtype=torch.long), lags=4), 0.1),
      "train: a ratio of 0.1 leaves 0 training"),
-    (lambda: split_by_time(lag_signal(torch.randn(9, 2), torch.zeros(2, 0, dtype=torch.long), lags=4), 0.4, 0.1),
+    (lambda: split_by_time(lag_signal(torch.randn(9, 2), torch.zeros(2, 0, dtype=torch.long), lags=4), 0.2, 0.1),
      "val: 1 of the 1 training snapshots"),
     (lambda: temporal_dataset("pedalme", root="/nonexistent"), "pedalme_london.json"),
 ]
