@@ -35,7 +35,7 @@ from ..ops import CSR, accumulation_dtype, spmm
 from .gcn import check_graph_inputs
 
 __all__ = ["ChebyshevGraph", "DiffusionGraph", "chebyshev_graph", "diffusion_graph", "block_diagonal",
-           "NORMALIZATIONS", "check_edge_weights", "node_major", "from_node_major", "combine"]
+           "NORMALIZATIONS", "check_edge_weights", "node_major", "rows_first", "combine"]
 
 #: the Laplacians of :class:`ChebyshevGraph` (PyG's ``ChebConv`` names)
 NORMALIZATIONS = ("sym", "rw", None)
@@ -49,25 +49,27 @@ def node_major(x: Tensor) -> Tensor:
     return x.movedim(-2, 0).reshape(x.size(-2), -1)
 
 
-def from_node_major(y: Tensor, like: Tensor, channels: int) -> Tensor:
-    """The inverse of :func:`node_major` for an output of ``channels`` per node: ``[N, prod(*) * C]`` ->
-    ``[*, N, C]`` with the leading dimensions of ``like``."""
+def rows_first(basis: list[Tensor], like: Tensor) -> list[Tensor]:
+    """The node-major ``basis`` (tensors ``[N, R * C]``) as ``[R * N, C]`` rows in the order of ``like``
+    ``[*, N, C]``: the (narrow) basis is copied once, so that the (wider) products come out contiguous in
+    their final layout."""
     if like.dim() == 2:
-        return y
-    lead = like.shape[:-2]
-    return y.view(y.size(0), *lead, channels).movedim(0, -2)
+        return basis
+    n, c = like.size(-2), like.size(-1)
+    return [b.view(n, -1, c).transpose(0, 1).reshape(-1, c) for b in basis]
 
 
-def combine(basis: list[Tensor], weight: Tensor, like: Tensor) -> Tensor:
-    r""":math:`\sum_s B_s \Theta_s^\top` for the node-major ``basis`` (``S`` tensors ``[N, R * C]``) and
-    ``weight`` ``[S, G, C]``, returned as ``[*, N, G]`` with the leading dimensions of ``like``
-    (``[*, N, C]``): one matrix product per support, accumulated (no stacked copy of the basis)."""
-    s, g, c = weight.shape
-    n = basis[0].size(0)
-    out = basis[0].view(-1, c) @ weight[0].t()  # [N * R, G]
-    for b, w in zip(basis[1:], weight[1:]):
-        out = torch.addmm(out, b.view(-1, c), w.t())
-    return from_node_major(out.view(n, -1), like, g)
+def combine(rows: list[Tensor], weight: Tensor, shape: torch.Size, bias: Tensor | None = None) -> Tensor:
+    r""":math:`\sum_s B_s \Theta_s^\top + b` for the basis ``rows`` (:func:`rows_first`, ``S`` tensors
+    ``[M, C]``) and ``weight`` ``[S, G, C]``, returned as ``[*shape, G]``: one matrix product per support,
+    accumulated, the bias added by the first."""
+    out = None
+    for b, w in zip(rows, weight):
+        if out is None:
+            out = b @ w.t() if bias is None else torch.addmm(bias, b, w.t())
+        else:
+            out = torch.addmm(out, b, w.t())
+    return out.view(*shape, weight.size(1))
 
 
 def _weights(edge_index: Tensor, edge_weight: Tensor | None, dtype: torch.dtype) -> Tensor:

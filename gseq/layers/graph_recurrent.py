@@ -30,12 +30,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..checks import boolean, choice, instance, positive_int
 from .gcn import GCN, GCNGraph, check_graph_inputs
 from .graph_operators import (NORMALIZATIONS, ChebyshevGraph, DiffusionGraph, block_diagonal, chebyshev_graph,
-                              check_edge_weights, combine, diffusion_graph, node_major)
+                              check_edge_weights, combine, diffusion_graph, node_major, rows_first)
 from .recurrent import _init_blocks
 
 __all__ = ["GConvGRU", "GConvLSTM", "TGCN", "DCRNN", "GraphSequence", "SequenceGraphs", "GRAPH_CELLS"]
@@ -154,14 +155,19 @@ class _GraphCell(nn.Module):
         out = self._step(self.input_projection(x, graph), state, graph)
         return out[0] if len(self.state_names) == 1 else out
 
-    def input_projection(self, x: Tensor, graph) -> Tensor:
-        r"""The input side of every gate, :math:`\sum_s S_s X \Theta_s + b`: ``[*, N, G * H]`` (unchecked)."""
-        out = combine(graph.basis(node_major(x)), self.weight_ih, x)
-        return out if self.bias is None else out + self.bias
+    def input_projection(self, x: Tensor, graph) -> list[Tensor]:
+        r"""The input side of each gate, :math:`\sum_s S_s X \Theta_s + b`: G tensors ``[*, N, H]`` (unchecked)."""
+        return self._products(x, graph, self.weight_ih, range(self.gates), self.bias)
 
-    def _state_side(self, h: Tensor, graph, rows: slice) -> Tensor:
-        r""":math:`\sum_s S_s H \Theta_s` for the gate rows ``rows`` of ``weight_hh``."""
-        return combine(graph.basis(node_major(h)), self.weight_hh[:, rows], h)
+    def _state_side(self, h: Tensor, graph, gates) -> list[Tensor]:
+        r""":math:`\sum_s S_s H \Theta_s` for each gate in ``gates`` (indices into the gate layout)."""
+        return self._products(h, graph, self.weight_hh, gates, None)
+
+    def _products(self, x: Tensor, graph, weight: Tensor, gates, bias: Tensor | None) -> list[Tensor]:
+        rows = rows_first(graph.basis(node_major(x)), x)  # the graph products, once for all gates
+        H = self.out_channels
+        return [combine(rows, weight[:, g * H:(g + 1) * H], x.shape[:-1],
+                        None if bias is None else bias[g * H:(g + 1) * H]) for g in gates]
 
     def extra_repr(self) -> str:
         return f"{self.in_channels}, {self.out_channels}, bias={self.bias is not None}"
@@ -170,16 +176,15 @@ class _GraphCell(nn.Module):
 class _GraphGRU(_GraphCell):
     gates = 3
 
-    def _step(self, xp: Tensor, state: tuple[Tensor] | None, graph) -> tuple[Tensor]:
-        H = self.out_channels
-        xr, xz, xn = xp.split(H, dim=-1)
+    def _step(self, xp: list[Tensor], state: tuple[Tensor] | None, graph) -> tuple[Tensor]:
+        xr, xz, xn = xp
         if state is None:  # h = 0: the state side vanishes, h' = (1 - z) n
             return ((1 - torch.sigmoid(xz)) * torch.tanh(xn),)
         (h,) = state
-        hr, hz = self._state_side(h, graph, slice(0, 2 * H)).split(H, dim=-1)
+        hr, hz = self._state_side(h, graph, (0, 1))
         r = torch.sigmoid(xr + hr)
         z = torch.sigmoid(xz + hz)
-        n = torch.tanh(xn + self._state_side(h * r, graph, slice(2 * H, 3 * H)))
+        n = torch.tanh(xn + self._state_side(h * r, graph, (2,))[0])
         return (z * h + (1 - z) * n,)
 
 
@@ -285,13 +290,13 @@ class GConvLSTM(_Chebyshev, _GraphCell):
         for w in (self.weight_ci, self.weight_cf, self.weight_co):
             nn.init.uniform_(w, -bound, bound)
 
-    def _step(self, xp: Tensor, state: tuple[Tensor, Tensor] | None, graph) -> tuple[Tensor, Tensor]:
+    def _step(self, xp: list[Tensor], state: tuple[Tensor, Tensor] | None, graph) -> tuple[Tensor, Tensor]:
         if state is None:  # h = c = 0: the state side and the forget gate's term vanish
-            zi, _, zg, zo = xp.chunk(4, dim=-1)
+            zi, _, zg, zo = xp
             c = torch.sigmoid(zi) * torch.tanh(zg)
             return torch.sigmoid(zo + self.weight_co * c) * torch.tanh(c), c
         h, c = state
-        zi, zf, zg, zo = (xp + self._state_side(h, graph, slice(None))).chunk(4, dim=-1)
+        zi, zf, zg, zo = (a + b for a, b in zip(xp, self._state_side(h, graph, range(4))))
         i = torch.sigmoid(zi + self.weight_ci * c)
         f = torch.sigmoid(zf + self.weight_cf * c)
         c = f * c + i * torch.tanh(zg)
@@ -384,15 +389,16 @@ class TGCN(_GraphGRU):
     def _build(self, edge_index, edge_weight, num_nodes, dtype) -> GCNGraph:
         return self.conv.graph(edge_index, edge_weight, num_nodes, dtype)
 
-    def input_projection(self, x: Tensor, graph: GCNGraph) -> Tensor:
+    def input_projection(self, x: Tensor, graph: GCNGraph) -> list[Tensor]:
         H = self.out_channels
         g = self.conv(x, graph)  # [*, N, 3H], one GCN for the three gates
-        w = self.weight_ih[0].view(self.gates, H, H)  # [gate, out, in]
-        out = torch.einsum("...gk,gjk->...gj", g.unflatten(-1, (self.gates, H)), w).flatten(-2)
-        return out if self.bias is None else out + self.bias
+        b = self.bias
+        return [F.linear(g[..., k * H:(k + 1) * H], self.weight_ih[0, k * H:(k + 1) * H],
+                         None if b is None else b[k * H:(k + 1) * H]) for k in range(self.gates)]
 
-    def _state_side(self, h: Tensor, graph, rows: slice) -> Tensor:
-        return h @ self.weight_hh[0, rows].t()
+    def _state_side(self, h: Tensor, graph, gates) -> list[Tensor]:
+        H = self.out_channels
+        return [F.linear(h, self.weight_hh[0, k * H:(k + 1) * H]) for k in gates]
 
 
 GRAPH_CELLS = {"gconv_gru": GConvGRU, "gconv_lstm": GConvLSTM, "tgcn": TGCN, "dcrnn": DCRNN}
@@ -490,12 +496,13 @@ class GraphSequence(nn.Module):
             raise ValueError(f"edge_index: {len(graphs.steps)} snapshots of edges for a signal of T = {T}")
         state = cell.initial_state(state, x.select(-3, 0))
         if graphs.dynamic:  # [*, T, N, F] -> [*, T * N, F]: the snapshots as one block-diagonal graph
-            xp = cell.input_projection(x.flatten(-3, -2), graphs.inputs).unflatten(-2, (T, N))
+            xp = [g.unflatten(-2, (T, N)) for g in cell.input_projection(x.flatten(-3, -2), graphs.inputs)]
         else:
-            xp = cell.input_projection(x, graphs.inputs)  # [*, T, N, G * H]
+            xp = cell.input_projection(x, graphs.inputs)  # G gates, each [*, T, N, H]
         outputs = []
-        for t, xp_t in enumerate(xp.unbind(-3)):  # unbind: one backward node for all steps (select: one each)
-            state = cell._step(xp_t, state, graphs.steps[t if graphs.dynamic else 0])
+        # unbind: one backward node per gate for all steps (select: one per step, each zero-filling a whole gate)
+        for t, xp_t in enumerate(zip(*(g.unbind(-3) for g in xp))):
+            state = cell._step(list(xp_t), state, graphs.steps[t if graphs.dynamic else 0])
             outputs.append(state[0])
         final = state[0] if len(state) == 1 else state
         return torch.stack(outputs, dim=-3), final
