@@ -42,7 +42,7 @@ def pgt_recipe(cfg: TemporalConfig, epochs: int = 200) -> dict[str, float]:
     signal = load_signal(cfg)
     train, _, test = split_by_time(signal, cfg.train)
     torch.manual_seed(cfg.seed)
-    model = GraphForecaster(cfg.model, signal.x.size(-1), cfg.hidden, signal.horizon, K=cfg.K)
+    model = GraphForecaster(cfg.model, signal.x.size(-1), cfg.hidden, signal.horizon, K=cfg.K, ar_skip=False)
     graphs = model.graphs(signal.edge_index, signal.edge_weight, signal.num_nodes,
                           signal.num_steps if signal.dynamic else None)
     n = train.num_steps

@@ -378,6 +378,8 @@ class TemporalConfig(Config):
                     flag="--k")
     self_loop_weight: str = option("1.0", "tgcn's GCN self-loop weight: a number >= 0, or 'learn'",
                                    check=_self_loop_weight, parse=str)
+    ar_skip: bool = option(True, "no linear autoregressive term on the lags beside the recurrent read-out (PGT's "
+                           "RecurrentGCN) (default: with it)", flag="--no-ar-skip", negate=True)
     train: float = option(0.8, "fraction of the snapshots, earliest first, used for training (PGT's tutorial: 0.2)",
                           check=_fraction)
     val: float = option(0.1, "fraction of the training snapshots, at their end, held out for early stopping",

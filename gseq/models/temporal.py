@@ -13,15 +13,19 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from ..checks import choice, positive_int
+from ..checks import boolean, choice, positive_int
 from ..layers import GRAPH_CELLS, GraphSequence
 
 __all__ = ["GraphForecaster", "LinearAR"]
 
 
 class GraphForecaster(nn.Module):
-    r"""A recurrent graph cell over the snapshots, then ReLU and a linear map to the horizon:
-    :math:`\hat y_t = W \,\mathrm{relu}(h_t) + b`.
+    r"""A recurrent graph cell over the snapshots, then ReLU and a linear map to the horizon, plus (with
+    ``ar_skip``) a linear autoregressive term on the node's own lags:
+    :math:`\hat y_{t,i} = W \,\mathrm{relu}(h_{t,i}) + b + A^\top x_{t,i}`.
+
+    The skip is the AR baseline inside the model (LSTNet's "highway"): the recurrent graph part only has to
+    learn what a shared linear model of the lags misses, and starts from there.
 
     Args:
         cell: ``"gconv_gru"``, ``"gconv_lstm"``, ``"tgcn"`` or ``"dcrnn"``.
@@ -30,6 +34,8 @@ class GraphForecaster(nn.Module):
         horizon: steps predicted per snapshot. (default: ``1``)
         K: filter size of GConvGRU/GConvLSTM/DCRNN. (default: ``2``)
         self_loop_weight: TGCN's GCN self-loop weight, a float or ``"learn"``. (default: ``1.0``)
+        ar_skip: add the linear term :math:`A^\top x_{t,i}` (``skip``, no bias). ``False`` is PGT's
+            ``RecurrentGCN``. (default: ``True``)
 
     Shapes:
         - **input:** ``x`` ``[*, T, N, in_channels]``, the graphs (see :class:`~gseq.layers.GraphSequence`),
@@ -38,7 +44,7 @@ class GraphForecaster(nn.Module):
     """
 
     def __init__(self, cell: str, in_channels: int, hidden: int, horizon: int = 1, *, K: int = 2,
-                 self_loop_weight: float | str = 1.0) -> None:
+                 self_loop_weight: float | str = 1.0, ar_skip: bool = True) -> None:
         super().__init__()
         self.cell_name = choice("cell", cell, GRAPH_CELLS)
         cls = GRAPH_CELLS[cell]
@@ -48,6 +54,7 @@ class GraphForecaster(nn.Module):
             module = cls(in_channels, hidden, K)
         self.sequence = GraphSequence(module)
         self.head = nn.Linear(hidden, positive_int("horizon", horizon))
+        self.skip = nn.Linear(in_channels, horizon, bias=False) if boolean("ar_skip", ar_skip) else None
 
     def graphs(self, edge_index, edge_weight=None, num_nodes: int | None = None, num_steps: int | None = None,
                *, use_graph: bool = True):
@@ -60,7 +67,8 @@ class GraphForecaster(nn.Module):
 
     def forward(self, x: Tensor, graphs, state=None) -> tuple[Tensor, object]:
         hs, state = self.sequence(x, graphs, state=state)
-        return self.head(torch.relu(hs)), state
+        out = self.head(torch.relu(hs))
+        return (out if self.skip is None else out + self.skip(x)), state
 
 
 class LinearAR(nn.Module):

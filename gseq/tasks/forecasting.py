@@ -98,7 +98,8 @@ def forecast_metrics(pred: Tensor, target: Tensor, prefix: str) -> dict[str, flo
 
 def _model(cfg: TemporalConfig, signal: TemporalSignal) -> GraphForecaster:
     slw: float | str = cfg.self_loop_weight if cfg.self_loop_weight == "learn" else float(cfg.self_loop_weight)
-    return GraphForecaster(cfg.model, signal.x.size(-1), cfg.hidden, signal.horizon, K=cfg.K, self_loop_weight=slw)
+    return GraphForecaster(cfg.model, signal.x.size(-1), cfg.hidden, signal.horizon, K=cfg.K, self_loop_weight=slw,
+                           ar_skip=cfg.ar_skip)
 
 
 def _fit(cfg: TemporalConfig, signal: TemporalSignal, n_fit: int, n_train: int, *, use_graph: bool,
@@ -178,8 +179,11 @@ def train_forecaster(dataset: str | TemporalConfig = TemporalConfig.dataset, **s
     cfg = dataset.replace(**settings) if isinstance(dataset, TemporalConfig) else \
         TemporalConfig(dataset=dataset, **settings)
     apply_threads(cfg.threads)
-    signal = load_signal(cfg)
-    fit, val, test = split_by_time(signal, cfg.train, cfg.val)
+    try:  # the data layer names its arguments (lags, train, val): say them as the caller spelled them
+        signal = load_signal(cfg)
+        fit, val, test = split_by_time(signal, cfg.train, cfg.val)
+    except ValueError as err:
+        raise ValueError(_spelled(str(err), cfg)) from None
     if val is None:
         raise ValueError(f"{cfg.name('val')}: no validation snapshots; early stopping needs at least one")
     n_fit, n_train = fit.num_steps, fit.num_steps + val.num_steps
@@ -208,6 +212,12 @@ def train_forecaster(dataset: str | TemporalConfig = TemporalConfig.dataset, **s
         _forecast_figure(out / "forecast.png", signal, preds, n_train, cfg)
     return {"model": model, "config": cfg, "result": result, "metrics": metrics, "baselines": baselines,
             "predictions": pred, "signal": signal, "split": split}
+
+
+def _spelled(message: str, cfg: TemporalConfig) -> str:
+    for name in ("lags", "train", "val", "horizon"):
+        message = message.replace(f"{name}: ", f"{cfg.name(name)}: ", 1) if f"{name}: " in message else message
+    return message
 
 
 def _forecast_figure(path: os.PathLike, signal: TemporalSignal, preds: dict[str, Tensor], n_train: int,
