@@ -259,7 +259,7 @@ def speed(args, pgt_cells) -> list[dict]:
                   f"{signal.num_nodes ** 2 * 4 / 2**30:.0f} GiB")
             variants.remove("pgt")
         epochs = make_epochs(name, pgt_cells, signal, args.hidden, variants)
-        first = {v: f() for v, f in epochs.items()}  # warm-up, and the first epochs' losses
+        first = {v: f() for v, f in epochs.items()} if args.warmup else {}  # warm-up, and the first epochs' losses
         if "pgt" in first:
             print(f"{name:10s} first-epoch loss: pgt {first['pgt']:.6f}  gseq {first['gseq']:.6f} "
                   f"(same function, same weights)")
@@ -323,6 +323,8 @@ def main(argv=None) -> int:
     p.add_argument("--cells", nargs="+", default=list(CELLS), choices=CELLS)
     p.add_argument("--hidden", type=int, default=32)
     p.add_argument("--rounds", type=int, default=5)
+    p.add_argument("--warmup", type=int, default=1, choices=[0, 1], help="one untimed epoch per variant first "
+                   "(0 for the large graph, where an epoch of PGT takes minutes)")
     p.add_argument("--nodes", type=int, default=100_000)
     p.add_argument("--edges", type=int, default=1_000_000)
     p.add_argument("--steps", type=int, default=24)

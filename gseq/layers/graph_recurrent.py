@@ -401,6 +401,7 @@ class TGCN(_GraphGRU):
         return [F.linear(h, self.weight_hh[0, k * H:(k + 1) * H]) for k in gates]
 
 
+#: the recurrent graph cells by the names the forecasting task and `gseq temporal train --model` use
 GRAPH_CELLS = {"gconv_gru": GConvGRU, "gconv_lstm": GConvLSTM, "tgcn": TGCN, "dcrnn": DCRNN}
 
 
