@@ -19,11 +19,10 @@ from ._args import announce, check_out
 
 
 def register(sub) -> None:
-    p = sub.add_parser("temporal", help="temporal graph signals: forecasting with recurrent graph cells",
-                       description="Forecast node signals that change in time over a graph.")
-    tsub = p.add_subparsers(dest="temporal_command", metavar="{train}")
-    tsub.required = True
-    t = tsub.add_parser("train", help="train a recurrent graph forecaster (through the shared Trainer)",
+    commands = sub.add_parser("temporal", help="temporal graph signals: forecasting with recurrent graph cells",
+                              description="Forecast node signals that change in time over a graph."
+                              ).add_subparsers(dest="temporal_command", metavar="{train}", required=True)
+    t = commands.add_parser("train", help="train a recurrent graph forecaster (through the shared Trainer)",
                         description="Train a forecaster and its baselines (linear AR, the model without the graph) "
                                     "on one split by time; every option is a field of gseq.config.TemporalConfig.")
     TemporalConfig.add_arguments(t)

@@ -108,10 +108,6 @@ class ChebyshevGraph:
     def num_nodes(self) -> int:
         return self.off_diagonal.num_rows
 
-    @property
-    def num_supports(self) -> int:
-        return self.K
-
     def apply(self, x: Tensor) -> Tensor:
         """:math:`\\hat L x` for ``x`` ``[N, M]``."""
         y = spmm(self.off_diagonal, x)
@@ -145,10 +141,6 @@ class DiffusionGraph:
     @property
     def num_nodes(self) -> int:
         return self.forward.num_rows
-
-    @property
-    def num_supports(self) -> int:
-        return 2 * self.K - 1
 
     def basis(self, x: Tensor) -> list[Tensor]:
         out, fwd, bwd = [x], [], []
