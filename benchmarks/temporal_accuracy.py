@@ -126,7 +126,7 @@ def main(argv=None) -> int:
     p.add_argument("--protocols", nargs="+", default=list(PROTOCOLS), choices=list(PROTOCOLS))
     p.add_argument("--horizons", nargs="+", type=int, default=[1])
     p.add_argument("--models", nargs="+", default=["gconv_gru"])
-    p.add_argument("--self-loop-weight", default="1.0")
+    p.add_argument("--self-loop-weight", default=1.0, type=lambda t: t if t == "learn" else float(t))
     p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2, 3, 4])
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--summary", default=None, help="print the table of a CSV and exit")

@@ -31,7 +31,8 @@ from typing import Any, ClassVar
 
 from . import checks
 
-__all__ = ["Config", "option", "TextConfig", "PalindromeConfig", "NodeClassificationConfig", "TemporalConfig", "flag_spelling"]
+__all__ = ["Config", "option", "argument_type", "flag_spelling", "TextConfig", "PalindromeConfig",
+           "NodeClassificationConfig", "TemporalConfig"]
 
 _SPELLING = {"flags": False}  # set while the command line builds a config: messages name --flags
 
@@ -100,7 +101,7 @@ class Config:
             if f.metadata["nargs"] is not None and isinstance(value, list):
                 value = tuple(value)
                 setattr(self, f.name, value)
-            if value is None and f.default is None:
+            if value is None and None in (f.default, f.metadata["cli_default"]):  # None: "off" / "not given"
                 continue
             if f.metadata["choices"] is not None:
                 checks.choice(self.name(f.name), value, f.metadata["choices"])
@@ -110,7 +111,7 @@ class Config:
                 f.metadata["check"](self.name(f.name), value)
         self.check_together()
 
-    def replace(self, **changes: Any):
+    def with_changes(self, **changes: Any):
         """A copy with ``changes`` (checked again), spelling names as this one does."""
         if not changes:
             return self
@@ -140,24 +141,28 @@ class Config:
 
     # ------------------------------------------------------------------ the command line
     @classmethod
-    def add_arguments(cls, parser: argparse.ArgumentParser | Any, *, exclude: tuple[str, ...] = ()) -> None:
-        """Add one option per field (except ``exclude`` and fields with ``cli=False``) to ``parser``."""
+    def add_arguments(cls, parser: argparse.ArgumentParser | Any, *, only: tuple[str, ...] | None = None,
+                      exclude: tuple[str, ...] = (), defaults: Mapping[str, Any] | None = None) -> None:
+        """Add one option per field to ``parser`` (or to an argument group): those in ``only`` (default: all),
+        except ``exclude`` and fields with ``cli=False``; ``defaults`` replaces some defaults for this command."""
         for f in cls._options():
             meta = f.metadata
-            if not meta["cli"] or f.name in exclude:
+            if not meta["cli"] or f.name in exclude or (only is not None and f.name not in only):
                 continue
-            kwargs: dict[str, Any] = {"dest": f.name, "default": meta["cli_default"], "help": meta["help"]}
+            default = (defaults or {}).get(f.name, meta["cli_default"])
+            kwargs: dict[str, Any] = {"dest": f.name, "default": default, "help": meta["help"]}
             kind = _kind(cls, f)
             if kind is bool:
                 kwargs["action"] = "store_false" if meta["negate"] else "store_true"
             else:
                 # a tuple field's items are parsed here, the whole tuple checked when the config is built
-                kwargs["type"] = meta["parse"] or _argument_type(kind, None if meta["nargs"] else meta["check"])
+                kwargs["type"] = meta["parse"] or argument_type(kind, None if meta["nargs"] else meta["check"])
                 if meta["choices"] is not None:
                     kwargs["choices"] = list(meta["choices"])
                 if meta["nargs"] is not None:
                     kwargs["nargs"] = meta["nargs"]
-                kwargs["metavar"] = meta["metavar"] or cls._flag_of(f.name)[2:].upper().replace("-", "_")
+                if meta["choices"] is None or meta["metavar"] is not None:
+                    kwargs["metavar"] = meta["metavar"] or cls._flag_of(f.name)[2:].upper().replace("-", "_")
             parser.add_argument(cls._flag_of(f.name), **kwargs)
 
     @classmethod
@@ -228,7 +233,7 @@ def _kind(cls, f: dataclasses.Field) -> type | None:
     return args[0] if len(args) == 1 and args[0] in (int, float, str, bool) else None
 
 
-def _argument_type(kind: type | None, check: Callable[..., Any] | None) -> Callable[[str], Any]:
+def argument_type(kind: type | None, check: Callable[..., Any] | None) -> Callable[[str], Any]:
     """An argparse type: the text parsed as ``kind``, then ``check("", value)``; errors become argparse's."""
     def parse(text: str) -> Any:
         try:
@@ -265,7 +270,7 @@ class TextConfig(Config):
 
     file: str = option("book_EN_grimms_fairy_tails.txt",
                        "UTF-8 text file (.gz allowed), or a book's name under $GSEQ_DATA/text; the default, Grimms' "
-                       "Fairy Tales, ships with gseq", check=lambda name, v: checks.instance(name, v, str, "a path"),
+                       "Fairy Tales, ships with gseq; loading takes about 20 bytes of memory per character", check=lambda name, v: checks.instance(name, v, str, "a path"),
                        parse=str)
     steps: int = option(20000, "total optimizer steps (a resumed run continues up to this number)",
                         check=checks.positive_int, resumable=True)
@@ -315,26 +320,211 @@ class TextConfig(Config):
                                 cli_default=True)
 
     def check_together(self) -> None:
-        if self.resume and self.overwrite:
-            raise ValueError(f"{self.name('resume')}, {self.name('overwrite')}: choose one: {self.name('resume')} "
-                             f"continues the run in {self.name('out_dir')}, {self.name('overwrite')} replaces it")
-        for flag in ("resume", "overwrite"):
-            if getattr(self, flag) and self.out_dir is None:
-                raise ValueError(f"{self.name(flag)}: needs {self.name('out_dir')}, the run folder")
+        _check_out_flags(self)
+
+
+#: ``gseq gcn --dataset``: Planetoid names, two embedded graphs, and any size of synthetic graph
+DATASETS = ("Cora", "CiteSeer", "PubMed", "example", "karate", "synthetic")
+#: the nodes of ``--dataset synthetic`` without ``--num-nodes``
+SYNTHETIC_NODES = 100_000
+
+
+def parse_dataset(text: str) -> str:
+    for name in DATASETS:
+        if text.lower() == name.lower():
+            return name
+    raise argparse.ArgumentTypeError(f"unknown dataset {text!r}; choose one of {', '.join(DATASETS)}")
+
+
+def _self_loop_weight(name: str, value: Any) -> Any:
+    if value == "learn":
+        return value
+    return checks.non_negative_float(name, value, hint=" or 'learn'")
+
+
+def parse_self_loop_weight(text: str) -> float | str:
+    if text == "learn":
+        return text
+    try:
+        return _self_loop_weight("", float(text))
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err) if "must" in str(err) else
+                                         f"expected a number >= 0 or 'learn', got {text!r}") from None
+
+
+def _fan_out(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1 or -1 (all neighbours), got {text!r}") from None
+    if value < 1 and value != -1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, or -1 for all neighbours, got {text!r}")
+    return value
+
+
+def _fan_outs(name: str, value: Any) -> Any:
+    for k in value:
+        if isinstance(k, bool) or not isinstance(k, int) or (k < 1 and k != -1):
+            raise ValueError(f"{name}: every fan-out must be an integer >= 1 or -1 (all neighbours), got {list(value)}")
+    return value
+
+
+# ---------------------------------------------------------------------- node classification (gseq gcn)
+@dataclasses.dataclass
+class NodeClassificationConfig(Config):
+    """``gseq gcn`` / :func:`gseq.tasks.train_node_classifier`: a GCNNet on one graph, full-batch or on
+    sampled subgraphs (``batch_size``), reporting the test accuracy at the best validation accuracy."""
+
+    task: ClassVar[str] = "node_classification"
+
+    dataset: str | None = option(None, "Planetoid name, 'example' (the 6-node graph) / 'karate' (embedded, no "
+                                 "files), or 'synthetic' (gseq.data.synthetic_graph, any size) (default: Cora; from "
+                                 "Python: the graph's name)", parse=parse_dataset, cli_default="Cora",
+                                 metavar="{" + ",".join(DATASETS) + "}")
+    num_nodes: int | None = option(None, "nodes of --dataset synthetic (degree-corrected SBM, average degree 10, 10 "
+                                   f"classes, 64 features, seed 0) (default: {SYNTHETIC_NODES})",
+                                   check=checks.positive_int)
+    root: str | None = option(None, "folder holding <Name>/raw/ind.<name>.* (default: $GSEQ_DATA/planetoid, then "
+                              "~/.cache/gseq/planetoid, then the copy shipped with gseq (Cora), then a download)",
+                              parse=str, saved=False)
+    trust: bool = option(False, "unpickle raw files whose SHA-256 gseq does not know (unpickling runs code)",
+                         saved=False)
+    num_layers: int = option(2, "number of GCN layers", check=checks.positive_int, flag="--layers")
+    hidden_channels: int = option(16, "hidden channels", check=checks.positive_int, flag="--hidden")
+    self_loop_weight: float | str = option(1.0, "w in D^-1/2 (A + wI) D^-1/2: a number >= 0 or 'learn'",
+                                           check=_self_loop_weight, parse=parse_self_loop_weight)
+    dropout: float = option(0.5, "dropout probability, in [0, 1)", check=_dropout)
+    lr: float = option(0.01, "Adam learning rate", check=_learning_rate)
+    weight_decay: float = option(5e-4, "weight decay on the first layer", check=checks.non_negative_float)
+    epochs: int = option(200, "training epochs (a resumed run continues up to this number)",
+                         check=checks.positive_int, resumable=True)
+    batch_size: int | None = option(None, "train on mini-batches of this many seed nodes with sampled "
+                                    "neighbourhoods (gseq.loader.NeighborLoader) and evaluate by exact layer-wise "
+                                    "inference (default: full-batch training)", check=checks.positive_int)
+    num_neighbors: tuple[int, ...] | None = option(None, "with --batch-size: neighbours sampled per node in each "
+                                                   "hop, one per layer; -1 takes all (default: 10 per layer)",
+                                                   check=_fan_outs, nargs="+", parse=_fan_out, metavar="K")
+    replace: bool = option(False, "with batch_size: sample neighbours with replacement", cli=False)
+    eval_every: int = option(1, "with batch_size: evaluate every this many epochs", check=checks.positive_int,
+                             cli=False)
+    eval_batch_size: int = option(4096, "nodes per batch of the exact layer-wise evaluation",
+                                  check=checks.positive_int, cli=False)
+    sparse_input: bool | None = option(None, "feed the features as a sparse CSR matrix (default: on the CPU when "
+                                       "fewer than 10% of them are non-zero)", cli=False)
+    seed: int | None = option(0, "seed of this run (the command line: run only this seed; default there: seeds "
+                              "0..S-1 of --seeds)", check=checks.non_negative_int, cli_default=None)
+    seeds: int = option(1, "number of seeds 0..S-1 (or give one with --seed)", check=checks.positive_int,
+                        saved=False)
+    device: str = option("auto", "auto (CUDA when available, else the CPU), cpu, cuda or cuda:N; a device this "
+                         "machine or this torch lacks is refused before anything runs", resumable=True, parse=str)
+    out_dir: str | None = option(None, "folder for results.json and, per seed, seed_<i>/ with metrics.csv, "
+                                 "config.json, checkpoint.pt and curves.png (default: write nothing)", flag="--out",
+                                 saved=False)
+    resume: bool = option(False, "continue the runs in --out from their checkpoints (same settings; more epochs "
+                          "allowed); seeds not started yet start", saved=False)
+    overwrite: bool = option(False, "replace the run in --out, removing its old files first (refused without "
+                             "this flag)", saved=False)
+    threads: int | None = option(None, "torch CPU threads (default: torch's choice)", check=checks.positive_int,
+                                 saved=False)
+    progress: bool = option(False, "show a progress bar per seed", saved=False)
+    json: bool = option(False, "print one JSON object instead of text", saved=False)
+
+    def check_together(self) -> None:
+        _check_out_flags(self)
+        if self.num_nodes is not None and self.dataset not in (None, "synthetic"):
+            raise ValueError(f"{self.name('num_nodes')}: only applies to {self.name('dataset')} synthetic, not "
+                             f"{self.dataset}")
+        if self.num_nodes is not None and self.num_nodes <= 10:
+            raise ValueError(f"{self.name('num_nodes')}: a synthetic graph of average degree 10 needs more than 10 "
+                             f"nodes, got {self.num_nodes}")
+        if self.batch_size is None and self.num_neighbors is not None:
+            raise ValueError(f"{self.name('num_neighbors')}: only applies to mini-batch training; add "
+                             f"{self.name('batch_size')}")
+        if self.num_neighbors is not None and len(self.num_neighbors) != self.num_layers:
+            raise ValueError(f"{self.name('num_neighbors')}: give one fan-out per layer ({self.num_layers} layers), "
+                             f"got {list(self.num_neighbors)}")
+        if self._flags and self.seed is not None and self.seeds != 1:
+            raise ValueError(f"{self.name('seed')}, {self.name('seeds')}: choose one: {self.name('seed')} S runs seed "
+                             f"S alone, {self.name('seeds')} N runs seeds 0..N-1")
+
+    @property
+    def fan_outs(self) -> list[int]:
+        """The fan-out of every layer (10 each unless ``num_neighbors`` says otherwise)."""
+        return list(self.num_neighbors) if self.num_neighbors is not None else [10] * self.num_layers
+
+    def seed_list(self) -> list[int]:
+        """The seeds a ``gseq gcn`` run trains: ``seed`` alone, or ``0..seeds-1``."""
+        return [self.seed] if self.seed is not None else list(range(self.seeds))
+
+
+def _check_out_flags(cfg: Config) -> None:
+    """``resume`` and ``overwrite``: not both, and each with a run folder."""
+    if cfg.resume and cfg.overwrite:
+        raise ValueError(f"{cfg.name('resume')}, {cfg.name('overwrite')}: choose one: {cfg.name('resume')} "
+                         f"continues the run in {cfg.name('out_dir')}, {cfg.name('overwrite')} replaces it")
+    for flag in ("resume", "overwrite"):
+        if getattr(cfg, flag) and cfg.out_dir is None:
+            raise ValueError(f"{cfg.name(flag)}: needs {cfg.name('out_dir')}, the run folder")
+
+
+# ---------------------------------------------------------------------- palindromes (gseq palindrome train)
+#: the weight initialisations of gseq.layers.recurrent.INITS, spelled out so that the parser needs no torch
+INITS = ("xavier_uniform", "kaiming_normal", "orthogonal")
+#: the optimizers of the Trainer, by name
+OPTIMIZERS = ("rmsprop", "adam", "adamw", "sgd")
 
 
 @dataclasses.dataclass
 class PalindromeConfig(Config):
-    """Placeholder replaced below (kept so the names of this module are stable)."""
+    """``gseq palindrome train`` / :func:`gseq.tasks.train_palindrome`: a hand-written RNN or LSTM reads a
+    palindrome but its last digit and answers it (the course's defaults)."""
 
     task: ClassVar[str] = "palindrome"
 
+    cell: str = option("lstm", "recurrent cell", choices=("rnn", "lstm"))
+    length: int = option(20, "palindrome length T", check=functools.partial(checks.integer, minimum=2))
+    seed: int = option(0, "seeds the weights, the training and the test palindromes", check=checks.integer)
+    input: str = option("scalar", "digit as one float channel (course) or one-hot over 10 channels",
+                        choices=("scalar", "onehot"))
+    hidden_size: int = option(128, "hidden state size", check=checks.positive_int)
+    init: str = option("xavier_uniform", "weight initialisation", choices=INITS)
+    forget_bias: float = option(0.0, "initial LSTM forget-gate bias", check=checks.finite_float)
+    fused: bool = option(True, "the fused sequence path of gseq.layers (tested equal to the step-by-step one)",
+                         cli=False, saved=False)
+    optimizer: str = option("rmsprop", "optimizer", choices=OPTIMIZERS)
+    lr: float = option(1e-3, "learning rate", check=_learning_rate)
+    batch_size: int = option(128, "palindromes per step", check=checks.positive_int)
+    max_steps: int = option(5000, "stop after this many steps (a resumed run continues up to this number)",
+                            check=checks.positive_int, resumable=True)
+    clip_grad_norm: float | None = option(10.0, "clip the gradient norm to this (Python: None disables)",
+                                          check=functools.partial(checks.positive_float, none_ok=True))
+    eval_every: int = option(10, "evaluate on --eval-size fresh palindromes every N steps; stop at --target",
+                             check=checks.positive_int)
+    eval_size: int = option(512, "fresh palindromes per evaluation", check=checks.positive_int, cli=False)
+    test_size: int = option(2048, "fresh palindromes of the final test", check=checks.positive_int, cli=False)
+    target: float = option(1.0, "stop once the evaluation accuracy reaches this", check=checks.finite_float,
+                           cli=False)
+    device: str = option("auto", "auto (CUDA when available, else the CPU), cpu, cuda or cuda:N; a device this "
+                         "machine or this torch lacks is refused before anything runs", resumable=True, parse=str)
+    out_dir: str | None = option(None, "run folder for metrics.csv, config.json, checkpoint.pt (default: write "
+                                 "nothing)", flag="--out", saved=False)
+    resume: bool = option(False, "continue the run in --out from its checkpoint (same settings; more steps allowed)",
+                          saved=False)
+    overwrite: bool = option(False, "replace a finished or interrupted run in --out (refused without this flag)",
+                             saved=False)
+    threads: int | None = option(None, "torch CPU threads (default: torch's choice)", check=checks.positive_int,
+                                 saved=False)
+    progress: bool = option(False, "show a progress bar", saved=False)
+    json: bool = option(False, "print one JSON object", saved=False)
 
-@dataclasses.dataclass
-class NodeClassificationConfig(Config):
-    """Placeholder replaced below (kept so the names of this module are stable)."""
+    #: the fields that describe the training (shared with ``gseq palindrome sweep`` and ``grads``)
+    TRAINING: ClassVar[tuple[str, ...]] = ("input", "hidden_size", "init", "forget_bias", "optimizer", "lr",
+                                           "batch_size", "max_steps", "clip_grad_norm", "eval_every", "device")
 
-    task: ClassVar[str] = "node_classification"
+    def check_together(self) -> None:
+        _check_out_flags(self)
+        if self.cell == "rnn" and self.forget_bias:
+            raise ValueError(f"{self.name('forget_bias')}: only the LSTM has a forget gate")
 
 
 # ---------------------------------------------------------------------- the temporal forecasting task
@@ -343,17 +533,6 @@ class NodeClassificationConfig(Config):
 TEMPORAL_MODELS = ("gconv_gru", "gconv_lstm", "tgcn", "dcrnn")
 TEMPORAL_DATASETS = ("chickenpox", "pedalme", "england_covid")
 TEMPORAL_EDGE_WEIGHTS = ("similarity", "distance", "raw", "none")
-
-
-def _self_loop_weight(name: str, value: Any) -> Any:
-    if value == "learn":
-        return value
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        raise ValueError(f"{name}: expected a number >= 0 or 'learn', got {value!r}") from None
-    checks.non_negative_float(name, number)
-    return value
 
 
 @dataclasses.dataclass
@@ -376,8 +555,8 @@ class TemporalConfig(Config):
     hidden: int = option(32, "channels of the recurrent state", check=checks.positive_int)
     K: int = option(2, "filter size of gconv_gru / gconv_lstm / dcrnn (hops + 1)", check=checks.positive_int,
                     flag="--k")
-    self_loop_weight: str = option("1.0", "tgcn's GCN self-loop weight: a number >= 0, or 'learn'",
-                                   check=_self_loop_weight, parse=str)
+    self_loop_weight: float | str = option(1.0, "tgcn's GCN self-loop weight: a number >= 0, or 'learn'",
+                                           check=_self_loop_weight, parse=parse_self_loop_weight)
     ar_skip: bool = option(True, "no linear autoregressive term on the lags beside the recurrent read-out (PGT's "
                            "RecurrentGCN) (default: with it)", flag="--no-ar-skip", negate=True)
     train: float = option(0.8, "fraction of the snapshots, earliest first, used for training (PGT's tutorial: 0.2)",
@@ -406,4 +585,5 @@ class TemporalConfig(Config):
     progress: bool = option(True, "no progress bar (Python: progress=False) (default: shown)", flag="--no-progress",
                             negate=True, saved=False)
 
-    check_together = TextConfig.check_together  # the same run-folder rules: --resume or --overwrite, with --out
+    def check_together(self) -> None:
+        _check_out_flags(self)

@@ -78,7 +78,7 @@ def test_cross_field_checks_name_flags_on_the_command_line():
     with pytest.raises(ValueError, match=r"^--limit: must be >= --steps \(10\), got 5$"):
         Toy.from_args(args)
     cfg = Toy.from_args(_parser().parse_args([]))
-    assert cfg.name("out_dir") == "--out" and cfg.replace(steps=3).name("steps") == "--steps"
+    assert cfg.name("out_dir") == "--out" and cfg.with_changes(steps=3).name("steps") == "--steps"
     assert Toy().name("out_dir") == "out_dir"
 
 

@@ -56,7 +56,7 @@ def _check_device(args: argparse.Namespace) -> None:
     """Refuse a ``--device`` this machine or this torch build lacks before any work starts."""
     device = getattr(args, "device", None)
     if device is not None:
-        from ..train.trainer import resolve_device
+        from ..train import resolve_device
 
         try:
             resolve_device(device)

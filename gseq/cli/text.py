@@ -15,7 +15,8 @@ import time
 from pathlib import Path
 
 from ..config import TextConfig
-from ._args import add_device, announce, check_out, non_negative_float, non_negative_int, positive_int, top_p
+from ._args import (add_device, announce, check_out, non_negative_float, non_negative_int, positive_int, resumed_note,
+                    top_p)
 
 #: the book ``gseq text train`` reads without --file (shipped with gseq; spelled as gseq.data.BUNDLED_BOOK)
 DEFAULT_BOOK = TextConfig.file
@@ -59,7 +60,8 @@ def run_train(args) -> int:
     result, vocab = run["result"], run["vocab"]
     ev = result["last_eval"]
     nan = float("nan")
-    print(f"steps {result['step']} ({result['stop_reason']}), {result['seconds']:.0f} s, vocabulary {len(vocab)}: "
+    print(f"steps {result['step']} ({result['stop_reason']}){resumed_note(result)}, {result['seconds']:.0f} s, "
+          f"vocabulary {len(vocab)}: "
           f"train loss {ev.get('loss', nan):.4f}, val_loss {ev.get('val_loss', nan):.4f} nats/char, "
           f"val_acc {ev.get('val_acc', nan):.4f} (held-out text as a stream); in {cfg.seq_length}-character "
           f"windows: {ev.get('val_window_loss', nan):.4f}, {ev.get('val_window_acc', nan):.4f}")

@@ -16,14 +16,14 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..checks import positive_int
+from ..checks import fits_memory, positive_int
 from ..config import TextConfig
 from ..data.text import CharVocab, eval_windows, load_text, split_text, window_sampler
 from ..io import load_checkpoint, write_csv
 from ..models.char_lstm import CharLSTM, char_lm_loss
 from ..models.generate import generate
 from ..train import (CHECKPOINT_FORMAT, Mean, Trainer, apply_threads, check_model_state, rank_and_world_size,
-                     resolve_device)
+                     resolve_device, training_device)
 
 __all__ = ["train_char_lstm", "load_char_lstm", "char_lm_evaluator", "SampleLogger", "TEXT_CHECKPOINT_KIND"]
 
@@ -225,6 +225,12 @@ def train_char_lstm(file: str | os.PathLike | TextConfig = TextConfig.file, **se
         raise ValueError(f"{cfg.name('file')}: the held-out {cfg.val_fraction:.0%} of {cfg.file!r} ({val_ids.numel()} "
                          f"characters) is shorter than {cfg.name('seq_length')} + 1 = {cfg.seq_length + 1}; use a "
                          f"longer text or a larger {cfg.name('val_fraction')}")
+    # one step holds, per character of a batch, its ids, its input (one-hot or embedded) and every layer's gates
+    # and states, each with its gradient: refuse a batch that cannot fit before allocating it
+    per_char = 16 + 2 * 4 * ((len(vocab) if cfg.embedding == "onehot" else cfg.hidden_size)
+                             + 6 * cfg.hidden_size * cfg.num_layers)
+    fits_memory(cfg.name("batch_size"), cfg.batch_size, cfg.batch_size * (cfg.seq_length + 1) * per_char,
+                training_device(cfg.device), what=f"windows of {cfg.seq_length + 1} characters")
     sampler = window_sampler(train_ids, cfg.seq_length, cfg.batch_size)
     evaluate = char_lm_evaluator(val_ids, cfg.seq_length)
 
@@ -256,7 +262,7 @@ def train_char_lstm(file: str | os.PathLike | TextConfig = TextConfig.file, **se
 
 def _config(file, settings: dict[str, Any]) -> TextConfig:
     if isinstance(file, TextConfig):
-        return file.replace(**settings)
+        return file.with_changes(**settings)
     return TextConfig(file=os.fspath(file), **settings)
 
 

@@ -97,8 +97,8 @@ def forecast_metrics(pred: Tensor, target: Tensor, prefix: str) -> dict[str, flo
 
 
 def _model(cfg: TemporalConfig, signal: TemporalSignal) -> GraphForecaster:
-    slw: float | str = cfg.self_loop_weight if cfg.self_loop_weight == "learn" else float(cfg.self_loop_weight)
-    return GraphForecaster(cfg.model, signal.x.size(-1), cfg.hidden, signal.horizon, K=cfg.K, self_loop_weight=slw,
+    return GraphForecaster(cfg.model, signal.x.size(-1), cfg.hidden, signal.horizon, K=cfg.K,
+                           self_loop_weight=cfg.self_loop_weight,
                            ar_skip=cfg.ar_skip)
 
 
