@@ -176,7 +176,7 @@ def train_forecaster(dataset: str | TemporalConfig = TemporalConfig.dataset, **s
         ValueError: a setting is out of range, the file is malformed, or the split leaves a part empty
             (each named before training starts).
     """
-    cfg = dataset.replace(**settings) if isinstance(dataset, TemporalConfig) else \
+    cfg = dataset.with_changes(**settings) if isinstance(dataset, TemporalConfig) else \
         TemporalConfig(dataset=dataset, **settings)
     apply_threads(cfg.threads)
     try:  # the data layer names its arguments (lags, train, val): say them as the caller spelled them
@@ -201,7 +201,7 @@ def train_forecaster(dataset: str | TemporalConfig = TemporalConfig.dataset, **s
         with torch.no_grad():
             ar_pred = ar(signal.x)
         baselines["ar"] = forecast_metrics(ar_pred[n_train:], y[n_train:], "test")
-        _, _, res_ng, pred_ng = _fit(cfg.replace(resume=False, overwrite=False), signal, n_fit, n_train,
+        _, _, res_ng, pred_ng = _fit(cfg.with_changes(resume=False, overwrite=False), signal, n_fit, n_train,
                                      use_graph=False, out_dir=None)
         baselines["no_graph"] = {**forecast_metrics(pred_ng[n_train:], y[n_train:], "test"),
                                  "best_val_mse": res_ng["best_metric"], "epochs": res_ng["epoch"]}
