@@ -103,8 +103,8 @@ def _model(cfg: TemporalConfig, signal: TemporalSignal) -> GraphForecaster:
 
 
 def _fit(cfg: TemporalConfig, signal: TemporalSignal, n_fit: int, n_train: int, *, use_graph: bool,
-         out_dir: Path | None) -> tuple[GraphForecaster, Any, dict[str, Any], Tensor]:
-    """Train one forecaster; returns ``(model, graphs, result, predictions over the whole signal)``."""
+         out_dir: Path | None) -> tuple[GraphForecaster, dict[str, Any], Tensor]:
+    """Train one forecaster; returns ``(model, result, predictions over the whole signal)``."""
     torch.manual_seed(cfg.seed)
     model = _model(cfg, signal)
     carry = CarriedState()
@@ -118,16 +118,14 @@ def _fit(cfg: TemporalConfig, signal: TemporalSignal, n_fit: int, n_train: int, 
     graphs = model.graphs(sig.edge_index, sig.edge_weight, sig.num_nodes, None if not sig.dynamic else sig.num_steps,
                           use_graph=use_graph)
 
-    def window_graphs(lo: int, hi: int):
-        if not graphs.dynamic:
-            return graphs
-        return type(graphs)(None, graphs.steps[lo:hi], graphs.num_nodes, True)
+    spans: dict[tuple[int, int], Any] = {}  # a changing graph: each window's graphs, built (and checked) once
 
     def run(net, lo: int, hi: int, state):
-        if graphs.dynamic:  # the input side of a window over its own block-diagonal graph
-            return net(sig.x[lo:hi], model.graphs(sig.edge_index[lo:hi], None if sig.edge_weight is None else
-                                                  sig.edge_weight[lo:hi], sig.num_nodes, hi - lo,
-                                                  use_graph=use_graph), state)
+        if graphs.dynamic and (lo, hi) != (0, sig.num_steps):  # the window's own block-diagonal input graph
+            if (lo, hi) not in spans:
+                spans[lo, hi] = model.graphs(sig.edge_index[lo:hi], None if sig.edge_weight is None else
+                                             sig.edge_weight[lo:hi], sig.num_nodes, hi - lo, use_graph=use_graph)
+            return net(sig.x[lo:hi], spans[lo, hi], state)
         return net(sig.x[lo:hi], graphs, state)
 
     def loss_fn(net, span):
@@ -154,7 +152,7 @@ def _fit(cfg: TemporalConfig, signal: TemporalSignal, n_fit: int, n_train: int, 
     with torch.no_grad():
         model.eval()
         pred = predict(model).cpu()
-    return model, window_graphs, result, pred
+    return model, result, pred
 
 
 def train_forecaster(dataset: str | TemporalConfig = TemporalConfig.dataset, **settings: Any) -> dict[str, Any]:
@@ -190,7 +188,7 @@ def train_forecaster(dataset: str | TemporalConfig = TemporalConfig.dataset, **s
     cfg.derived.update(snapshots=signal.num_steps, nodes=signal.num_nodes, features=signal.x.size(-1))
     out = Path(cfg.out_dir) if cfg.out_dir is not None else None
 
-    model, _, result, pred = _fit(cfg, signal, n_fit, n_train, use_graph=True, out_dir=out)
+    model, result, pred = _fit(cfg, signal, n_fit, n_train, use_graph=True, out_dir=out)
     y = signal.y
     metrics = {**forecast_metrics(pred[n_train:], y[n_train:], "test"), "best_val_mse": result["best_metric"],
                "epochs": result["epoch"], "stop_reason": result["stop_reason"]}
@@ -201,7 +199,7 @@ def train_forecaster(dataset: str | TemporalConfig = TemporalConfig.dataset, **s
         with torch.no_grad():
             ar_pred = ar(signal.x)
         baselines["ar"] = forecast_metrics(ar_pred[n_train:], y[n_train:], "test")
-        _, _, res_ng, pred_ng = _fit(cfg.with_changes(resume=False, overwrite=False), signal, n_fit, n_train,
+        _, res_ng, pred_ng = _fit(cfg.with_changes(resume=False, overwrite=False), signal, n_fit, n_train,
                                      use_graph=False, out_dir=None)
         baselines["no_graph"] = {**forecast_metrics(pred_ng[n_train:], y[n_train:], "test"),
                                  "best_val_mse": res_ng["best_metric"], "epochs": res_ng["epoch"]}
