@@ -48,6 +48,7 @@ class _GraphCell(nn.Module):
 
     gates = 3
     state_names: tuple[str, ...] = ("h",)
+    graph_on_state = True  # the state is multiplied by the graph too (TGCN: by weights alone)
 
     def __init__(self, in_channels: int, out_channels: int, num_supports: int, bias: bool, cached: bool,
                  input_channels: int | None = None) -> None:
@@ -61,8 +62,6 @@ class _GraphCell(nn.Module):
         self.weight_hh = nn.Parameter(torch.empty(num_supports if self.graph_on_state else 1, rows, out_channels))
         self.bias = nn.Parameter(torch.empty(rows)) if boolean("bias", bias) else None
         self._cached_graph = None
-
-    graph_on_state = True
 
     def reset_parameters(self) -> None:
         for w in (*self.weight_ih, *self.weight_hh):
