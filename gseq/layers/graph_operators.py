@@ -89,8 +89,24 @@ def check_edge_weights(edge_weight: Tensor | None, name: str, non_negative: bool
                          f"{float(edge_weight.min())}; pass similarities >= 0")
 
 
+class _CopiesWithoutCaches:
+    """copy.deepcopy and pickle of an operator: its CSRs' structure caches (transposes, closures) are not state;
+    the copy rebuilds them on first use (as :class:`~gseq.layers.GCNGraph` does)."""
+
+    def __getstate__(self) -> dict:
+        return {k: _CSRState((v.indptr, v.indices, None if v.values is None else v.values.detach(), v.shape))
+                if isinstance(v, CSR) else v for k, v in self.__dict__.items()}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update({k: CSR(*v, check=False) if isinstance(v, _CSRState) else v for k, v in state.items()})
+
+
+class _CSRState(tuple):
+    """A CSR's arrays and shape, as an operator's pickled state holds them."""
+
+
 @dataclass(eq=False)
-class ChebyshevGraph:
+class ChebyshevGraph(_CopiesWithoutCaches):
     r"""The scaled Laplacian :math:`\hat L` of a graph and the Chebyshev basis :math:`T_k(\hat L) X`, k < K.
 
     Attributes:
@@ -124,7 +140,7 @@ class ChebyshevGraph:
 
 
 @dataclass(eq=False)
-class DiffusionGraph:
+class DiffusionGraph(_CopiesWithoutCaches):
     r"""The forward and backward random walks of a graph and the diffusion basis
     :math:`[X, P_f X, \dots, P_f^{K-1} X, P_b X, \dots, P_b^{K-1} X]` (:math:`2K - 1` supports).
 
