@@ -82,6 +82,7 @@ def check_edge_weights(edge_weight: Tensor | None, name: str, non_negative: bool
     """Refuse NaN/inf weights (and negative ones where a random walk needs ``non_negative``)."""
     if edge_weight is None or edge_weight.numel() == 0:
         return
+    edge_weight = edge_weight.detach()
     if not bool(torch.isfinite(edge_weight).all()):
         raise ValueError(f"{name}: edge weights must be finite, found NaN or inf")
     if non_negative and float(edge_weight.min()) < 0:
