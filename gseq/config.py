@@ -32,7 +32,7 @@ from typing import Any, ClassVar
 from . import checks
 
 __all__ = ["Config", "option", "argument_type", "flag_spelling", "TextConfig", "PalindromeConfig",
-           "NodeClassificationConfig"]
+           "NodeClassificationConfig", "TemporalConfig"]
 
 _SPELLING = {"flags": False}  # set while the command line builds a config: messages name --flags
 
@@ -526,3 +526,65 @@ class PalindromeConfig(Config):
         _check_out_flags(self)
         if self.cell == "rnn" and self.forget_bias and self._flags:  # from Python it is ignored for the RNN
             raise ValueError(f"{self.name('forget_bias')}: only the LSTM has a forget gate")
+
+
+# ---------------------------------------------------------------------- the temporal forecasting task
+#: the recurrent graph cells by name (gseq.layers.GRAPH_CELLS), and the temporal datasets and edge-weight kinds
+#: (gseq.data.TEMPORAL_DATASETS, EDGE_WEIGHTS): spelled here too, because this module imports no torch
+TEMPORAL_MODELS = ("gconv_gru", "gconv_lstm", "tgcn", "dcrnn")
+TEMPORAL_DATASETS = ("chickenpox", "pedalme", "england_covid")
+TEMPORAL_EDGE_WEIGHTS = ("similarity", "distance", "raw", "none")
+
+
+@dataclasses.dataclass
+class TemporalConfig(Config):
+    """``gseq temporal train`` / :func:`gseq.tasks.train_forecaster`: forecasting node signals on a graph."""
+
+    task: ClassVar[str] = "temporal"
+
+    dataset: str = option("chickenpox", "published dataset (chickenpox ships with gseq; pedalme and england_covid are "
+                          "read from $GSEQ_DATA/temporal or --root)", choices=TEMPORAL_DATASETS)
+    file: str | None = option(None, "a JSON file in PGT's layout (edges, optional weights, X or FX; or edge_mapping "
+                              "and y), read instead of --dataset", parse=str)
+    root: str | None = option(None, "folder holding the dataset's file (default: $GSEQ_DATA/temporal)", parse=str)
+    edge_weights: str = option("similarity", "what the published edge weights are: similarity (divided by their "
+                               "largest), distance (Gaussian kernel), raw, none", choices=TEMPORAL_EDGE_WEIGHTS)
+    model: str = option("gconv_gru", "recurrent graph cell", choices=TEMPORAL_MODELS)
+    lags: int | None = option(None, "lags per snapshot (default: the dataset's, 4 / 4 / 8 as PGT; 4 for --file)",
+                              check=checks.positive_int)
+    horizon: int = option(1, "steps ahead predicted at every snapshot (1 = next step)", check=checks.positive_int)
+    hidden: int = option(32, "channels of the recurrent state", check=checks.positive_int)
+    K: int = option(2, "filter size of gconv_gru / gconv_lstm / dcrnn (hops + 1)", check=checks.positive_int,
+                    flag="--k")
+    self_loop_weight: float | str = option(1.0, "tgcn's GCN self-loop weight: a number >= 0, or 'learn'",
+                                           check=_self_loop_weight, parse=parse_self_loop_weight)
+    ar_skip: bool = option(True, "no linear autoregressive term on the lags beside the recurrent read-out (PGT's "
+                           "RecurrentGCN) (default: with it)", flag="--no-ar-skip", negate=True)
+    train: float = option(0.8, "fraction of the snapshots, earliest first, used for training (PGT's tutorial: 0.2)",
+                          check=_fraction)
+    val: float = option(0.1, "fraction of the training snapshots, at their end, held out for early stopping",
+                        check=_fraction)
+    window: int = option(8, "truncated backpropagation through time: snapshots per step, the state carried "
+                         "across windows", check=checks.positive_int)
+    epochs: int = option(200, "passes over the training snapshots", check=checks.positive_int, resumable=True)
+    patience: int | None = option(20, "stop after this many epochs without a better validation MSE (Python: None "
+                                  "disables)", check=functools.partial(checks.positive_int, none_ok=True))
+    lr: float = option(0.01, "Adam learning rate", check=_learning_rate)
+    weight_decay: float = option(0.0, "Adam weight decay", check=checks.non_negative_float)
+    baselines: bool = option(True, "skip the baselines: the linear AR model on the lags and the same model without "
+                             "the graph (default: run)", flag="--no-baselines", negate=True, saved=False)
+    seed: int = option(0, "seeds the weights", check=checks.integer)
+    out_dir: str | None = option(None, "run folder: checkpoint.pt, metrics.csv, config.json, results.json, "
+                                 "forecast.png (default: runs/temporal; from Python: None, nothing written)",
+                                 flag="--out", saved=False, cli_default="runs/temporal")
+    resume: bool = option(False, "continue the run in --out from its checkpoint (same settings; more epochs allowed)",
+                          saved=False)
+    overwrite: bool = option(False, "replace a finished or interrupted run in --out", saved=False)
+    device: str = option("auto", "auto (CUDA when available), cpu, cuda or cuda:N", resumable=True, parse=str)
+    threads: int | None = option(None, "torch CPU threads (default: torch's choice)", check=checks.positive_int,
+                                 saved=False)
+    progress: bool = option(True, "no progress bar (Python: progress=False) (default: shown)", flag="--no-progress",
+                            negate=True, saved=False)
+
+    def check_together(self) -> None:
+        _check_out_flags(self)

@@ -18,7 +18,7 @@ from typing import Any
 from .checks import random_seed
 from .io import atomic_write_bytes
 
-__all__ = ["read_rows", "save_figure", "plot_history"]
+__all__ = ["read_rows", "save_figure", "plot_history", "plot_forecast"]
 
 
 def read_rows(source: str | os.PathLike | Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
@@ -332,3 +332,28 @@ def plot_next_char(
 
 
 __all__ += ["plot_next_char"]
+
+
+def plot_forecast(truth, predictions: Mapping[str, Any], nodes: Sequence[Any], *, title: str | None = None,
+                  path: str | os.PathLike | None = None):
+    """Forecasts against the truth for a few nodes: one panel per node, the snapshots along x.
+
+    Args:
+        truth: ``[T, k]`` values (a tensor or nested lists) for the ``k`` nodes in ``nodes``.
+        predictions: name -> ``[T, k]`` forecasts.
+        nodes: the nodes' labels.
+    """
+    plt = _pyplot()
+    k = len(nodes)
+    fig, axes = plt.subplots(k, 1, figsize=(8, 1.8 * k + 0.6), sharex=True, squeeze=False)
+    for i, node in enumerate(nodes):
+        ax = axes[i][0]
+        ax.plot([float(row[i]) for row in truth], color="black", lw=1.5, label="truth")
+        for name, pred in predictions.items():
+            ax.plot([float(row[i]) for row in pred], lw=1, label=name)
+        ax.set_ylabel(f"node {node}")
+    axes[0][0].legend(fontsize=7, ncol=len(predictions) + 1, loc="upper right")
+    axes[-1][0].set_xlabel("test snapshot")
+    if title:
+        axes[0][0].set_title(title)
+    return _finish(fig, path)

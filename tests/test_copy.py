@@ -15,14 +15,15 @@ from torch import nn
 
 import gseq.layers
 import gseq.models
-from gseq.layers import GCN, LSTM, RNN, LSTMCell, RNNCell, gcn_graph
-from gseq.models import CharLSTM, GCNNet, SequenceClassifier
+from gseq.layers import DCRNN, GCN, LSTM, RNN, TGCN, GConvGRU, GConvLSTM, GraphSequence, LSTMCell, RNNCell, gcn_graph
+from gseq.models import CharLSTM, GCNNet, GraphForecaster, LinearAR, SequenceClassifier
 
 X = torch.randn(6, 4)
 EDGES = torch.tensor([[0, 1, 2, 3, 4, 5, 2], [1, 2, 3, 4, 5, 0, 2]])
 WEIGHTS = torch.rand(7) + 0.5
 SEQ = torch.randn(2, 5, 4)
 TOKENS = torch.randint(0, 10, (2, 5))
+SIGNAL = torch.randn(5, 6, 4)  # [T, N, F]
 
 CASES = {  # name: (module factory, forward arguments)
     "GCN": (lambda: GCN(4, 3), (X, EDGES, WEIGHTS)),
@@ -42,6 +43,13 @@ CASES = {  # name: (module factory, forward arguments)
     "SequenceClassifier-rnn": (lambda: SequenceClassifier("rnn", 8, input="onehot"), (TOKENS,)),
     "CharLSTM": (lambda: CharLSTM(10, 8), (TOKENS,)),
     "CharLSTM-learned": (lambda: CharLSTM(10, 8, embedding="learned"), (TOKENS,)),
+    "GConvGRU-cached": (lambda: GConvGRU(4, 3, 2, cached=True), (X, EDGES, WEIGHTS)),
+    "GConvLSTM": (lambda: GConvLSTM(4, 3, 3), (X, EDGES, WEIGHTS)),
+    "TGCN-cached-learned-loop": (lambda: TGCN(4, 3, cached=True, self_loop_weight="learn"), (X, EDGES, WEIGHTS)),
+    "DCRNN-cached": (lambda: DCRNN(4, 3, 2, cached=True), (X, EDGES, WEIGHTS)),
+    "GraphSequence": (lambda: GraphSequence(GConvGRU(4, 3, 2, cached=True)), (SIGNAL, EDGES, WEIGHTS)),
+    "GraphForecaster": (lambda: GraphForecaster("dcrnn", 4, 3, horizon=2), (SIGNAL, EDGES)),
+    "LinearAR": (lambda: LinearAR(4, 2), (SIGNAL,)),
 }
 
 

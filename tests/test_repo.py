@@ -58,6 +58,7 @@ def test_a_wheel_ships_cora_and_the_book_and_finds_them_installed(tmp_path):
     raw = "gseq/data/_bundled/planetoid/Cora/raw/"
     assert {raw + f"ind.cora.{part}" for part in ("x", "tx", "allx", "y", "ty", "ally", "graph", "test.index")} <= names
     assert "gseq/data/_bundled/text/book_EN_grimms_fairy_tails.txt.gz" in names
+    assert "gseq/data/_bundled/temporal/chickenpox.json.gz" in names
     zipfile.ZipFile(wheel).extractall(tmp_path / "site")  # installed as pip would lay it out, away from the repo
     env = {k: v for k, v in os.environ.items() if k not in ("GSEQ_DATA", "PYTHONPATH")}
     env.update(PYTHONPATH=str(tmp_path / "site"), GSEQ_CACHE=str(tmp_path / "cache"))

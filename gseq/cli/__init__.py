@@ -27,7 +27,7 @@ from ._args import HelpFormatter, RawHelpFormatter, launch_rank
 __all__ = ["main", "build_parser", "COMMANDS"]
 
 #: sub-command modules, in the order ``gseq --help`` lists them
-COMMANDS = ["gcn", "hops", "palindrome", "text", "env"]
+COMMANDS = ["gcn", "hops", "palindrome", "text", "temporal", "env"]
 
 
 def _parsers(parser: argparse.ArgumentParser):

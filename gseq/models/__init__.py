@@ -8,6 +8,7 @@ from .char_lstm import CharLSTM, char_lm_loss
 from .gcn_net import GCNNet, sparse_features
 from .generate import CharModel, generate
 from .sequence import CELLS, INPUTS, SequenceClassifier
+from .temporal import GraphForecaster, LinearAR
 
 __all__: list[str] = [
     "GCNNet",
@@ -18,3 +19,4 @@ __all__: list[str] = [
     "CharModel",
 ]
 __all__ += ["SequenceClassifier", "CELLS", "INPUTS"]
+__all__ += ["GraphForecaster", "LinearAR"]

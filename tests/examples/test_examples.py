@@ -21,6 +21,7 @@ SMALL = {
     "gradient_flow.py": (["--length", "8", "--train-steps", "10", "--hidden", "16"], "gradient_flow.png"),
     "sequence_as_graph.py": (["--lengths", "3", "5", "--depths", "2", "4", "--max-steps", "20", "--hidden", "8",
                               "--lstm-hidden", "8"], "sequence_as_graph.png"),
+    "temporal_forecasting.py": (["--epochs", "1", "--hidden", "4"], "temporal_forecasting.png"),
 }
 
 

@@ -1,0 +1,102 @@
+r"""Forecasting models for temporal signals on graphs: a recurrent graph cell with a linear read-out
+(:class:`GraphForecaster`), and the linear autoregressive baseline fitted in closed form
+(:class:`LinearAR`).
+
+``GraphForecaster`` is PGT's tutorial model, ``RecurrentGCN``: cell -> ReLU -> Linear, here over a whole
+signal at once (:class:`gseq.layers.GraphSequence`) with the state in and out. Its ``no_graph``
+counterpart is the same model on a graph without edges (:meth:`GraphForecaster.graphs` with
+``use_graph=False``): every node then runs the same cell on its own series, the per-node baseline.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from ..checks import boolean, choice, positive_int
+from ..layers import GRAPH_CELLS, GraphSequence
+
+__all__ = ["GraphForecaster", "LinearAR"]
+
+
+class GraphForecaster(nn.Module):
+    r"""A recurrent graph cell over the snapshots, then ReLU and a linear map to the horizon, plus (with
+    ``ar_skip``) a linear autoregressive term on the node's own lags:
+    :math:`\hat y_{t,i} = W \,\mathrm{relu}(h_{t,i}) + b + A^\top x_{t,i}`.
+
+    The skip is the AR baseline inside the model (LSTNet's "highway"): the recurrent graph part only has to
+    learn what a shared linear model of the lags misses, and starts from there.
+
+    Args:
+        cell: ``"gconv_gru"``, ``"gconv_lstm"``, ``"tgcn"`` or ``"dcrnn"``.
+        in_channels: features per node (the lags).
+        hidden: channels of the state.
+        horizon: steps predicted per snapshot. (default: ``1``)
+        K: filter size of GConvGRU/GConvLSTM/DCRNN. (default: ``2``)
+        self_loop_weight: TGCN's GCN self-loop weight, a float or ``"learn"``. (default: ``1.0``)
+        ar_skip: add the linear term :math:`A^\top x_{t,i}` (``skip``, no bias). ``False`` is PGT's
+            ``RecurrentGCN``. (default: ``True``)
+
+    Shapes:
+        - **input:** ``x`` ``[*, T, N, in_channels]``, the graphs (see :class:`~gseq.layers.GraphSequence`),
+          optional ``state``
+        - **output:** ``(prediction [*, T, N, horizon], state)``
+    """
+
+    def __init__(self, cell: str, in_channels: int, hidden: int, horizon: int = 1, *, K: int = 2,
+                 self_loop_weight: float | str = 1.0, ar_skip: bool = True) -> None:
+        super().__init__()
+        self.cell_name = choice("cell", cell, GRAPH_CELLS)
+        cls = GRAPH_CELLS[cell]
+        if cell == "tgcn":
+            module = cls(in_channels, hidden, self_loop_weight=self_loop_weight)
+        else:
+            module = cls(in_channels, hidden, K)
+        self.sequence = GraphSequence(module)
+        self.head = nn.Linear(hidden, positive_int("horizon", horizon))
+        self.skip = nn.Linear(in_channels, horizon, bias=False) if boolean("ar_skip", ar_skip) else None
+
+    def graphs(self, edge_index, edge_weight=None, num_nodes: int | None = None, num_steps: int | None = None,
+               *, use_graph: bool = True):
+        """The graphs of a signal, built once (:meth:`GraphSequence.graphs`); ``use_graph=False`` builds a
+        graph without edges (each node alone)."""
+        if not use_graph:
+            device = edge_index.device if isinstance(edge_index, Tensor) else edge_index[0].device
+            edge_index, edge_weight = torch.zeros(2, 0, dtype=torch.long, device=device), None
+        return self.sequence.graphs(edge_index, edge_weight, num_nodes, num_steps)
+
+    def forward(self, x: Tensor, graphs, state=None) -> tuple[Tensor, object]:
+        hs, state = self.sequence(x, graphs, state=state)
+        out = self.head(torch.relu(hs))
+        return (out if self.skip is None else out + self.skip(x)), state
+
+
+class LinearAR(nn.Module):
+    r"""The linear autoregressive baseline: :math:`\hat y_{t,i} = x_{t,i} w + b`, one weight matrix
+    shared by all nodes, fitted by least squares (:meth:`fit`, a closed form; no training loop).
+
+    Args:
+        lags: features per node (the lags).
+        horizon: steps predicted. (default: ``1``)
+    """
+
+    def __init__(self, lags: int, horizon: int = 1) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.zeros(positive_int("lags", lags), positive_int("horizon", horizon)))
+        self.bias = nn.Parameter(torch.zeros(horizon))
+
+    @classmethod
+    def fit(cls, x: Tensor, y: Tensor) -> "LinearAR":
+        """Least squares over every (snapshot, node) of ``x`` ``[T, N, lags]`` and ``y`` ``[T, N, horizon]``."""
+        if x.dim() != 3 or y.dim() != 3 or x.shape[:2] != y.shape[:2]:
+            raise ValueError(f"x, y: expected [T, N, lags] and [T, N, horizon] with the same T and N, got "
+                             f"{list(x.shape)} and {list(y.shape)}")
+        model = cls(x.size(-1), y.size(-1))
+        a = torch.cat([x.reshape(-1, x.size(-1)), x.new_ones(x.size(0) * x.size(1), 1)], 1).double()
+        sol = torch.linalg.lstsq(a, y.reshape(-1, y.size(-1)).double(), driver="gelsd").solution
+        with torch.no_grad():
+            model.weight.copy_(sol[:-1]), model.bias.copy_(sol[-1])
+        return model.to(x.dtype)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x @ self.weight + self.bias
