@@ -36,5 +36,7 @@ print(f"split {run['split']}; test MSE: gconv_gru {m['test_mse']:.4f}, linear AR
 # One-step forecasts of the first four counties over the test weeks.
 n_test = run["split"]["test"]
 truth = run["signal"].y[-n_test:, :4, 0]
+figure = Path(args.out, "temporal_forecasting.png")
 fig = plot_forecast(truth, {"gconv_gru": run["predictions"][-n_test:, :4, 0]}, [0, 1, 2, 3],
-                    title="chickenpox, one week ahead", path=Path(args.out, "temporal_forecasting.png"))
+                    title="chickenpox, one week ahead", path=figure)
+print(f"figure written to {figure.resolve()}")

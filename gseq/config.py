@@ -573,7 +573,7 @@ class TemporalConfig(Config):
     weight_decay: float = option(0.0, "Adam weight decay", check=checks.non_negative_float)
     baselines: bool = option(True, "skip the baselines: the linear AR model on the lags and the same model without "
                              "the graph (default: run)", flag="--no-baselines", negate=True, saved=False)
-    seed: int = option(0, "seeds the weights", check=checks.integer)
+    seed: int = option(0, "seeds the weights", check=checks.random_seed)
     out_dir: str | None = option(None, "run folder: checkpoint.pt, metrics.csv, config.json, results.json, "
                                  "forecast.png (default: runs/temporal; from Python: None, nothing written)",
                                  flag="--out", saved=False, cli_default="runs/temporal")

@@ -126,7 +126,7 @@ def test_a_bug_keeps_its_traceback(monkeypatch):
         main(["env"])
 
 
-@pytest.mark.parametrize("argv", [["gcn"], ["palindrome", "train"], ["palindrome", "grads"], ["text", "train"],
+@pytest.mark.parametrize("argv", [["gcn"], ["temporal", "train"], ["palindrome", "train"], ["palindrome", "grads"], ["text", "train"],
                                   ["text", "generate", "--checkpoint", "c.pt"], ["hops", "example"]])
 @pytest.mark.parametrize("seed, message", [("1.5", "expected an integer, got '1.5'"),
                                            (str(2**70), f"must be an integer in [0, 4294967295], got {2**70}"),
@@ -142,4 +142,4 @@ def test_every_seed_flag_is_listed_above():
     flags = [name for name, parser in _parsers(build_parser())
              if any("--seed" in action.option_strings for action in parser._actions)]
     assert sorted(flags) == ["gseq gcn", "gseq hops example", "gseq palindrome grads", "gseq palindrome train",
-                             "gseq text generate", "gseq text train"]
+                             "gseq temporal train", "gseq text generate", "gseq text train"]
