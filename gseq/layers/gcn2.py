@@ -74,9 +74,13 @@ class GCN2(MessagePassing):
       ``channels``; so are aggregations other than ``"add"``, a ``node_dim`` other than the rows of
       ``[N, C]`` features, PyG's explainer masks and ``propagate`` hooks (``forward`` never calls
       ``propagate``).
-    - ``add_self_loops`` is stored as the loops the layer adds: False with ``normalize=False`` (where
-      ``GCN2Conv`` ignores it too).
+    - ``add_self_loops`` and ``cached`` are stored as what the layer does: both False with
+      ``normalize=False``, where ``GCN2Conv`` ignores them too (it reads the weights it is given on every
+      call).
     - ``normalize="both"`` is accepted, as in ``GCN``.
+    - a node with several self-loops in ``edge_index`` uses the last one's weight, as ``GCN2Conv``; only
+      that one gets a gradient (``GCN2Conv`` gives the overwritten ones the same gradient, though they do
+      not change the output).
 
     Example::
 
@@ -155,7 +159,9 @@ class GCN2(MessagePassing):
             raise ValueError(f"node_dim: GCN2 takes features [N, channels] with the nodes at -2 (or 0), got "
                              f"{self.node_dim!r}")
         choice("flow", self.flow, FLOWS)
-        add_self_loops = add_self_loops and normalize is not False  # GCN2Conv adds none without normalize
+        # GCN2Conv adds no loops and caches nothing without normalize: keep what the layer does
+        add_self_loops = add_self_loops and normalize is not False
+        cached = cached and normalize is not False
         learn = self_loop_weight == "learn"
         if learn and not add_self_loops:
             raise ValueError("self_loop_weight: 'learn' needs self-loops (normalize=True and add_self_loops=True)")
@@ -209,12 +215,13 @@ class GCN2(MessagePassing):
         """
         self._check_call(x, x_0)
         graph = self._graph_for(x, edge_index, edge_weight, 0)  # built and validated once
-        smooth = _propagate(graph, x, self._normalization(graph)).mul_(1 - self.alpha)  # (1 - a) P x, [N, C]
+        px = _propagate(graph, x, self._normalization(graph))  # P x, [N, C]
         initial = self.alpha * x_0[:x.size(0)]  # a x_0
         if self.weight2 is None:
-            h = smooth.add_(initial)
+            h = torch.add(initial, px, alpha=1 - self.alpha)  # (1 - a) P x + a x_0
             return torch.addmm(h, h, self.weight1, beta=1 - self.beta, alpha=self.beta)  # h ((1-b) I + b W)
         # GCNII*: each term through a weight of its own
+        smooth = px * (1 - self.alpha)
         return (torch.addmm(smooth, smooth, self.weight1, beta=1 - self.beta, alpha=self.beta)
                 + torch.addmm(initial, initial, self.weight2, beta=1 - self.beta, alpha=self.beta))
 
