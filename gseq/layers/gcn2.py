@@ -34,9 +34,17 @@ def identity_mapping_strength(theta: float, layer: int) -> float:
     return math.log(theta / layer + 1)
 
 
-def _propagate(graph: GCNGraph, x: Tensor, norm: tuple[Tensor, Tensor, Tensor | None] | None) -> Tensor:
-    r""":math:`\hat P X`, GCN's normalised sum over ``graph`` (``norm`` None: :math:`A X`). ``[N, C]``"""
-    return aggregate(graph, x, norm, "sum", 0)
+def _propagate(graph: GCNGraph, x: Tensor, norm: tuple[Tensor, Tensor, Tensor | None] | None,
+               factor: float) -> Tensor:
+    r""":math:`c \hat P X` through GCN's aggregation over ``graph`` (``norm`` None: :math:`c A X`). ``[N, C]``
+
+    The factor :math:`c` scales the target-side normalisation :math:`s_t` (``N`` numbers) rather than the
+    ``[N, C]`` result: one pass less over the features, forward and backward.
+    """
+    if norm is None:
+        return aggregate(graph, x, None, "sum", 0) * factor
+    s_t, s_s, loop = norm
+    return aggregate(graph, x, (s_t * factor, s_s, loop), "sum", 0)
 
 
 class GCN2(MessagePassing):
@@ -215,15 +223,15 @@ class GCN2(MessagePassing):
         """
         self._check_call(x, x_0)
         graph = self._graph_for(x, edge_index, edge_weight, 0)  # built and validated once
-        px = _propagate(graph, x, self._normalization(graph))  # P x, [N, C]
-        initial = self.alpha * x_0[:x.size(0)]  # a x_0
-        if self.weight2 is None:
-            h = torch.add(initial, px, alpha=1 - self.alpha)  # (1 - a) P x + a x_0
-            return torch.addmm(h, h, self.weight1, beta=1 - self.beta, alpha=self.beta)  # h ((1-b) I + b W)
+        # (1 - a) P x: the factor goes into the row scaling of the normalised sum, not over [N, C] again
+        smooth = _propagate(graph, x, self._normalization(graph), 1 - self.alpha)
+        x_0 = x_0[:x.size(0)]
+        eye = torch.eye(self.channels, dtype=x.dtype, device=x.device)
+        if self.weight2 is None:  # ((1 - a) P x + a x_0) ((1 - b) I + b W), the bracket built as a C x C matrix
+            return torch.add(smooth, x_0, alpha=self.alpha) @ torch.add(eye, self.weight1 - eye, alpha=self.beta)
         # GCNII*: each term through a weight of its own
-        smooth = px * (1 - self.alpha)
-        return (torch.addmm(smooth, smooth, self.weight1, beta=1 - self.beta, alpha=self.beta)
-                + torch.addmm(initial, initial, self.weight2, beta=1 - self.beta, alpha=self.beta))
+        return (smooth @ torch.add(eye, self.weight1 - eye, alpha=self.beta)
+                + (self.alpha * x_0) @ torch.add(eye, self.weight2 - eye, alpha=self.beta))
 
     def _check_call(self, x: Tensor, x_0: Tensor) -> None:
         """Validate ``x``, ``x_0`` and the MessagePassing settings (shapes only: no host sync)."""
