@@ -276,7 +276,23 @@ def plot_depth_study(summary: Iterable[Mapping[str, Any]], *, title: str | None 
     return _finish(fig, path)
 
 
-__all__ += ["plot_hop_graph", "plot_depth_study"]
+def plot_influence_profile(profiles: Mapping[str, Sequence[float]], *, title: str | None = None,
+                           path: str | os.PathLike | None = None):
+    """The influence on a node's output by hop distance of the source (entry ``d``: the mass ``d`` hops
+    away, ``d = 0`` the node itself), one line per model, on a log scale."""
+    fig, ax = _pyplot().subplots(figsize=(6.4, 4.0))
+    for label, mass in profiles.items():
+        ax.plot(range(len(mass)), [100 * float(m) for m in mass], marker="o", label=label)
+    ax.set_yscale("log")
+    ax.set_xlabel("hops from the node")
+    ax.set_ylabel("influence on the node's output (%)")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    ax.set_title(title or "influence by hop distance")
+    return _finish(fig, path)
+
+
+__all__ += ["plot_hop_graph", "plot_depth_study", "plot_influence_profile"]
 
 
 def plot_next_char(

@@ -27,7 +27,8 @@ from ..data.graphs import example_graph, hop_distances
 from .grid import run_grid
 from .receptive_field import influence, influence_by_hop, receptive_field
 
-__all__ = ["hop_table", "depth_study", "summarize_depth_study", "describe_depth_study", "DEPTH_FIELDS", "MODELS"]
+__all__ = ["hop_table", "influence_profile", "probe_nodes", "depth_study", "summarize_depth_study",
+           "describe_depth_study", "DEPTH_FIELDS", "MODELS"]
 
 #: the models of the depth study: Kipf & Welling's GCN (:class:`~gseq.models.GCNNet`) and GCNII
 MODELS = ("gcn", "gcnii")
@@ -85,6 +86,20 @@ def hop_table(data: Data | None = None, *, max_k: int | None = None, hidden: int
     return rows
 
 
+def probe_nodes(data: Data, count: int) -> list[int]:
+    """The same ``count`` nodes of ``data`` in every run (a fixed permutation): where influence is measured."""
+    g = torch.Generator().manual_seed(1234)
+    return torch.randperm(data.num_nodes, generator=g)[:count].tolist()
+
+
+def influence_profile(model, data: Data, nodes: Sequence[int], max_hops: int) -> list[float]:
+    """The mean over ``nodes`` of :func:`~gseq.analysis.influence_by_hop`: entry ``d`` is the share of a
+    node's influence that comes from exactly ``d`` hops away (``d = 0``: the node itself)."""
+    data = data.to(next(model.parameters()).device)
+    by_hop = torch.stack([influence_by_hop(model, data, node, max_hops=max_hops) for node in nodes])
+    return by_hop.double().mean(0).tolist()
+
+
 def _depth_run(model_name: str, depth: int, w: str, seed: int, spec: dict[str, Any]) -> dict[str, Any]:
     """One (model, depth, self-loop setting, seed) run of :func:`depth_study` (module level: picklable)."""
     from ..data.planetoid import planetoid
@@ -100,18 +115,11 @@ def _depth_run(model_name: str, depth: int, w: str, seed: int, spec: dict[str, A
         r = train_node_classifier(data, num_layers=depth, self_loop_weight=weight, epochs=spec["epochs"], seed=seed,
                                   device=spec.get("device", "cpu"))
     model = r["model"]
-    g = torch.Generator().manual_seed(1234)  # the same probe nodes in every run
-    probes = torch.randperm(data.num_nodes, generator=g)[: spec["influence_nodes"]].tolist()
-    model_data = data.to(next(model.parameters()).device)
-    self_mass, ring_mass = [], []
-    for node in probes:
-        by_hop = influence_by_hop(model, model_data, node, max_hops=depth)
-        self_mass.append(float(by_hop[0]))
-        ring_mass.append(float(by_hop[depth]) if by_hop.numel() > depth else 0.0)
+    profile = influence_profile(model, data, probe_nodes(data, spec["influence_nodes"]), depth)
     rf = receptive_field(data, depth, return_counts=True).double().mean().item() / data.num_nodes
     return {"model": model_name, "depth": depth, "self_loop_weight": w, "seed": seed, "test_acc": r["test_acc"], "val_acc": r["val_acc"],
-            "best_epoch": r["best_epoch"], "rf_fraction": rf, "self_influence": statistics.fmean(self_mass),
-            "ring_influence": statistics.fmean(ring_mass),
+            "best_epoch": r["best_epoch"], "rf_fraction": rf, "self_influence": profile[0],
+            "ring_influence": profile[depth],
             "learned_w": statistics.fmean(r["self_loop_weights"]) if w == "learn" else float(w),
             "seconds": round(r["seconds"], 2)}
 
