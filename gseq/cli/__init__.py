@@ -39,12 +39,14 @@ def _parsers(parser: argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="gseq", description="Graph and sequence models around PyTorch Geometric.")
+    parser = argparse.ArgumentParser(prog="gseq", description="Graph and sequence models around PyTorch Geometric.",
+                                     allow_abbrev=False)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
     for name in COMMANDS:
         importlib.import_module(f"{__name__}.{name}").register(sub)
-    for p in _parsers(parser):  # every option's help shows its default
+    for p in _parsers(parser):  # every option's help shows its default; no abbreviations (--seed is not --seeds)
+        p.allow_abbrev = False
         raw = issubclass(p.formatter_class, argparse.RawDescriptionHelpFormatter)
         p.formatter_class = RawHelpFormatter if raw else HelpFormatter
     return parser
@@ -54,7 +56,7 @@ def _check_device(args: argparse.Namespace) -> None:
     """Refuse a ``--device`` this machine or this torch build lacks before any work starts."""
     device = getattr(args, "device", None)
     if device is not None:
-        from ..train.trainer import resolve_device
+        from ..train import resolve_device
 
         try:
             resolve_device(device)
@@ -62,13 +64,17 @@ def _check_device(args: argparse.Namespace) -> None:
             raise ValueError(f"--{err}") from None
 
 
+def _command_name(args: argparse.Namespace) -> str:
+    """The whole sub-command, as error headers name it: ``gseq text train``."""
+    action = getattr(args, f"{args.command}_command", None)
+    return f"gseq {args.command} {action}" if action else f"gseq {args.command}"
+
+
 def _check_distributed(args: argparse.Namespace, world: int) -> None:
     """Under ``torchrun``, only the commands that train through the Trainer run (once per rank)."""
     if world > 1 and not getattr(args, "distributed", False):
-        action = getattr(args, f"{args.command}_command", None)
-        name = f"{args.command} {action}" if action else args.command
-        raise ValueError(f"torchrun: `gseq {name}` does not run distributed (only gcn, palindrome train and text "
-                         "train do); run it as a single process")
+        raise ValueError(f"torchrun: `{_command_name(args)}` does not run distributed (only gcn, palindrome train "
+                         "and text train do); run it as a single process")
 
 
 def _quiet(rank: int):
@@ -87,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     rank, world = launch_rank()
-    command = f"gseq {args.command}" + (f" (rank {rank})" if rank else "")
+    command = _command_name(args) + (f" (rank {rank})" if rank else "")
     try:
         _check_distributed(args, world)
         _check_device(args)

@@ -19,7 +19,8 @@ from .. import checks
 
 __all__ = ["HelpFormatter", "RawHelpFormatter", "positive_int", "non_negative_int", "positive_float",
            "non_negative_float", "finite_float", "interval", "learning_rate", "dropout", "top_p", "MAX_LR",
-           "add_device", "add_out_flags", "check_resume_flags", "check_out", "announce", "physical_memory"]
+           "add_device", "add_out_flags", "check_resume_flags", "check_out", "announce", "physical_memory",
+           "resumed_note"]
 
 #: the largest learning rate the command line accepts (larger ones diverge at the first step)
 MAX_LR = 1e3
@@ -169,6 +170,18 @@ def announce(paths, since: float, *, stream=None) -> None:
             continue
     if written:
         print("wrote " + ", ".join(written), file=stream or sys.stdout, flush=True)
+
+
+def resumed_note(result: dict, unit: str = "step") -> str:
+    """What a resumed run trained, for the summary line: ``""`` for a fresh run, else e.g.
+    ``" (resumed at step 300: nothing left to train)"`` or ``" (resumed at step 19, trained 20..40)"``."""
+    start = result.get("resumed_from")
+    if start is None:
+        return ""
+    end = result["step"]
+    if end <= start:
+        return f" (resumed at {unit} {start}: nothing left to train; raise the {unit} count to train more)"
+    return f" (resumed at {unit} {start}, trained {unit}s {start + 1}..{end})"
 
 
 def physical_memory() -> int | None:

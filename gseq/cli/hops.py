@@ -6,7 +6,8 @@ import math
 import time
 
 from ._args import announce, check_out
-from .gcn import DATASETS, _dataset_name, positive_int, self_loop_weight_arg
+from ..config import DATASETS, parse_dataset, parse_self_loop_weight
+from ._args import positive_int
 
 
 def register(sub) -> None:
@@ -21,7 +22,7 @@ def register(sub) -> None:
     e.set_defaults(func=run_example)
 
     d = hsub.add_parser("depth", help="accuracy, receptive field and influence vs GCN depth (resumable)")
-    d.add_argument("--dataset", default="Cora", type=_dataset_name, metavar="{" + ",".join(DATASETS) + "}",
+    d.add_argument("--dataset", default="Cora", type=parse_dataset, metavar="{" + ",".join(DATASETS) + "}",
                    help="Planetoid name, or 'example' / 'karate'")
     d.add_argument("--root", default=None,
                    help="Planetoid root (default: $GSEQ_DATA/planetoid, then the cache, then the copy shipped "
@@ -30,7 +31,7 @@ def register(sub) -> None:
                    help="the plain GCN (Kipf & Welling) and/or GCNII (initial residual and identity mapping)")
     d.add_argument("--depths", nargs="+", type=positive_int, default=[1, 2, 4, 8, 16, 32, 64],
                    help="numbers of graph layers")
-    d.add_argument("--self-loop-weights", nargs="+", type=self_loop_weight_arg, default=[1.0, 2.0, "learn"],
+    d.add_argument("--self-loop-weights", nargs="+", type=parse_self_loop_weight, default=[1.0, 2.0, "learn"],
                    help="self-loop weights w (numbers >= 0 or 'learn')")
     d.add_argument("--seeds", type=positive_int, default=10, help="seeds per setting")
     d.add_argument("--epochs", type=positive_int, default=200, help="epochs per GCN run")

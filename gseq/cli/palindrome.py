@@ -16,48 +16,25 @@ import argparse
 import json
 import sys
 import time
+from pathlib import Path
 
-from ._args import (add_device, add_out_flags, announce, check_out, check_resume_flags, finite_float, is_main_process,
-                    learning_rate, non_negative_int, physical_memory, positive_float, positive_int)
+from ..config import INITS, OPTIMIZERS, PalindromeConfig  # noqa: F401 - INITS, OPTIMIZERS: the parser's constants
+from ._args import announce, check_out, is_main_process, physical_memory, positive_int, resumed_note
 
 __all__ = ["register"]
 
-#: the weight initialisations of gseq.layers.recurrent.INITS, spelled out so that the parser needs no torch
-INITS = ("xavier_uniform", "kaiming_normal", "orthogonal")
-OPTIMIZERS = ("rmsprop", "adam", "adamw", "sgd")
 #: where ``gseq palindrome grads`` writes when no --out is given
 GRADS_OUT = "runs/palindrome-grads"
 
 
-def palindrome_length(text: str) -> int:
-    value = positive_int(text)
-    if value < 2:
-        raise argparse.ArgumentTypeError(f"a palindrome needs length >= 2, got {text!r}")
-    return value
-
-
-def _training_options(p: argparse.ArgumentParser, *, max_steps: int) -> None:
+def _training_options(p: argparse.ArgumentParser, **defaults) -> None:
+    """The training fields of :class:`~gseq.config.PalindromeConfig` (sweep and grads share them)."""
     g = p.add_argument_group("model and training (the course's defaults)")
-    g.add_argument("--input", choices=["scalar", "onehot"], default="scalar",
-                   help="digit as one float channel (course) or one-hot over 10 channels")
-    g.add_argument("--hidden-size", type=positive_int, default=128, help="hidden state size")
-    g.add_argument("--init", choices=list(INITS), default="xavier_uniform", help="weight initialisation")
-    g.add_argument("--forget-bias", type=finite_float, default=0.0, help="initial LSTM forget-gate bias")
-    g.add_argument("--optimizer", choices=list(OPTIMIZERS), default="rmsprop", help="optimizer")
-    g.add_argument("--lr", type=learning_rate, default=1e-3, help="learning rate")
-    g.add_argument("--batch-size", type=positive_int, default=128, help="palindromes per step")
-    g.add_argument("--max-steps", type=positive_int, default=max_steps, help="stop after this many steps")
-    g.add_argument("--clip-grad-norm", type=positive_float, default=10.0, help="clip the gradient norm to this")
-    g.add_argument("--eval-every", type=positive_int, default=10,
-                   help="evaluate on 512 fresh palindromes every N steps; stop at accuracy 1")
-    add_device(g)
+    PalindromeConfig.add_arguments(g, only=PalindromeConfig.TRAINING, defaults=defaults)
 
 
 def _settings(args) -> dict:
-    return {"input": args.input, "hidden_size": args.hidden_size, "init": args.init,
-            "forget_bias": args.forget_bias, "optimizer": args.optimizer, "lr": args.lr,
-            "batch_size": args.batch_size, "max_steps": args.max_steps, "clip_grad_norm": args.clip_grad_norm,
-            "eval_every": args.eval_every, "device": args.device}
+    return {name: getattr(args, name) for name in PalindromeConfig.TRAINING}
 
 
 def _check_memory(lengths, batch: int, hidden: int, flag: str = "--length") -> None:
@@ -80,17 +57,9 @@ def register(sub) -> None:
     cmds = p.add_subparsers(dest="palindrome_command", metavar="ACTION")
     cmds.required = True
 
-    t = cmds.add_parser("train", help="train one model; print accuracy, steps and seconds")
-    t.add_argument("--cell", choices=["rnn", "lstm"], default="lstm", help="recurrent cell")
-    t.add_argument("--length", type=palindrome_length, default=20, help="palindrome length T")
-    t.add_argument("--seed", type=int, default=0, help="seeds the weights, the training and the test palindromes")
-    _training_options(t, max_steps=5000)
-    t.add_argument("--out", default=None,
-                   help="run folder for metrics.csv, config.json, checkpoint.pt (default: write nothing)")
-    add_out_flags(t, resume=True)
-    t.add_argument("--threads", type=positive_int, default=None, help="torch CPU threads (default: torch's choice)")
-    t.add_argument("--progress", action="store_true", help="show a progress bar")
-    t.add_argument("--json", action="store_true", help="print one JSON object")
+    t = cmds.add_parser("train", help="train one model; print accuracy, steps and seconds",
+                        description="Train one model; every option is a field of gseq.config.PalindromeConfig.")
+    PalindromeConfig.add_arguments(t)
     t.set_defaults(func=run_train, distributed=True)
 
     s = cmds.add_parser("sweep", help="train every (cell, length, seed); CSV and figure; resumable")
@@ -103,53 +72,38 @@ def register(sub) -> None:
                         "(same settings only)")
     s.add_argument("--jobs", type=positive_int, default=None, help="parallel processes (default: CPU cores)")
     s.add_argument("--title", default=None, help="figure title (default: the settings)")
-    _training_options(s, max_steps=5000)
+    _training_options(s)
     s.set_defaults(func=run_sweep)
 
     g = cmds.add_parser("grads", help="norm of dL/dh_t over t, at initialisation and after training")
     g.add_argument("--cells", nargs="+", choices=["rnn", "lstm"], default=["rnn", "lstm"], help="recurrent cells")
-    g.add_argument("--length", type=palindrome_length, default=50, help="palindrome length T")
-    g.add_argument("--seed", type=int, default=0, help="seeds the weights and the palindromes")
+    PalindromeConfig.add_arguments(g, only=("length", "seed", "threads"), defaults={"length": 50})
     g.add_argument("--samples", type=positive_int, default=256, help="palindromes the norms average over")
     g.add_argument("--out", default=GRADS_OUT, help="folder for grad_norms.csv, grad_norms.json, grad_norms.png "
                                                     "(replaced when present)")
-    g.add_argument("--threads", type=positive_int, default=None, help="torch CPU threads (default: torch's choice)")
     _training_options(g, max_steps=3000)
     g.set_defaults(func=run_grads)
 
 
-def _set_threads(n) -> None:
-    if n is not None:
-        import torch
-
-        torch.set_num_threads(n)
-
-
 def run_train(args) -> int:
     started = time.time()
-    out = check_out(args.out)
-    check_resume_flags(out, args.resume, args.overwrite)
-    if args.cell == "rnn" and args.forget_bias:
-        raise ValueError("--forget-bias: only the LSTM has a forget gate")
-    _check_memory([args.length], args.batch_size, args.hidden_size)
+    cfg = PalindromeConfig.from_args(args)
+    _check_memory([cfg.length], cfg.batch_size, cfg.hidden_size)
 
     from ..tasks.palindrome import train_palindrome
 
-    _set_threads(args.threads)
-    settings = _settings(args)
-    forget_bias = settings.pop("forget_bias")
-    result = train_palindrome(args.cell, args.length, seed=args.seed, forget_bias=forget_bias,
-                              out_dir=args.out, resume=args.resume, overwrite=args.overwrite,
-                              progress=args.progress, **settings)
-    if args.json:
+    result = train_palindrome(config=cfg)
+    if cfg.json:
         keys = ("cell", "length", "seed", "accuracy", "steps", "seconds", "stop_reason", "eval_accuracy")
         print(json.dumps({k: result[k] for k in keys}))
     else:
-        print(f"{args.cell} T={args.length} seed={args.seed}: accuracy {result['accuracy']:.4f} on 2048 fresh "
-              f"palindromes after {result['steps']} steps, {result['seconds']:.1f} s ({result['stop_reason']})")
-    if out is not None and is_main_process():
+        print(f"{cfg.cell} T={cfg.length} seed={cfg.seed}: accuracy {result['accuracy']:.4f} on 2048 fresh "
+              f"palindromes after {result['steps']} steps, {result['seconds']:.1f} s ({result['stop_reason']})"
+              f"{resumed_note({'step': result['steps'], 'resumed_from': result['resumed_from']})}")
+    if cfg.out_dir is not None and is_main_process():
+        out = Path(cfg.out_dir)
         announce([out / name for name in ("checkpoint.pt", "metrics.csv", "config.json")], started,
-                 stream=sys.stderr if args.json else None)
+                 stream=sys.stderr if cfg.json else None)
     return 0
 
 
@@ -157,7 +111,7 @@ def run_sweep(args) -> int:
     started = time.time()
     out = check_out(args.out)
     from ..analysis.sweep import palindrome_sweep, parse_lengths
-    from ..train.trainer import resolve_device
+    from ..train import resolve_device
 
     lengths = parse_lengths(args.lengths)
     _check_memory(lengths, args.batch_size, args.hidden_size, flag="--lengths")
@@ -192,10 +146,9 @@ def run_grads(args) -> int:
     from ..models.sequence import SequenceClassifier
     from ..plots import plot_grad_norms
     from ..tasks.palindrome import fit_palindrome
+    from ..train import apply_threads, resolve_device
 
-    from ..train.trainer import resolve_device
-
-    _set_threads(args.threads)
+    apply_threads(args.threads)
     settings = _settings(args)
     settings["device"] = str(resolve_device(args.device))  # what ran, as grad_norms.json records it
     model_keys = ("input", "hidden_size", "init")

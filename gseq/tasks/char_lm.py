@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import csv
 import os
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -17,12 +16,14 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..checks import in_range, positive_int
+from ..checks import fits_memory, positive_int
+from ..config import TextConfig
 from ..data.text import CharVocab, eval_windows, load_text, split_text, window_sampler
 from ..io import load_checkpoint, write_csv
 from ..models.char_lstm import CharLSTM, char_lm_loss
 from ..models.generate import generate
-from ..train import CHECKPOINT_FORMAT, Mean, Trainer, check_model_state, rank_and_world_size, resolve_device
+from ..train import (CHECKPOINT_FORMAT, Mean, Trainer, apply_threads, check_model_state, rank_and_world_size,
+                     resolve_device, training_device)
 
 __all__ = ["train_char_lstm", "load_char_lstm", "char_lm_evaluator", "SampleLogger", "TEXT_CHECKPOINT_KIND"]
 
@@ -182,52 +183,7 @@ class _Figure:
                                    metric_keys=["acc", "val_window_acc", "val_acc"], title=self.title, path=self.path))
 
 
-def _check_resume(path: Path, extra: Mapping[str, Any]) -> None:
-    ckpt = load_checkpoint(path)
-    old = ckpt.get("extra") or {}
-    if old.get("kind") != TEXT_CHECKPOINT_KIND:
-        raise ValueError(f"checkpoint: {str(path)!r} is not a gseq text checkpoint; choose another out_dir")
-    if old.get("vocab") != extra["vocab"]:
-        before = old.get("vocab") or ""
-        raise ValueError(f"checkpoint: {str(path)!r} was trained with another vocabulary ({len(before)} "
-                         f"characters {str(before)[:40]!r}...) than this text gives ({len(extra['vocab'])} "
-                         "characters); resume with the same file and preprocessing, or choose another out_dir")
-    for key, what in (("model_config", "model"), ("data", "data settings")):
-        if old.get(key) != extra[key]:
-            raise ValueError(f"checkpoint: {str(path)!r} was trained with other {what} ({old.get(key)} vs "
-                             f"{extra[key]}); resume with the same settings, or choose another out_dir")
-
-
-def train_char_lstm(
-    file: str | os.PathLike,
-    *,
-    steps: int = 20000,
-    out_dir: str | os.PathLike | None = None,
-    resume: bool = False,
-    overwrite: bool = False,
-    device: str | torch.device | None = "auto",
-    preprocess: bool = False,
-    strip_header: bool = True,
-    seq_length: int = 30,
-    batch_size: int = 64,
-    lr: float = 2e-3,
-    hidden_size: int = 128,
-    num_layers: int = 2,
-    dropout: float = 0.0,
-    embedding: str = "onehot",
-    clip_grad_norm: float | None = 5.0,
-    val_fraction: float = 0.05,
-    eval_every: int = 500,
-    sample_every: int | None = 1000,
-    checkpoint_every: int | None = 1000,
-    lr_decay: float | None = None,
-    lr_decay_every: int = 5000,
-    target_loss: float | None = None,
-    target_acc: float | None = None,
-    seed: int = 0,
-    progress: bool = True,
-    echo_samples: bool = False,
-) -> dict[str, Any]:
+def train_char_lstm(file: str | os.PathLike | TextConfig = TextConfig.file, **settings: Any) -> dict[str, Any]:
     """Train a :class:`CharLSTM` on a text file through :class:`gseq.train.Trainer`.
 
     The text is read with :func:`gseq.data.load_text`, its sorted vocabulary built, the last
@@ -236,94 +192,78 @@ def train_char_lstm(
     characters drawn as batches;
     the loss is the mean cross-entropy over all time steps (:func:`char_lm_loss`), optimised by Adam with
     the global gradient norm clipped. With ``out_dir`` the run folder receives ``metrics.csv``,
-    ``config.json``, ``checkpoint.pt`` (model, optimizer, step, RNG states, plus the vocabulary, model
-    config and data settings as plain data), ``samples.csv`` (:class:`SampleLogger`) and ``loss.png``.
+    ``config.json``, ``checkpoint.pt`` (model, optimizer, step, RNG states, plus the vocabulary and model
+    config as plain data), ``samples.csv`` (:class:`SampleLogger`) and ``loss.png``.
 
     Args:
-        file: the text file, or a book's name under ``$GSEQ_DATA/text``.
-        steps: total optimizer steps (a resumed run continues up to this number). (default: ``20000``)
-        out_dir: run folder; None writes nothing. An existing checkpoint there is only continued with
-            ``resume=True``, or replaced with ``overwrite=True``. (default: None)
-        resume: continue exactly from ``out_dir/checkpoint.pt`` (same file and settings). (default: False)
-        overwrite: let this fresh run replace a checkpoint in ``out_dir``. (default: False)
-        device: ``"auto"``, ``"cpu"``, ``"cuda"``... (default: ``"auto"``)
-        preprocess: the report's preprocessing (letters, digits, spaces; lower-case). (default: False)
-        strip_header: drop the Project Gutenberg header and licence. (default: True)
-        seq_length, batch_size, lr: the course's defaults. (default: ``30``, ``64``, ``2e-3``)
-        hidden_size, num_layers, dropout, embedding: the :class:`CharLSTM`. (default: ``128``, ``2``,
-            ``0.0``, ``"onehot"``)
-        clip_grad_norm: global gradient-norm clip. (default: ``5.0``)
-        val_fraction: held-out tail of the text. (default: ``0.05``)
-        eval_every, sample_every, checkpoint_every: intervals in steps. (default: ``500``, ``1000``,
-            ``1000``; None switches sampling off / checkpoints only at the end)
-        lr_decay: multiply the learning rate by this every ``lr_decay_every`` steps. (default: None)
-        target_loss, target_acc: stop early once ``val_loss`` <= target_loss and ``val_acc`` >= target_acc
-            (the stream measure of :func:`char_lm_evaluator`). (default: None)
-        seed: seeds the model's initialisation, the batches and the samples. (default: ``0``)
-        progress: show a progress bar. (default: True)
-        echo_samples: print the logged samples. (default: False)
+        file: the text file, or a book's name under ``$GSEQ_DATA/text``; or a whole
+            :class:`~gseq.config.TextConfig`. (default: the book shipped with gseq)
+        **settings: the fields of :class:`~gseq.config.TextConfig`, each with its default and help there
+            (``steps=20000``, ``out_dir=None``, ``resume=False``, ``overwrite=False``, ``seq_length=30``,
+            ``batch_size=64``, ``lr=2e-3``, ``hidden_size=128``, ``num_layers=2``, ...); with a config as
+            ``file``, they replace its fields.
 
     Returns:
-        ``{"model", "vocab", "trainer", "result"}`` with ``result`` from :meth:`Trainer.fit`.
+        ``{"model", "vocab", "trainer", "result", "config"}`` with ``result`` from :meth:`Trainer.fit`.
 
     Raises:
         FileNotFoundError: no such file.
-        ValueError: the file is empty, not UTF-8 or too short for ``seq_length``; ``out_dir`` holds a
-            checkpoint and ``resume`` is False, or holds one of another vocabulary, model or data.
+        ValueError: a setting is out of range; the file is empty, not UTF-8 or too short for ``seq_length``;
+            ``out_dir`` holds a checkpoint and neither ``resume`` nor ``overwrite`` is set, or holds one of
+            another vocabulary, model or data.
     """
-    in_range("lr_decay", lr_decay, 0, 1, low_open=True, none_ok=True)
-    positive_int("lr_decay_every", lr_decay_every)
-    text = load_text(file, strip_header=strip_header, preprocess=preprocess)
-    positive_int("seq_length", seq_length)
-    if len(text) < seq_length + 1:
-        raise ValueError(f"file: {str(file)!r} holds {len(text)} characters (after cleaning), fewer than "
-                         f"seq_length + 1 = {seq_length + 1}; use a longer text or a smaller seq_length")
+    cfg = _config(file, settings)
+    apply_threads(cfg.threads)
+    text = load_text(cfg.file, strip_header=cfg.strip_header, preprocess=cfg.preprocess)
+    if len(text) < cfg.seq_length + 1:
+        raise ValueError(f"{cfg.name('file')}: {cfg.file!r} holds {len(text)} characters (after cleaning), fewer than "
+                         f"{cfg.name('seq_length')} + 1 = {cfg.seq_length + 1}; use a longer text or a smaller "
+                         f"{cfg.name('seq_length')}")
     vocab = CharVocab.from_text(text)
-    train_ids, val_ids = split_text(vocab.encode(text), val_fraction)
-    if val_ids.numel() < seq_length + 1:
-        raise ValueError(f"file: the held-out {val_fraction:.0%} of {str(file)!r} ({val_ids.numel()} characters) is "
-                         f"shorter than seq_length + 1 = {seq_length + 1}; use a longer text or a larger val_fraction")
-    sampler = window_sampler(train_ids, seq_length, batch_size)
-    evaluate = char_lm_evaluator(val_ids, seq_length)
+    train_ids, val_ids = split_text(vocab.encode(text), cfg.val_fraction)
+    if val_ids.numel() < cfg.seq_length + 1:
+        raise ValueError(f"{cfg.name('file')}: the held-out {cfg.val_fraction:.0%} of {cfg.file!r} ({val_ids.numel()} "
+                         f"characters) is shorter than {cfg.name('seq_length')} + 1 = {cfg.seq_length + 1}; use a "
+                         f"longer text or a larger {cfg.name('val_fraction')}")
+    # one step holds, per character of a batch, its ids, its input (one-hot or embedded) and every layer's gates
+    # and states, each with its gradient: refuse a batch that cannot fit before allocating it
+    per_char = 16 + 2 * 4 * ((len(vocab) if cfg.embedding == "onehot" else cfg.hidden_size)
+                             + 6 * cfg.hidden_size * cfg.num_layers)
+    fits_memory(cfg.name("batch_size"), cfg.batch_size, cfg.batch_size * (cfg.seq_length + 1) * per_char,
+                training_device(cfg.device), what=f"windows of {cfg.seq_length + 1} characters")
+    sampler = window_sampler(train_ids, cfg.seq_length, cfg.batch_size)
+    evaluate = char_lm_evaluator(val_ids, cfg.seq_length)
 
-    torch.manual_seed(seed)
-    model = CharLSTM(len(vocab), hidden_size, num_layers, dropout, embedding)
-    data = {"file": Path(file).name, "preprocess": bool(preprocess), "strip_header": bool(strip_header),
-            "val_fraction": float(val_fraction), "seq_length": seq_length, "batch_size": batch_size,
-            "characters": len(text)}
-    extra = {"kind": TEXT_CHECKPOINT_KIND, "vocab": vocab.to_data(), "model_config": model.config, "data": data}
-    out = Path(out_dir) if out_dir is not None else None
-    if resume and out is None:
-        raise ValueError("resume: needs out_dir, the run folder holding checkpoint.pt")
-    if resume and overwrite:
-        raise ValueError("resume, overwrite: choose one: resume continues the run in out_dir, overwrite replaces it")
-    if out is not None and (out / "checkpoint.pt").exists():
-        if not resume and not overwrite:
-            raise ValueError(f"out_dir: {str(out)!r} already holds a checkpoint; pass resume=True (--resume) to "
-                             "continue it, overwrite=True (--overwrite) to replace it, or choose another out_dir "
-                             "(nothing was overwritten)")
-        if resume:
-            _check_resume(out / "checkpoint.pt", extra)
-
+    torch.manual_seed(cfg.seed)
+    model = CharLSTM(len(vocab), cfg.hidden_size, cfg.num_layers, cfg.dropout, cfg.embedding)
+    cfg.derived.update(vocab=vocab.to_data(), characters=len(text))
+    out = Path(cfg.out_dir) if cfg.out_dir is not None else None
     callbacks: list[Any] = []
-    if sample_every:
-        callbacks.append(SampleLogger(vocab, sample_every, seed=seed, echo=echo_samples,
+    if cfg.sample_every:
+        callbacks.append(SampleLogger(vocab, cfg.sample_every, seed=cfg.seed, echo=cfg.echo_samples,
                                       path=out / "samples.csv" if out is not None else None))
-    if lr_decay is not None and lr_decay != 1:
-        callbacks.append(_StepDecay(lr, lr_decay, lr_decay_every))
-    if target_loss is not None or target_acc is not None:
-        callbacks.append(_Targets(target_loss, target_acc))
+    if cfg.lr_decay is not None and cfg.lr_decay != 1:
+        callbacks.append(_StepDecay(cfg.lr, cfg.lr_decay, cfg.lr_decay_every))
+    if cfg.target_loss is not None or cfg.target_acc is not None:
+        callbacks.append(_Targets(cfg.target_loss, cfg.target_acc))
     if out is not None:
-        callbacks.append(_Figure(out / "loss.png", f"CharLSTM {num_layers}x{hidden_size} on {data['file']}"))
-    config = {"task": "text", "data": data, "model": model.config, "lr_decay": lr_decay,
-              "lr_decay_every": lr_decay_every, "target_loss": target_loss, "target_acc": target_acc}
-    trainer = Trainer(model, optimizer="adam", lr=lr, clip_grad_norm=clip_grad_norm, max_steps=steps,
-                      eval_every=eval_every, seed=seed, device=device, callbacks=callbacks, progress=progress,
-                      out_dir=out, overwrite=overwrite, checkpoint_every=checkpoint_every, config=config,
-                      checkpoint_extra=extra,
+        callbacks.append(_Figure(out / "loss.png", f"CharLSTM {cfg.num_layers}x{cfg.hidden_size} on "
+                                                   f"{Path(cfg.file).name}"))
+    trainer = Trainer(model, optimizer="adam", lr=cfg.lr, clip_grad_norm=cfg.clip_grad_norm, max_steps=cfg.steps,
+                      eval_every=cfg.eval_every, seed=cfg.seed, device=cfg.device, callbacks=callbacks,
+                      progress=cfg.progress, out_dir=out, overwrite=cfg.overwrite,
+                      checkpoint_every=cfg.checkpoint_every, config=cfg,
+                      checkpoint_extra={"kind": TEXT_CHECKPOINT_KIND, "vocab": vocab.to_data(),
+                                        "model_config": model.config},
                       desc="text")
-    result = trainer.fit(char_lm_loss, sampler, evaluate, resume=resume)
-    return {"model": model, "vocab": vocab, "trainer": trainer, "result": result}
+    result = trainer.fit(char_lm_loss, sampler, evaluate, resume=cfg.resume)
+    return {"model": model, "vocab": vocab, "trainer": trainer, "result": result, "config": cfg}
+
+
+def _config(file, settings: dict[str, Any]) -> TextConfig:
+    if isinstance(file, TextConfig):
+        return file.with_changes(**settings)
+    return TextConfig(file=os.fspath(file), **settings)
 
 
 def load_char_lstm(
@@ -341,7 +281,7 @@ def load_char_lstm(
 
     Returns:
         ``(model, vocab, info)``: the model in eval mode, the stored vocabulary, and
-        ``{"step", "data", "last_eval"}``.
+        ``{"step", "data", "last_eval"}`` (``data``: the run's saved :class:`~gseq.config.TextConfig`).
 
     Raises:
         FileNotFoundError: no file at ``path``.
@@ -370,6 +310,6 @@ def load_char_lstm(
     model.load_state_dict(ckpt["model"])
     model.to(resolve_device(device)).eval()
     history = ckpt.get("history") or [{}]
-    info = {"step": ckpt.get("step"), "data": dict(extra.get("data") or {}),
+    info = {"step": ckpt.get("step"), "data": dict(ckpt.get("config") or {}),
             "last_eval": {k: v for k, v in history[-1].items() if k.startswith("val_")}}
     return model, stored, info

@@ -14,7 +14,7 @@ from ..checks import positive_int
 from ..models.gcn_net import sparse_features
 from ..models.gcnii import GCNII
 from ..train import Trainer, seed_everything
-from .node_classification import _check_masks, _result, _scores
+from .node_classification import _check_masks, _scores
 
 __all__ = ["train_gcnii"]
 
@@ -91,4 +91,8 @@ def train_gcnii(
     start = time.perf_counter()
     result = trainer.fit(loss_fn, lambda g: graph, evaluate)
     best = next(row for row in trainer.history if row["step"] == result["best_step"])
-    return _result(trainer, model, best, result["best_step"], start)
+    return {
+        "test_acc": best["test_acc"], "val_acc": best["val_acc"], "train_acc": best["train_acc"],
+        "best_epoch": best["step"], "seconds": time.perf_counter() - start,
+        "self_loop_weights": model.self_loop_weights(), "history": trainer.history, "model": model,
+    }

@@ -33,12 +33,13 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..checks import boolean, choice, integer
+from ..checks import boolean, integer
+from ..config import PalindromeConfig
 from ..data.palindromes import NUM_DIGITS, palindromes
 from ..data.path_graph import palindrome_graphs
 from ..models.gcn_net import GCNNet
-from ..models.sequence import CELLS, SequenceClassifier
-from ..train import Trainer
+from ..models.sequence import SequenceClassifier
+from ..train import Trainer, apply_threads
 
 __all__ = ["train_palindrome", "fit_palindrome", "palindrome_accuracy", "train_palindrome_gcn",
            "palindrome_gcn_accuracy", "last_node_logits"]
@@ -79,86 +80,85 @@ def _sequence_loss(model: nn.Module, batch) -> dict[str, Tensor]:
     return {"loss": F.cross_entropy(logits, y), "train_accuracy": (logits.argmax(-1) == y).float().mean()}
 
 
-def fit_palindrome(model: SequenceClassifier, length: int, *, batch_size: int = 128, optimizer: str = "rmsprop",
-                   lr: float = 1e-3, max_steps: int = 5000, clip_grad_norm: float | None = 10.0,
-                   eval_every: int = 10, eval_size: int = 512, test_size: int = 2048, target: float = 1.0,
-                   seed: int = 0, device: str | torch.device | None = "auto", out_dir: str | Path | None = None,
-                   resume: bool = False, overwrite: bool = False, progress: bool = False) -> dict[str, Any]:
+def fit_palindrome(model: SequenceClassifier, length: int, **settings: Any) -> dict[str, Any]:
     """Train ``model`` in place on palindromes of ``length`` through :class:`gseq.train.Trainer`.
 
+    The settings are the training fields of :class:`~gseq.config.PalindromeConfig` (``batch_size=128``,
+    ``optimizer="rmsprop"``, ``lr=1e-3``, ``max_steps=5000``, ``clip_grad_norm=10.0``, ``eval_every=10``,
+    ``eval_size=512``, ``test_size=2048``, ``target=1.0``, ``seed=0``, ``device="auto"``, ``out_dir=None``,
+    ``resume=False``, ``overwrite=False``, ``progress=False``); the model's own settings are read from it.
     Each step draws ``batch_size`` fresh palindromes from the trainer's generator (seeded by ``seed``);
     every ``eval_every`` steps the accuracy on ``eval_size`` fresh palindromes, drawn from a generator of
     its own (so evaluating never changes the training stream), is checked against ``target``. At the end
     the accuracy is measured once more on ``test_size`` palindromes from a third generator. (Stopping at
     accuracy 1.0 on 512 samples leaves little room: a model with accuracy 0.99 passes that check with
-    probability 0.99^512 < 1%.)
-
-    With ``out_dir``, the run folder gets the Trainer's files; ``resume=True`` continues a checkpoint there
-    (same settings only), ``overwrite=True`` replaces it; otherwise a checkpoint there is refused.
+    probability 0.99^512 < 1%.) ``out_dir`` follows :class:`~gseq.train.RunFolder`'s policy.
 
     Returns:
         a dict with ``accuracy`` (the final test accuracy), ``steps``, ``seconds`` (training,
-        evaluations included), ``stop_reason``, ``eval_accuracy`` (the last evaluation), ``length`` and
-        ``seed``.
+        evaluations included), ``stop_reason``, ``eval_accuracy`` (the last evaluation), ``length``,
+        ``seed`` and ``resumed_from`` (the step a resumed run started from, else None).
     """
-    for name, value, minimum in (("length", length, 2), ("batch_size", batch_size, 1),
-                                 ("eval_size", eval_size, 1), ("test_size", test_size, 1)):
-        integer(name, value, minimum=minimum)
-    eval_gen = torch.Generator().manual_seed(seed + 1_000_003)
-    test_gen = torch.Generator().manual_seed(seed + 2_000_029)
+    config = settings.pop("config", None)
+    model_settings = {"cell": model.cell_type, "length": length, "input": model.input,
+                      "hidden_size": model.hidden_size, "init": model.init,
+                      "forget_bias": float(getattr(model.rnn.cell, "forget_bias", 0.0))}
+    cfg = (config.with_changes(**model_settings, **settings) if config is not None
+           else PalindromeConfig(**model_settings, **settings))
+    return _fit(model, cfg)
+
+
+def _fit(model: SequenceClassifier, cfg: PalindromeConfig) -> dict[str, Any]:
+    apply_threads(cfg.threads)
+    eval_gen = torch.Generator().manual_seed(cfg.seed + 1_000_003)
+    test_gen = torch.Generator().manual_seed(cfg.seed + 2_000_029)
 
     def data(generator: torch.Generator):
-        return palindromes(batch_size, length, generator=generator)
+        return palindromes(cfg.batch_size, cfg.length, generator=generator)
 
     def evaluate(m: nn.Module) -> dict[str, float]:
         dev = next(m.parameters()).device
-        x, y = palindromes(eval_size, length, generator=eval_gen, device=dev)
+        x, y = palindromes(cfg.eval_size, cfg.length, generator=eval_gen, device=dev)
         return {"accuracy": (m(x).argmax(-1) == y).float().mean()}
 
-    config = {"task": "palindrome", "cell": model.cell_type, "length": length, "input": model.input,
-              "hidden_size": model.hidden_size, "init": model.init, "batch_size": batch_size,
-              "forget_bias": getattr(model.rnn.cell, "forget_bias", 0.0)}
-    trainer = Trainer(model, optimizer=optimizer, lr=lr, clip_grad_norm=clip_grad_norm, max_steps=max_steps,
-                      eval_every=eval_every, monitor="accuracy", target=target, seed=seed, device=device,
-                      progress=progress, out_dir=out_dir, overwrite=overwrite, config=config,
-                      desc=f"{model.cell_type} T={length}")
-    if resume and trainer.checkpoint_path is not None and trainer.checkpoint_path.is_file():
+    trainer = Trainer(model, optimizer=cfg.optimizer, lr=cfg.lr, clip_grad_norm=cfg.clip_grad_norm,
+                      max_steps=cfg.max_steps, eval_every=cfg.eval_every, monitor="accuracy", target=cfg.target,
+                      seed=cfg.seed, device=cfg.device, progress=cfg.progress, out_dir=cfg.out_dir,
+                      overwrite=cfg.overwrite, config=cfg, desc=f"{model.cell_type} T={cfg.length}")
+    if cfg.resume and trainer.checkpoint_path.is_file():
         # the evaluation stream continues where it stopped: skip the draws already made
         trainer.load_checkpoint()
         for _ in range(len(trainer.history)):
-            palindromes(eval_size, length, generator=eval_gen)
-    result = trainer.fit(_sequence_loss, data, evaluate, resume=resume)
-    accuracy = palindrome_accuracy(model, length, test_size, generator=test_gen)
+            palindromes(cfg.eval_size, cfg.length, generator=eval_gen)
+    result = trainer.fit(_sequence_loss, data, evaluate, resume=cfg.resume)
+    accuracy = palindrome_accuracy(model, cfg.length, cfg.test_size, generator=test_gen)
     return {"accuracy": accuracy, "steps": result["step"], "seconds": result["seconds"],
             "stop_reason": result["stop_reason"], "eval_accuracy": result["last_eval"].get("accuracy"),
-            "length": length, "seed": seed}
+            "length": cfg.length, "seed": cfg.seed, "resumed_from": result["resumed_from"]}
 
 
-def train_palindrome(cell: str = "lstm", length: int = 20, *, input: str = "scalar", hidden_size: int = 128,
-                     init: str = "xavier_uniform", forget_bias: float = 0.0, fused: bool = True,
-                     seed: int = 0, **fit_kwargs: Any) -> dict[str, Any]:
+def train_palindrome(cell: str = "lstm", length: int = 20, **settings: Any) -> dict[str, Any]:
     """Build a :class:`~gseq.models.SequenceClassifier` (weights seeded by ``seed``) and train it on palindromes.
 
     Args:
-        cell, input, hidden_size, init, fused: as for :class:`~gseq.models.SequenceClassifier`.
+        cell: ``"rnn"`` or ``"lstm"``. (default: ``"lstm"``)
         length: palindrome length ``T`` (the model reads ``T - 1`` digits). (default: ``20``)
-        forget_bias: initial forget-gate bias; used by the LSTM, ignored for ``cell="rnn"``.
-        seed: seeds the weights, the training stream and the evaluation streams. (default: ``0``)
-        **fit_kwargs: passed to :func:`fit_palindrome`: ``batch_size=128``, ``optimizer="rmsprop"``,
-            ``lr=1e-3``, ``max_steps=5000``, ``clip_grad_norm=10``, ``eval_every=10``, ``eval_size=512``,
-            ``test_size=2048``, ``target=1.0``, ``device="auto"``, ``out_dir=None``, ``resume=False``,
-            ``overwrite=False``, ``progress=False``.
+        **settings: the fields of :class:`~gseq.config.PalindromeConfig` (``input="scalar"``,
+            ``hidden_size=128``, ``init="xavier_uniform"``, ``forget_bias=0.0`` (LSTM only), ``fused=True``,
+            ``seed=0`` and the training settings of :func:`fit_palindrome`), or ``config=`` a whole one.
 
     Returns:
         the dict of :func:`fit_palindrome` plus ``"cell"``, ``"wall_seconds"`` (construction included).
     """
     start = time.perf_counter()
-    choice("cell", cell, CELLS)
-    torch.manual_seed(seed)
-    model = SequenceClassifier(cell, hidden_size, input=input, init=init,
-                               forget_bias=forget_bias if cell == "lstm" else 0.0, fused=fused)
-    result = fit_palindrome(model, length, seed=seed, **fit_kwargs)
-    return {"cell": cell, **result, "wall_seconds": time.perf_counter() - start}
+    config = settings.pop("config", None)
+    cfg = config.with_changes(**settings) if config is not None else PalindromeConfig(cell=cell, length=length,
+                                                                                      **settings)
+    torch.manual_seed(cfg.seed)
+    model = SequenceClassifier(cfg.cell, cfg.hidden_size, input=cfg.input, init=cfg.init,
+                               forget_bias=cfg.forget_bias if cfg.cell == "lstm" else 0.0, fused=cfg.fused)
+    result = _fit(model, cfg)
+    return {"cell": cfg.cell, **result, "wall_seconds": time.perf_counter() - start}
 
 
 # ---------------------------------------------------------------------- graph: GCNNet on path graphs

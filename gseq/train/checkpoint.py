@@ -40,21 +40,32 @@ def check_model_state(model: nn.Module, state: Mapping[str, Tensor], model_class
                          "another size or kind")
 
 
-def check_same_settings(saved: Mapping[str, Any], current: Mapping[str, Any], source: str) -> None:
+def check_same_settings(saved: Mapping[str, Any], current: Mapping[str, Any], source: str, config=None) -> None:
     """Refuse to resume a run whose settings differ from the checkpoint's, naming each difference (the
-    number of processes among them: a run of one process has ``world_size`` 1)."""
-    def plain(config):  # as config.json holds them: tuples become lists, odd values strings
-        flat = _flat(json.loads(json.dumps(config, default=str)))
+    number of processes among them: a run of one process has ``world_size`` 1).
+
+    With ``config`` (the task's :class:`gseq.config.Config`), its fields are compared by
+    :meth:`~gseq.config.Config.resume_differences` (its ``resumable`` fields may change, names are spelled as
+    the caller spells them) and the trainer's own settings that no field holds by this function."""
+    def plain(settings):  # as config.json holds them: tuples become lists, odd values strings
+        flat = _flat(json.loads(json.dumps(settings, default=str)))
         flat.setdefault("trainer.world_size", 1)
         return flat
 
     old, new = plain(saved), plain(current)
     allowed = {f"trainer.{key}" for key in RESUMABLE_SETTINGS}
-    differ = [k for k in sorted(set(old) | set(new)) if k not in allowed and old.get(k) != new.get(k)]
+    resumable = list(RESUMABLE_SETTINGS)
+    differ: list[str] = []
+    if config is not None:
+        differ = config.resume_differences(saved)
+        fields = set(config.to_dict())  # compared by the config; trainer.X repeats the field X (lr, seed, ...)
+        allowed |= {k for k in set(old) | set(new) if k.split(".")[0] in fields or k.removeprefix("trainer.") in fields}
+        resumable = list(config.resumable_names())
+    differ += [f"{k.removeprefix('trainer.')} {old.get(k)!r} there, {new.get(k)!r} now"
+               for k in sorted(set(old) | set(new)) if k not in allowed and old.get(k) != new.get(k)]
     if differ:
-        shown = "; ".join(f"{k.removeprefix('trainer.')} {old.get(k)!r} there, {new.get(k)!r} now" for k in differ)
-        raise ValueError(f"resume: {source!r} was trained with other settings ({shown}); resume with the settings it "
-                         f"was trained with (only {', '.join(RESUMABLE_SETTINGS)} may change; a distributed run "
+        raise ValueError(f"resume: {source!r} was trained with other settings ({'; '.join(differ)}); resume with the "
+                         f"settings it was trained with (only {', '.join(resumable)} may change; a distributed run "
                          "resumes with the same number of processes), or start a new run in another folder")
 
 

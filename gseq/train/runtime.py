@@ -11,7 +11,7 @@ from torch import Tensor, nn
 
 from ..checks import non_negative_float, positive_float
 
-__all__ = ["seed_everything", "resolve_device", "training_device", "move_to", "check_optimizer_groups"]
+__all__ = ["seed_everything", "apply_threads", "resolve_device", "training_device", "move_to", "check_optimizer_groups"]
 
 
 def seed_everything(seed: int) -> None:
@@ -24,6 +24,13 @@ def seed_everything(seed: int) -> None:
         np.random.seed(seed % 2**32)
     except ImportError:  # pragma: no cover - numpy is a dependency
         pass
+
+
+def apply_threads(threads: int | None) -> None:
+    """The one rule for CPU threads across commands: a task run with ``threads=N`` (``--threads N``) sets
+    ``torch.set_num_threads(N)`` when it starts; None leaves torch's choice (and any earlier setting) as it is."""
+    if threads is not None:
+        torch.set_num_threads(threads)
 
 
 def resolve_device(device: str | torch.device | None = "auto") -> torch.device:

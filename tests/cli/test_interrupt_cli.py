@@ -54,7 +54,7 @@ def test_ctrl_c_saves_a_checkpoint_and_exits_130_with_one_line(tmp_path, capsys)
     assert "Traceback" not in stderr
     last = stderr.strip().splitlines()[-1]
     step = torch.load(out / "checkpoint.pt", weights_only=True)["step"]
-    assert last == (f"gseq text: interrupted: stopped after step {step}; checkpoint saved to {out / 'checkpoint.pt'} "
+    assert last == (f"gseq text train: interrupted: stopped after step {step}; checkpoint saved to {out / 'checkpoint.pt'} "
                     "(continue with --resume)")
     assert _resume(book, out, step + 2) == 0
     assert torch.load(out / "checkpoint.pt", weights_only=True)["step"] == step + 2
@@ -65,8 +65,10 @@ def test_kill_9_loses_nothing_saved_and_stale_temp_files_go(tmp_path):
     assert code == -signal.SIGKILL
     step = torch.load(out / "checkpoint.pt", weights_only=True)["step"]  # the last checkpoint reads back whole
     # what a kill during a save leaves behind (the kill above may or may not have hit one), and files not ours
-    stale = [out / ".checkpoint.pt.k1ll3d_x.tmp", out / ".metrics.csv.abcd1234.tmp"]
-    kept = [out / ".checkpoint.pt.notours.tmp", out / "notes.tmp", out / ".samples.csv.abcd1234.tmp"]
+    # one rule for every file gseq writes: samples.csv and loss.png temps go too
+    stale = [out / ".checkpoint.pt.k1ll3d_x.tmp", out / ".metrics.csv.abcd1234.tmp", out / ".samples.csv.abcd1234.tmp",
+             out / ".loss.png.abcd1234.tmp"]
+    kept = [out / ".checkpoint.pt.notours.tmp", out / "notes.tmp", out / ".notes.txt.abcd1234.tmp"]
     for path in stale + kept:
         path.write_bytes(b"x" * 1000)
     assert _resume(book, out, step + 1) == 0

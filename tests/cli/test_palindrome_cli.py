@@ -64,7 +64,7 @@ def test_bad_arguments_exit_2_with_one_line(capsys, tmp_path, argv, match):
     argv = [a.replace("{tmp}", str(tmp_path / "run")) for a in argv]
     assert main(["palindrome", *argv, "--max-steps", "1"]) == 2
     err = capsys.readouterr().err
-    assert err.startswith("gseq palindrome: error:") and match in err and len(err.strip().splitlines()) == 1
+    assert err.startswith(f"gseq palindrome {argv[0]}: error:") and match in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "run" / "results.csv").exists()
 
 
@@ -114,7 +114,7 @@ def test_a_loss_that_becomes_nan_stops_with_one_line(capsys, tmp_path, monkeypat
     code = main(["palindrome", "train", "--cell", "rnn", "--length", "4", "--hidden-size", "8", "--max-steps", "50",
                  "--out", str(tmp_path)])
     err = capsys.readouterr().err
-    assert code == 1 and err.startswith("gseq palindrome: error: loss: became nan at step 3")
+    assert code == 1 and err.startswith("gseq palindrome train: error: loss: became nan at step 3")
     assert len(err.strip().splitlines()) == 1 and len(calls) == 3  # training stopped there
 
 

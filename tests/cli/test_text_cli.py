@@ -92,7 +92,7 @@ def test_generate_bad_arguments_exit_2(run_dir, capsys, extra, message):
     capsys.readouterr()
     assert main(["text", "generate", "--checkpoint", str(out / "checkpoint.pt")] + extra) == 2
     err = capsys.readouterr().err
-    assert err.startswith("gseq text: error:") and message in err and len(err.strip().splitlines()) == 1
+    assert err.startswith("gseq text generate: error:") and message in err and len(err.strip().splitlines()) == 1
 
 
 def test_skip_unknown_prompt_characters(run_dir, capsys):
@@ -116,10 +116,10 @@ def test_bad_files_and_checkpoints_exit_2(tmp_path, run_dir, capsys):
         (["text", "train", "--file", str(tmp_path / "missing.txt"), "--out", str(tmp_path / "o1")], "no text file"),
         (["text", "train", "--file", str(tmp_path / "empty.txt"), "--out", str(tmp_path / "o2")], "empty"),
         (["text", "train", "--file", str(tmp_path / "latin1.txt"), "--out", str(tmp_path / "o3")], "not UTF-8"),
-        (["text", "train", "--file", str(tmp_path / "short.txt"), "--out", str(tmp_path / "o4")], "seq_length + 1"),
+        (["text", "train", "--file", str(tmp_path / "short.txt"), "--out", str(tmp_path / "o4")], "--seq-length + 1"),
         (["text", "train", "--file", str(book), "--out", str(out), "--preprocess"], "already holds a checkpoint"),
         (["text", "train", "--file", str(tmp_path / "other.txt"), "--out", str(out), "--preprocess", "--resume"],
-         "another vocabulary"),
+         "other settings (--file "),
         (["text", "generate", "--checkpoint", str(tmp_path / "none.pt")], "no file"),
     ]
     for args, message in cases:
@@ -156,7 +156,8 @@ def test_train_without_file_uses_the_shipped_book_offline(tmp_path, capsys, monk
     assert main(["text", "train", "--steps", "2", "--sample-every", "0", "--out", str(tmp_path)] + tiny) == 0
     out = capsys.readouterr().out
     config = json.loads((tmp_path / "config.json").read_text())
-    assert config["data"]["file"] == "book_EN_grimms_fairy_tails.txt" and config["data"]["characters"] > 500_000
+    assert config["task"] == "text" and config["file"] == "book_EN_grimms_fairy_tails.txt"
+    assert config["derived"]["characters"] > 500_000 and config["seq_length"] == 8 and config["trainer"]["lr"] == 2e-3
     wrote = next(line for line in out.splitlines() if line.startswith("wrote "))
     for name in ("checkpoint.pt", "metrics.csv", "config.json", "loss.png"):
         assert str(tmp_path / name) in wrote
@@ -171,7 +172,7 @@ def test_resume_with_changed_settings_is_refused(trained, tmp_path, capsys):
     assert main(["text", "train", "--file", str(book), "--steps", "15", "--out", str(out), "--preprocess", "--resume",
                  *SMALL, "--lr", "0.5", "--seed", "7"]) == 2
     err = capsys.readouterr().err
-    assert "lr 0.002 there, 0.5 now" in err and "seed 0 there, 7 now" in err
+    assert "--lr 0.002 there, 0.5 now" in err and "--seed 0 there, 7 now" in err and "only --steps, --device" in err
     assert (out / "config.json").read_text() == config  # config.json never disagrees with what ran
 
 
@@ -192,4 +193,4 @@ def test_unwritable_out_is_refused_before_training(capsys, tmp_path):
     for out, message in ((tmp_path / "file", "is a file"), (tmp_path / "file" / "run", "cannot create")):
         assert main(["text", "train", "--out", str(out), "--steps", "1"]) == 2
         err = capsys.readouterr().err
-        assert err.startswith("gseq text: error: --out:") and message in err and len(err.strip().splitlines()) == 1
+        assert err.startswith("gseq text train: error: --out:") and message in err and len(err.strip().splitlines()) == 1

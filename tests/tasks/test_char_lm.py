@@ -67,7 +67,8 @@ def test_run_folder_checkpoint_holds_vocab_and_config_as_plain_data(text_file, t
     ckpt = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=True)
     extra = ckpt["extra"]
     assert extra["vocab"] == run["vocab"].chars == "".join(sorted(set(TEXT)))
-    assert extra["model_config"] == run["model"].config and extra["data"]["seq_length"] == 12
+    assert extra["model_config"] == run["model"].config and set(extra) == {"kind", "vocab", "model_config"}
+    assert ckpt["config"]["seq_length"] == 12 and ckpt["config"]["derived"]["vocab"] == extra["vocab"]
     assert {"metrics.csv", "config.json", "checkpoint.pt", "samples.csv", "loss.png"} <= \
         {p.name for p in (tmp_path / "run").iterdir()}
     rows = (tmp_path / "run" / "samples.csv").read_text().splitlines()
@@ -122,9 +123,9 @@ def test_existing_checkpoint_is_never_lost(text_file, tmp_path):
         tiny_run(text_file, out, 6)  # a fresh run does not overwrite it
     other = tmp_path / "other.txt"
     other.write_text(TEXT.upper())
-    with pytest.raises(ValueError, match="another vocabulary"):
+    with pytest.raises(ValueError, match="vocab ' .acdeghlmnorst' there, ' .ACDEGHLMNORST' now"):
         tiny_run(other, out, 6, resume=True)
-    with pytest.raises(ValueError, match="other model"):
+    with pytest.raises(ValueError, match="hidden_size 16 there, 32 now"):
         tiny_run(text_file, out, 6, resume=True, hidden_size=32)
     assert path.read_bytes() == before
     path.write_bytes(before[: len(before) // 2])  # corrupted (truncated) file

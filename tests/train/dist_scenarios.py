@@ -119,8 +119,46 @@ def reference_world_size_change(out: Path, rank: int, world: int) -> dict:
     return {"error": None}
 
 
+def interrupted(out: Path, rank: int, world: int) -> dict:
+    """Ctrl-C on rank 0 at an evaluating step (4), resume, Ctrl-C on rank 1 at a step between evaluations (5),
+    resume: the history, best evaluation and weights of the run that was never interrupted, on a sampler
+    and on a list of batches walked by epochs."""
+    from gseq.train import TrainingInterrupted
+
+    class CtrlC:  # what the SIGINT handler does, on one rank only
+        def __init__(self, at, on_rank):
+            self.at, self.on_rank = at, on_rank
+
+        def on_step_end(self, trainer, step, logs):
+            if step == self.at and rank == self.on_rank:
+                trainer.interrupted = True
+
+    batches = [sample_batch(torch.Generator().manual_seed(i)) for i in range(6)]
+
+    def evaluate(m):
+        return {"val": Mean(float(flat(m)[rank]), 1.0)}
+
+    def run(folder, data, stop=None, resume=False):
+        trainer = Trainer(model(), lr=0.05, seed=1, device="cpu", progress=False, out_dir=out / folder, eval_every=2,
+                          checkpoint_every=3, monitor="val", keep_best=True, callbacks=[stop] if stop else [],
+                          **({"max_steps": 8} if callable(data) else {"max_epochs": 3}))
+        try:
+            result = trainer.fit(mse, data, evaluate, resume=resume)
+        except TrainingInterrupted as err:
+            return {"interrupted": err.step}
+        rows = [{k: v for k, v in row.items() if k != "seconds"} for row in trainer.history]
+        return {"rows": rows, "best": result["best_step"], "weights": flat(trainer.model)}
+
+    results = {}
+    for name, data in (("sampler", sample_batch), ("list", batches)):
+        straight = run(f"{name}-straight", data)
+        stops = [run(f"{name}-cut", data, CtrlC(4, 0)), run(f"{name}-cut", data, CtrlC(5, 1), resume=True)]
+        results[name] = {"straight": straight, "stops": stops, "resumed": run(f"{name}-cut", data, resume=True)}
+    return results
+
+
 SCENARIOS = {"exactness": exactness, "resume": resume, "killed": killed,
-             "world_size_change": reference_world_size_change}
+             "world_size_change": reference_world_size_change, "interrupted": interrupted}
 
 if __name__ == "__main__":
     torch.set_num_threads(1)

@@ -87,6 +87,15 @@ def test_a_resumed_distributed_run_continues_exactly_and_needs_the_same_world_si
     assert single["error"] is not None and "world_size 2 there, 1 now" in single["error"]
 
 
+def test_ctrl_c_on_one_rank_at_any_step_then_resume_is_the_uninterrupted_run(tmp_path):
+    for r in run_ranks("interrupted", tmp_path, world=2):
+        for data in ("sampler", "list"):
+            runs = r[data]
+            assert [s["interrupted"] for s in runs["stops"]] == [4, 5]  # every rank stopped at the same step
+            assert runs["resumed"] == runs["straight"]  # rows (the interrupted steps' included), best, weights
+            assert [row["step"] for row in runs["straight"]["rows"]][:3] == [2, 4, 6]
+
+
 def test_a_killed_rank_stops_the_others_with_its_name_and_keeps_the_checkpoint(tmp_path):
     start = time.monotonic()
     r0, r1 = run_ranks("killed", tmp_path, world=2, timeout=90)
