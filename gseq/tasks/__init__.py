@@ -8,13 +8,14 @@ targets) around a model of :mod:`gseq.models`, handed to the one Trainer: node c
 
 from .._lazy import attach
 
-__all__: list[str] = ["train_node_classifier", "train_node_classifier_minibatch"]
+__all__: list[str] = ["train_node_classifier", "train_node_classifier_minibatch", "train_gcnii"]
 __all__ += ["train_palindrome", "fit_palindrome", "palindrome_accuracy", "train_palindrome_gcn",
             "palindrome_gcn_accuracy", "last_node_logits"]
 __all__ += ["train_char_lstm", "load_char_lstm", "char_lm_evaluator", "SampleLogger"]
 
-__getattr__, __dir__ = attach(__name__, submodules=["node_classification", "palindrome", "char_lm"], names={
+__getattr__, __dir__ = attach(__name__, submodules=["node_classification", "gcnii", "palindrome", "char_lm"], names={
     "node_classification": ["train_node_classifier", "train_node_classifier_minibatch"],
+    "gcnii": ["train_gcnii"],
     "palindrome": ["train_palindrome", "fit_palindrome", "palindrome_accuracy", "train_palindrome_gcn",
                    "palindrome_gcn_accuracy", "last_node_logits"],
     "char_lm": ["train_char_lstm", "load_char_lstm", "char_lm_evaluator", "SampleLogger"],

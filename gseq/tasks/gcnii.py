@@ -57,7 +57,7 @@ def train_gcnii(
 
     Returns:
         ``{"test_acc", "val_acc", "train_acc", "best_epoch", "seconds", "self_loop_weights", "history",
-        "model"}``.
+        "model", "result"}`` (``result``: what :meth:`Trainer.fit <gseq.train.Trainer.fit>` returned).
     """
     _check_masks(data)
     positive_int("patience", patience, none_ok=True)
@@ -95,4 +95,5 @@ def train_gcnii(
         "test_acc": best["test_acc"], "val_acc": best["val_acc"], "train_acc": best["train_acc"],
         "best_epoch": best["step"], "seconds": time.perf_counter() - start,
         "self_loop_weights": model.self_loop_weights(), "history": trainer.history, "model": model,
+        "result": result,
     }
