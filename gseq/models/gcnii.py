@@ -60,13 +60,9 @@ class GCNII(nn.Module):
         *,
         hidden_channels: int = 64,
         num_layers: int = 64,
-        alpha: float = 0.1,
-        theta: float = 0.5,
+        alpha: float = 0.1, theta: float = 0.5, shared_weights: bool = True,  # GCN2's own
         dropout: float = 0.6,
-        shared_weights: bool = True,
-        self_loop_weight: float | str = 1.0,
-        normalize: bool | str = True,
-        cached: bool = False,
+        self_loop_weight: float | str = 1.0, normalize: bool | str = True, cached: bool = False,  # as in GCN
     ) -> None:
         super().__init__()
         positive_int("in_channels", in_channels)

@@ -22,13 +22,6 @@ __all__ = ["train_gcnii"]
 def train_gcnii(
     data: Data,
     *,
-    num_layers: int = 64,
-    hidden_channels: int = 64,
-    alpha: float = 0.1,
-    theta: float = 0.5,
-    dropout: float = 0.6,
-    shared_weights: bool = True,
-    self_loop_weight: float | str = 1.0,
     epochs: int = 1500,
     patience: int | None = 100,
     lr: float = 0.01,
@@ -41,19 +34,22 @@ def train_gcnii(
     overwrite: bool = False,
     callbacks=(),
     sparse_input: bool | None = None,
+    **model_settings: Any,
 ) -> dict[str, Any]:
     """Train a :class:`~gseq.models.GCNII` full-batch with Adam and return its accuracies.
 
-    GCNII's settings for Cora by default (its ``train.py``): 64 layers of 64 channels, alpha 0.1,
-    lambda (``theta``) 0.5, dropout 0.6, Adam lr 0.01, weight decay 0.01 on the convolutions and 5e-4 on
-    the dense layers, up to 1500 epochs, stopped after ``patience`` epochs without a lower validation
-    loss; the reported ``test_acc`` is that of the epoch with the lowest validation loss, whose weights the
-    model keeps. ``patience=None`` trains all ``epochs``.
+    GCNII's settings for Cora by default (its ``train.py``): the model's defaults (64 layers of 64
+    channels, alpha 0.1, lambda (``theta``) 0.5, dropout 0.6), Adam lr 0.01, weight decay 0.01 on the
+    convolutions and 5e-4 on the dense layers, up to 1500 epochs, stopped after ``patience`` epochs without
+    a lower validation loss; the reported ``test_acc`` is that of the epoch with the lowest validation
+    loss, whose weights the model keeps. ``patience=None`` trains all ``epochs``.
 
-    ``sparse_input`` feeds the features as a sparse CSR matrix (the first layer becomes a sparse-dense
-    product and input dropout touches only stored entries); None chooses it on the CPU when fewer than
-    10% of the features are non-zero (Cora: 1.3%). ``out_dir`` and ``overwrite``: as
-    :func:`~gseq.tasks.train_node_classifier`.
+    ``model_settings`` are :class:`~gseq.models.GCNII`'s keyword arguments (``num_layers``,
+    ``hidden_channels``, ``alpha``, ``theta``, ``dropout``, ``shared_weights``, ``self_loop_weight``);
+    the model caches the graph (one graph, transductive). ``sparse_input`` feeds the features as a sparse
+    CSR matrix (the first layer becomes a sparse-dense product and input dropout touches only stored
+    entries); None chooses it on the CPU when fewer than 10% of the features are non-zero (Cora: 1.3%).
+    ``out_dir`` receives the Trainer's ``metrics.csv``, ``config.json`` and ``checkpoint.pt``.
 
     Returns:
         ``{"test_acc", "val_acc", "train_acc", "best_epoch", "seconds", "self_loop_weights", "history",
@@ -62,18 +58,14 @@ def train_gcnii(
     _check_masks(data)
     positive_int("patience", patience, none_ok=True)
     seed_everything(seed)
-    model = GCNII(data.num_features, int(data.y.max()) + 1, hidden_channels=hidden_channels, num_layers=num_layers,
-                  alpha=alpha, theta=theta, dropout=dropout, shared_weights=shared_weights,
-                  self_loop_weight=self_loop_weight, cached=True)
+    model = GCNII(data.num_features, int(data.y.max()) + 1, cached=True, **model_settings)
     trainer = Trainer(
         model, optimizer="adam", lr=lr, param_groups=lambda m: m.param_groups(conv_weight_decay, dense_weight_decay),
         max_steps=epochs, eval_every=1, monitor="val_loss", mode="min", patience=patience, keep_best=True, seed=seed,
         device=device, progress=progress, out_dir=out_dir, overwrite=overwrite, callbacks=callbacks, desc="gcnii",
         config={"task": "node_classification", "model": "gcnii", "dataset": getattr(data, "name", None),
-                "num_layers": num_layers, "hidden_channels": hidden_channels, "alpha": alpha, "theta": theta,
-                "dropout": dropout, "shared_weights": shared_weights, "self_loop_weight": self_loop_weight,
-                "epochs": epochs, "patience": patience, "lr": lr, "conv_weight_decay": conv_weight_decay,
-                "dense_weight_decay": dense_weight_decay},
+                **model_settings, "epochs": epochs, "patience": patience, "lr": lr,
+                "conv_weight_decay": conv_weight_decay, "dense_weight_decay": dense_weight_decay},
     )
 
     graph = data.to(trainer.device)
