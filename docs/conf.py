@@ -67,7 +67,7 @@ sphinx_gallery_conf = {
 
 #: subpackages whose ``__all__`` the API reference must cover
 API_MODULES = ["gseq", "gseq.layers", "gseq.models", "gseq.tasks", "gseq.data", "gseq.ops", "gseq.train", "gseq.io",
-               "gseq.checks", "gseq.analysis", "gseq.plots"]
+               "gseq.config", "gseq.checks", "gseq.analysis", "gseq.plots"]
 
 
 def _write_cli_reference(app) -> None:

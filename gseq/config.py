@@ -31,7 +31,8 @@ from typing import Any, ClassVar
 
 from . import checks
 
-__all__ = ["Config", "option", "TextConfig", "PalindromeConfig", "NodeClassificationConfig", "flag_spelling"]
+__all__ = ["Config", "option", "argument_type", "flag_spelling", "TextConfig", "PalindromeConfig",
+           "NodeClassificationConfig"]
 
 _SPELLING = {"flags": False}  # set while the command line builds a config: messages name --flags
 
@@ -155,7 +156,7 @@ class Config:
                 kwargs["action"] = "store_false" if meta["negate"] else "store_true"
             else:
                 # a tuple field's items are parsed here, the whole tuple checked when the config is built
-                kwargs["type"] = meta["parse"] or _argument_type(kind, None if meta["nargs"] else meta["check"])
+                kwargs["type"] = meta["parse"] or argument_type(kind, None if meta["nargs"] else meta["check"])
                 if meta["choices"] is not None:
                     kwargs["choices"] = list(meta["choices"])
                 if meta["nargs"] is not None:
@@ -232,7 +233,7 @@ def _kind(cls, f: dataclasses.Field) -> type | None:
     return args[0] if len(args) == 1 and args[0] in (int, float, str, bool) else None
 
 
-def _argument_type(kind: type | None, check: Callable[..., Any] | None) -> Callable[[str], Any]:
+def argument_type(kind: type | None, check: Callable[..., Any] | None) -> Callable[[str], Any]:
     """An argparse type: the text parsed as ``kind``, then ``check("", value)``; errors become argparse's."""
     def parse(text: str) -> Any:
         try:
@@ -516,7 +517,8 @@ class PalindromeConfig(Config):
                         choices=("scalar", "onehot"))
     hidden_size: int = option(128, "hidden state size", check=checks.positive_int)
     init: str = option("xavier_uniform", "weight initialisation", choices=INITS)
-    forget_bias: float = option(0.0, "initial LSTM forget-gate bias", check=checks.finite_float)
+    forget_bias: float = option(0.0, "initial LSTM forget-gate bias (refused with --cell rnn; from Python ignored "
+                                "for the RNN)", check=checks.finite_float)
     fused: bool = option(True, "the fused sequence path of gseq.layers (tested equal to the step-by-step one)",
                          cli=False, saved=False)
     optimizer: str = option("rmsprop", "optimizer", choices=OPTIMIZERS)
@@ -551,5 +553,5 @@ class PalindromeConfig(Config):
 
     def check_together(self) -> None:
         _check_out_flags(self)
-        if self.cell == "rnn" and self.forget_bias:
+        if self.cell == "rnn" and self.forget_bias and self._flags:  # from Python it is ignored for the RNN
             raise ValueError(f"{self.name('forget_bias')}: only the LSTM has a forget gate")

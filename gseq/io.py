@@ -54,9 +54,11 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as err:
         if os.path.exists(tmp):
             os.unlink(tmp)
+        if isinstance(err, OSError) and err.errno is not None and err.filename is None:  # a full disk: name the file
+            raise type(err)(err.errno, err.strerror, str(path)) from err
         raise
     return path
 
@@ -137,6 +139,17 @@ def save_checkpoint(path: str | os.PathLike, checkpoint: Mapping[str, Any]) -> P
     return atomic_write_bytes(path, buf.getvalue())
 
 
+def _check_torch_file(path: Path) -> None:
+    """Refuse a file that ``torch.save`` did not write (a JSON or CSV file, say) as not a checkpoint, before
+    torch's unpickler calls it unsafe. ``torch.save`` writes a zip archive (``PK``), older torch a pickle."""
+    with open(path, "rb") as f:
+        head = f.read(4)
+    if head and not (head.startswith(b"PK") or head.startswith(b"\x80")):
+        shown = head.decode("utf-8", "replace")
+        raise ValueError(f"checkpoint: {str(path)!r} is not a checkpoint (it starts with {shown!r}; torch.save writes "
+                         "a zip archive); pass the checkpoint.pt of a gseq run")
+
+
 def load_checkpoint(path: str | os.PathLike, map_location: Any = "cpu") -> dict[str, Any]:
     """Load a checkpoint written by :func:`save_checkpoint` with ``weights_only=True``.
 
@@ -148,6 +161,7 @@ def load_checkpoint(path: str | os.PathLike, map_location: Any = "cpu") -> dict[
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint: no file at {str(path)!r}; pass the path of a checkpoint.pt written by gseq")
+    _check_torch_file(path)
     try:
         obj = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as err:  # torch raises RuntimeError, UnpicklingError, EOFError, ... for bad files

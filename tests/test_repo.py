@@ -71,8 +71,9 @@ def test_a_wheel_ships_cora_and_the_book_and_finds_them_installed(tmp_path):
 
 # ---------------------------------------------------------------------- imports run downwards, no cycles
 #: the import order, lowest first: a module imports from its own package, or from packages of its rank or lower
-#: (gseq.checks, the argument checks, imports nothing from gseq: every package may use it)
-RANKS = {"ops": 0, "io": 0, "checks": 0, "layers": 1, "data": 2, "loader": 2, "models": 2, "train": 2, "plots": 2, "tasks": 3,
+#: (gseq.checks, the argument checks, imports nothing from gseq: every package may use it; gseq.config, the
+#: run configs, imports only gseq.checks)
+RANKS = {"ops": 0, "io": 0, "checks": 0, "config": 0, "layers": 1, "data": 2, "loader": 2, "models": 2, "train": 2, "plots": 2, "tasks": 3,
          "analysis": 4, "cli": 5, "__main__": 5}
 #: imports between packages of one rank that are refused all the same: models are nn.Modules (no loop, no
 #: loader, no figures, no tasks); data knows no loop

@@ -1,4 +1,8 @@
-"""What every sub-command shares: the help formatter, argument types, and checks of ``--out``.
+"""What every sub-command shares: the help formatter, argument types, the check of an output folder that
+is not a run folder (a run folder's policy is :class:`gseq.train.RunFolder`'s), and the summary helpers.
+
+The training commands build their options from their config (:mod:`gseq.config`); the argument types
+here serve the other commands (``text generate``, ``hops``, ``palindrome sweep|grads``).
 
 Only the standard library (and :mod:`gseq.checks`, which imports no torch) is imported here, so
 ``gseq --help`` and argument errors never wait for torch. An argument type parses the text, checks the
@@ -10,21 +14,18 @@ anything runs.
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import sys
 import tempfile
 from pathlib import Path
 
 from .. import checks
+from ..config import argument_type
 
 __all__ = ["HelpFormatter", "RawHelpFormatter", "positive_int", "non_negative_int", "positive_float",
-           "non_negative_float", "finite_float", "interval", "learning_rate", "dropout", "top_p", "MAX_LR",
-           "add_device", "add_out_flags", "check_resume_flags", "check_out", "announce", "physical_memory",
-           "resumed_note"]
-
-#: the largest learning rate the command line accepts (larger ones diverge at the first step)
-MAX_LR = 1e3
-
+           "non_negative_float", "finite_float", "interval", "top_p", "add_device", "check_out", "announce",
+           "physical_memory", "resumed_note"]
 
 class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
     """argparse's defaults formatter, except that a help text that states its default keeps its own
@@ -41,54 +42,19 @@ class RawHelpFormatter(argparse.RawDescriptionHelpFormatter, HelpFormatter):
     """:class:`HelpFormatter` that keeps the description's line breaks (usage examples)."""
 
 
-def _number(text: str, kind=float):
-    try:
-        return kind(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected {'an integer' if kind is int else 'a number'}, got {text!r}") \
-            from None
-
-
-def _checked(check, text: str, kind=float, *args, **kwargs):
-    """``text`` parsed as ``kind`` and checked by ``check`` (a :mod:`gseq.checks` helper, which names no
-    argument here: argparse names the flag), its ValueError turned into argparse's error."""
-    value = _number(text, kind)
-    try:
-        return check("", value, *args, **kwargs)
-    except ValueError as err:
-        raise argparse.ArgumentTypeError(str(err)) from None
-
-
-def positive_int(text: str) -> int:
-    return _checked(checks.positive_int, text, int)
-
-
-def non_negative_int(text: str) -> int:
-    return _checked(checks.non_negative_int, text, int)
-
-
-def finite_float(text: str) -> float:
-    return _checked(checks.finite_float, text)
-
-
-def positive_float(text: str) -> float:
-    return _checked(checks.positive_float, text)
-
-
-def non_negative_float(text: str) -> float:
-    return _checked(checks.non_negative_float, text)
+positive_int = argument_type(int, checks.positive_int)
+non_negative_int = argument_type(int, checks.non_negative_int)
+finite_float = argument_type(float, checks.finite_float)
+positive_float = argument_type(float, checks.positive_float)
+non_negative_float = argument_type(float, checks.non_negative_float)
 
 
 def interval(low: float, high: float, *, low_open: bool = False, high_open: bool = False):
     """An argument type for a number between ``low`` and ``high`` (see :func:`gseq.checks.in_range`)."""
-    def number_in(text: str) -> float:
-        return _checked(checks.in_range, text, float, low, high, low_open=low_open, high_open=high_open)
-
-    return number_in
+    return argument_type(float, functools.partial(checks.in_range, low=low, high=high, low_open=low_open,
+                                                  high_open=high_open))
 
 
-learning_rate = interval(0, MAX_LR, low_open=True)
-dropout = interval(0, 1, high_open=True)
 top_p = interval(0, 1, low_open=True)
 
 
@@ -96,27 +62,6 @@ def add_device(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="auto",
                         help="auto (CUDA when available, else the CPU), cpu, cuda or cuda:N; a device this "
                              "machine or this torch lacks is refused before anything runs")
-
-
-def add_out_flags(parser: argparse.ArgumentParser, *, resume: bool) -> None:
-    """``--overwrite`` (and ``--resume``) for a command whose ``--out`` holds a trained checkpoint."""
-    if resume:
-        parser.add_argument("--resume", action="store_true",
-                            help="continue the run in --out from its checkpoint (same settings; more steps allowed)")
-    parser.add_argument("--overwrite", action="store_true",
-                        help="replace a finished or interrupted run in --out (refused without this flag)")
-
-
-def check_resume_flags(out: Path | None, resume: bool, overwrite: bool) -> None:
-    """``--resume`` and ``--overwrite`` (see :func:`add_out_flags`): not both, each with an ``--out``, and
-    ``--resume`` with a checkpoint there to continue."""
-    if resume and overwrite:
-        raise ValueError("--resume, --overwrite: choose one: --resume continues the run in --out, --overwrite "
-                         "replaces it")
-    if (resume or overwrite) and out is None:
-        raise ValueError(f"--{'resume' if resume else 'overwrite'}: needs --out, the run folder")
-    if resume and not (out / "checkpoint.pt").is_file():
-        raise ValueError(f"--resume: {str(out)!r} holds no checkpoint.pt to continue")
 
 
 def check_out(out: str | os.PathLike | None, flag: str = "--out") -> Path | None:

@@ -5,9 +5,8 @@ from __future__ import annotations
 import math
 import time
 
-from ._args import announce, check_out
 from ..config import DATASETS, parse_dataset, parse_self_loop_weight
-from ._args import positive_int
+from ._args import announce, check_out, positive_int
 
 
 def register(sub) -> None:

@@ -20,11 +20,12 @@ import signal
 import sys
 import threading
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 from ..checks import choice, positive_int
 
-__all__ = ["Best", "Target", "Patience", "stop_on_sigint"]
+__all__ = ["Best", "Target", "Patience", "stop_on_sigint", "TrainingInterrupted"]
 
 
 class _Monitor:
@@ -109,6 +110,22 @@ class Patience(_Monitor):
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         self.best, self.waited = state["best"], state["waited"]
+
+
+class TrainingInterrupted(KeyboardInterrupt):
+    """Raised by :meth:`Trainer.fit` after Ctrl-C (SIGINT): the step in progress was finished (its history
+    row too) and, with an ``out_dir``, saved (``resume=True`` continues from there).
+
+    Attributes:
+        step: the last completed step.
+        checkpoint: the path of the saved checkpoint, or None when nothing was saved.
+    """
+
+    def __init__(self, step: int, checkpoint: Path | None, detail: str | None = None) -> None:
+        self.step, self.checkpoint = step, checkpoint
+        if detail is None:
+            detail = f"checkpoint saved to {checkpoint}" if checkpoint is not None else "nothing saved (no out_dir)"
+        super().__init__(f"stopped after step {step}; {detail}")
 
 
 @contextlib.contextmanager

@@ -10,8 +10,8 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-__all__ = ["CHECKPOINT_FORMAT", "RESUMABLE_SETTINGS", "check_model_state", "check_same_settings", "rng_state",
-           "set_rng_state"]
+__all__ = ["CHECKPOINT_FORMAT", "RESUMABLE_SETTINGS", "check_model_state", "check_same_settings", "read_checkpoint",
+           "trainer_settings", "trainer_state", "restore_trainer", "rng_state", "set_rng_state"]
 
 #: the ``"format"`` tag of a Trainer checkpoint; a file with another tag is refused
 CHECKPOINT_FORMAT = "gseq-trainer-1"
@@ -67,6 +67,65 @@ def check_same_settings(saved: Mapping[str, Any], current: Mapping[str, Any], so
         raise ValueError(f"resume: {source!r} was trained with other settings ({'; '.join(differ)}); resume with the "
                          f"settings it was trained with (only {', '.join(resumable)} may change; a distributed run "
                          "resumes with the same number of processes), or start a new run in another folder")
+
+
+def trainer_settings(trainer) -> dict[str, Any]:
+    """A Trainer's own settings, as ``config.json`` holds them under ``"trainer"``."""
+    settings = {"optimizer": trainer.optimizer_name, "lr": trainer.lr, "weight_decay": trainer.weight_decay,
+                "optimizer_kwargs": trainer.optimizer_kwargs, "clip_grad_norm": trainer.clip_grad_norm,
+                "max_steps": trainer.max_steps, "max_epochs": trainer.max_epochs, "eval_every": trainer.eval_every,
+                "monitor": trainer.monitor, "mode": trainer.mode, "target": trainer.target,
+                "patience": trainer.patience, "keep_best": trainer.keep_best, "seed": trainer.seed,
+                "device": str(trainer.device), "model": type(trainer.model).__name__}
+    if trainer.world_size > 1:
+        settings["world_size"] = trainer.world_size
+    return settings
+
+
+def trainer_state(trainer) -> dict[str, Any]:
+    """Everything a :class:`~gseq.train.Trainer` needs to continue exactly where it stopped: model,
+    optimizer, counters, history, the training logs since the last row and the RNG states (of every rank:
+    a collective in a distributed fit), the callbacks' states, the data generator's epoch-start state."""
+    rng = rng_state(trainer.generator)
+    return {"format": CHECKPOINT_FORMAT,
+            "model_class": f"{type(trainer.model).__module__}.{type(trainer.model).__qualname__}",
+            "model": trainer.model.state_dict(), "optimizer": trainer.optimizer.state_dict(),
+            "step": trainer.step, "epoch": trainer.epoch, "epoch_step": trainer.epoch_step, "config": trainer.config,
+            "history": trainer.history, "running": trainer.running,
+            "running_ranks": trainer.strategy.gather(trainer.running), "data_state": trainer.data_state,
+            "callbacks": [cb.state_dict() if hasattr(cb, "state_dict") else None for cb in trainer.callbacks],
+            "rng": rng, "rng_ranks": trainer.strategy.gather(rng), "extra": trainer.checkpoint_extra}
+
+
+def restore_trainer(trainer, ckpt: Mapping[str, Any]) -> None:
+    """Put what :func:`trainer_state` saved back into ``trainer`` (each rank its own logs and RNG states)."""
+    trainer.model.load_state_dict(ckpt["model"])
+    trainer.optimizer.load_state_dict(ckpt["optimizer"])
+    trainer.step, trainer.epoch, trainer.epoch_step = ckpt["step"], ckpt["epoch"], ckpt["epoch_step"]
+    rank = trainer.rank
+    running = ckpt["running_ranks"][rank] if ckpt.get("running_ranks") else ckpt["running"]
+    trainer.history, trainer.running = list(ckpt["history"]), {k: list(v) for k, v in running.items()}
+    trainer.data_state = ckpt["data_state"]
+    for cb, state in zip(trainer.callbacks, ckpt["callbacks"]):
+        if state is not None:
+            cb.load_state_dict(state)
+    trainer.last_eval = {k: v for k, v in (trainer.history[-1] if trainer.history else {}).items()
+                         if k not in ("step", "epoch", "seconds")}
+    set_rng_state(ckpt["rng_ranks"][rank] if ckpt.get("rng_ranks") else ckpt["rng"], trainer.generator)
+
+
+def read_checkpoint(path, model: nn.Module, settings: Mapping[str, Any], config=None) -> dict[str, Any]:
+    """A Trainer checkpoint at ``path``, after checking that ``model`` and ``settings`` (a Trainer's
+    :attr:`~gseq.train.Trainer.config`; ``config`` its :class:`gseq.config.Config`) may continue it."""
+    from ..io import load_checkpoint
+
+    ckpt = load_checkpoint(path, map_location="cpu")
+    if ckpt.get("format") != CHECKPOINT_FORMAT or "running" not in ckpt:
+        raise ValueError(f"checkpoint: {str(path)!r} is not a gseq Trainer checkpoint of this version "
+                         f"(format {ckpt.get('format')!r}, expected {CHECKPOINT_FORMAT!r})")
+    check_same_settings(ckpt.get("config") or {}, settings, source=str(path), config=config)
+    check_model_state(model, ckpt["model"], ckpt.get("model_class"), source=str(path))
+    return ckpt
 
 
 def rng_state(generator: torch.Generator) -> dict[str, Any]:

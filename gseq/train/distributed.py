@@ -20,7 +20,9 @@ Nothing here starts processes or opens sockets of its own; it is ``torch.distrib
 from __future__ import annotations
 
 import atexit
+import contextlib
 import os
+import sys
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -272,16 +274,20 @@ class Distributed:
         import torch.distributed as dist
 
         try:
-            store = dist.distributed_c10d._get_default_store()
-            store.set(_FAILED_KEY.format(self.rank), "1")
-            deadline = time.monotonic() + wait
-            while True:
-                missing = [r for r in range(self.world_size) if not store.check([_FAILED_KEY.format(r)])]
-                if not missing or time.monotonic() >= deadline:
-                    return missing
-                time.sleep(0.1)
+            with _native_stderr_silenced():  # a store whose host died makes c10d print a C++ stack trace
+                return self._missing_ranks(dist, wait)
         except Exception:  # noqa: BLE001 - the store went down with its host: nothing more to learn
             return None
+
+    def _missing_ranks(self, dist, wait: float) -> list[int]:
+        store = dist.distributed_c10d._get_default_store()
+        store.set(_FAILED_KEY.format(self.rank), "1")
+        deadline = time.monotonic() + wait
+        while True:
+            missing = [r for r in range(self.world_size) if not store.check([_FAILED_KEY.format(r)])]
+            if not missing or time.monotonic() >= deadline:
+                return missing
+            time.sleep(0.1)
 
     def lost_rank_error(self, err: BaseException, step: int) -> RankLostError:
         """A :class:`RankLostError` naming the ranks that stopped answering around ``step``."""
@@ -295,6 +301,21 @@ class Distributed:
         first = str(err).splitlines()[0][:200] if str(err) else type(err).__name__
         return RankLostError(f"rank {self.rank}: lost contact with {who} at step {step} "
                              f"(timeout {self.timeout:g} s): {first}")
+
+
+@contextlib.contextmanager
+def _native_stderr_silenced():
+    """Send what native code writes to file descriptor 2 to /dev/null for the duration (Python's own
+    ``sys.stderr`` is untouched): the C++ warnings of a failing store are noise before gseq's one line."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as null:
+            os.dup2(null.fileno(), 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
 
 
 def _timeout(timeout: float | None) -> float:

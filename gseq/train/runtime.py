@@ -11,7 +11,8 @@ from torch import Tensor, nn
 
 from ..checks import non_negative_float, positive_float
 
-__all__ = ["seed_everything", "apply_threads", "resolve_device", "training_device", "move_to", "check_optimizer_groups"]
+__all__ = ["seed_everything", "apply_threads", "resolve_device", "training_device", "move_to", "make_optimizer",
+           "check_optimizer_groups"]
 
 
 def seed_everything(seed: int) -> None:
@@ -83,6 +84,21 @@ def move_to(obj: Any, device: torch.device) -> Any:
     if isinstance(obj, list):
         return [move_to(v, device) for v in obj]
     return obj
+
+
+_OPTIMIZERS = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW, "rmsprop": torch.optim.RMSprop,
+               "sgd": torch.optim.SGD}
+
+
+def make_optimizer(name: str, model: nn.Module, param_groups=None, **kwargs: Any) -> torch.optim.Optimizer:
+    """The optimizer ``name`` (a key of ``_OPTIMIZERS``) over ``param_groups`` (torch's dicts, or a callable
+    ``model -> groups``; default: every trainable parameter), its groups checked by
+    :func:`check_optimizer_groups`."""
+    groups = param_groups(model) if callable(param_groups) else param_groups
+    optimizer = _OPTIMIZERS[name](groups or [{"params": [p for p in model.parameters() if p.requires_grad]}],
+                                  **kwargs)
+    check_optimizer_groups(optimizer)
+    return optimizer
 
 
 def check_optimizer_groups(optimizer: torch.optim.Optimizer) -> None:

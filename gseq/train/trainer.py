@@ -12,19 +12,16 @@ A :class:`Trainer` knows nothing about graphs, palindromes or text. A task hands
 * ``evaluate(model) -> dict``: optional, every ``eval_every`` steps under ``torch.no_grad()`` in eval
   mode; a value may be a :class:`~gseq.train.Mean` (a sum and a count), which ranks combine exactly.
 
-The loop is ``fit -> _train_loop -> _training_step``. Where it runs (one process, or one rank of many under
-``torchrun``) is the :mod:`~gseq.train.strategy` object's business; stopping rules (target, patience,
-keep-best) and Ctrl-C are :mod:`~gseq.train.callbacks`; the run folder's policy (new, continued, replaced,
-another kind of run) is :class:`~gseq.train.RunFolder`'s. Callbacks are plain objects with any of
-``on_fit_start(trainer)``, ``on_step_end(trainer, step, logs)``, ``on_eval(trainer, step, metrics)``,
-``on_checkpoint(trainer, path)``, ``on_fit_end(trainer, result)``; one stops training by setting
-``trainer.should_stop = True``.
+The loop is ``fit -> _train_loop -> _training_step``. Where it runs (one process, or one rank of many
+under ``torchrun``) is the :mod:`~gseq.train.strategy` object's business; stopping rules and Ctrl-C are
+:mod:`~gseq.train.callbacks` (the ``on_*`` methods a callback may define are listed there); the run
+folder's policy is :class:`~gseq.train.RunFolder`'s.
 
-Nothing is lost: a checkpoint holds the model, the optimizer, the counters, the history, the training logs
-since the last history row, the callbacks' states, the data generator's epoch-start state and every RNG
-state, so a resumed run continues bitwise; a non-finite loss stops with a ``FloatingPointError`` naming
-the step (before it changes the weights); Ctrl-C finishes the step in progress (its evaluation and
-checkpoint included) and raises :class:`TrainingInterrupted`.
+Nothing is lost: a checkpoint holds the model, optimizer, counters, history, the training logs since the
+last row, the callbacks' states, the data generator's epoch-start state and every RNG state, so a resumed
+run continues bitwise; a non-finite loss stops with a ``FloatingPointError`` naming the step (before it
+changes the weights); Ctrl-C finishes the step in progress (its row and checkpoint included) and raises
+:class:`TrainingInterrupted`.
 """
 
 from __future__ import annotations
@@ -39,35 +36,17 @@ import torch
 from torch import Tensor, nn
 
 from ..checks import choice, instance, non_negative_float, positive_float, positive_int
-from ..io import load_checkpoint, save_checkpoint, write_csv, write_json
-from .callbacks import Best, Patience, Target, stop_on_sigint
-from .checkpoint import CHECKPOINT_FORMAT, check_model_state, check_same_settings, rng_state, set_rng_state
+from ..io import save_checkpoint, write_csv, write_json
+from .callbacks import Best, Patience, Target, TrainingInterrupted, stop_on_sigint
+from .checkpoint import read_checkpoint, restore_trainer, trainer_settings, trainer_state
 from .distributed import Mean
 from .run_folder import RunFolder
-from .runtime import check_optimizer_groups, move_to, resolve_device, seed_everything  # noqa: F401 - re-exported
+from .runtime import _OPTIMIZERS, make_optimizer, move_to, resolve_device, seed_everything  # noqa: F401 - re-exported
 from .strategy import choose_strategy
 
 __all__ = ["Trainer", "TrainingInterrupted"]
 
 _END = object()
-_OPTIMIZERS = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW, "rmsprop": torch.optim.RMSprop,
-               "sgd": torch.optim.SGD}
-
-
-class TrainingInterrupted(KeyboardInterrupt):
-    """Raised by :meth:`Trainer.fit` after Ctrl-C (SIGINT): the step in progress was finished (its history
-    row too) and, with an ``out_dir``, saved (``resume=True`` continues from there).
-
-    Attributes:
-        step: the last completed step.
-        checkpoint: the path of the saved checkpoint, or None when nothing was saved.
-    """
-
-    def __init__(self, step: int, checkpoint: Path | None, detail: str | None = None) -> None:
-        self.step, self.checkpoint = step, checkpoint
-        if detail is None:
-            detail = f"checkpoint saved to {checkpoint}" if checkpoint is not None else "nothing saved (no out_dir)"
-        super().__init__(f"stopped after step {step}; {detail}")
 
 
 def _scalar(value: Any) -> float:
@@ -79,38 +58,32 @@ class Trainer:
 
     Args:
         model: the ``nn.Module`` to train (moved to the device).
-        optimizer: ``"adam"`` (default), ``"adamw"``, ``"rmsprop"`` or ``"sgd"``.
-        lr, weight_decay: the optimizer's. (default: ``1e-3``, ``0``)
-        param_groups: torch's per-group settings (dicts with ``"params"``) or a callable ``model -> groups``
-            (Kipf & Welling's weight decay on the first GCN layer). (default: one group)
-        optimizer_kwargs: more optimizer arguments (e.g. ``{"momentum": 0.9}``).
+        optimizer, lr, weight_decay, optimizer_kwargs: ``"adam"`` (default), ``"adamw"``, ``"rmsprop"`` or
+            ``"sgd"``, and its arguments. (default: lr ``1e-3``, weight decay ``0``)
+        param_groups: torch's per-group dicts, or a callable ``model -> groups`` (Kipf & Welling's weight
+            decay on the first GCN layer). (default: one group)
         clip_grad_norm: clip the global gradient norm to this; None disables. (default: None)
-        max_steps, max_epochs: stop after this many steps / passes over an iterable ``data`` (for a sampler
-            one step is one epoch); at least one is needed.
-        eval_every: a history row (with an evaluation) every this many steps and after the last. (default: 1)
-        monitor, mode: the evaluation metric of ``target``, ``patience`` and ``keep_best``, and whether
-            larger (``"max"``, default) or smaller is better.
-        target, patience, keep_best: the stopping rules :class:`~gseq.train.callbacks.Target`,
-            :class:`~gseq.train.callbacks.Patience` and :class:`~gseq.train.callbacks.Best` (keep-best loads
-            the best evaluation's weights at the end), put before ``callbacks``.
+        max_steps, max_epochs: stop after this many steps / passes over an iterable ``data`` (a sampler's
+            step is an epoch); at least one is needed.
+        eval_every: a history row (and an evaluation) every this many steps and after the last. (default: 1)
+        monitor, mode, target, patience, keep_best: the metric of the stopping rules, larger (``"max"``) or
+            smaller better, and the rules :class:`~gseq.train.Target`, :class:`~gseq.train.Patience`,
+            :class:`~gseq.train.Best` (keep-best loads the best evaluation's weights at the end).
         seed: seeds the global generators when ``fit`` starts and :attr:`generator`, handed to a sampler
             (rank ``r``: ``rank_seed(seed, r)``). (default: None, not seeded)
         device: ``"auto"`` (CUDA when present), ``"cpu"``, ``"cuda"``...; under ``torchrun``
             ``cuda:LOCAL_RANK`` or the CPU. (default: ``"auto"``)
-        callbacks: plain objects with any of the ``on_*`` methods of the module docstring.
-        progress: a tqdm progress bar (rank 0). (default: True)
-        out_dir: run folder for ``metrics.csv``, ``config.json`` and ``checkpoint.pt`` (rank 0 writes);
-            None writes nothing. Its policy is :class:`~gseq.train.RunFolder`'s.
-        overwrite: let a fresh run replace the run in ``out_dir``. (default: False)
+        callbacks, progress, desc: plain objects with ``on_*`` methods; a tqdm bar (rank 0) and its label.
+        out_dir, overwrite: the run folder (``metrics.csv``, ``config.json``, ``checkpoint.pt``, written by
+            rank 0; None writes nothing) under :class:`~gseq.train.RunFolder`'s policy, and whether a fresh
+            run may replace the run there. (default: None, False)
         checkpoint_every: also save every this many steps. (default: only at the end)
         config: the task's settings, a :class:`gseq.config.Config` (its resume rules apply) or a mapping,
             saved in ``config.json`` and checkpoints beside the trainer's own.
         checkpoint_extra: plain data stored in every checkpoint (e.g. a vocabulary).
-        desc: the progress bar's label.
-        distributed: None (default) trains on ``torch.distributed`` when launched by ``torchrun`` with more
-            than one process; False always alone; True refuses to run alone.
-        dist_timeout: seconds a collective waits before :class:`~gseq.train.RankLostError`.
-            (default: ``GSEQ_DIST_TIMEOUT``, else 300)
+        distributed, dist_timeout: None (default) trains on ``torch.distributed`` when launched by
+            ``torchrun`` with more than one process, False always alone, True refuses to run alone; seconds
+            a collective waits before :class:`~gseq.train.RankLostError` (``GSEQ_DIST_TIMEOUT``, else 300).
     """
 
     def __init__(self, model: nn.Module, *, optimizer: str = "adam", lr: float = 1e-3, weight_decay: float = 0.0,
@@ -138,12 +111,9 @@ class Trainer:
         self.strategy = choose_strategy(distributed, device, dist_timeout)
         self.rank, self.world_size, self.device = self.strategy.rank, self.strategy.world_size, self.strategy.device
         self.model = model.to(self.device)
-        groups = param_groups(self.model) if callable(param_groups) else param_groups
         self.optimizer_kwargs = dict(optimizer_kwargs or {})
-        self.optimizer = _OPTIMIZERS[self.optimizer_name](
-            groups or [{"params": [p for p in self.model.parameters() if p.requires_grad]}], lr=self.lr,
-            weight_decay=self.weight_decay, **self.optimizer_kwargs)
-        check_optimizer_groups(self.optimizer)
+        self.optimizer = make_optimizer(self.optimizer_name, self.model, param_groups, lr=self.lr,
+                                        weight_decay=self.weight_decay, **self.optimizer_kwargs)
         self.max_steps, self.max_epochs, self.checkpoint_every = max_steps, max_epochs, checkpoint_every
         self.target, self.patience, self.keep_best, self.seed = target, patience, keep_best, seed
         self.best = Best(monitor, mode, keep_best) if monitor is not None else None
@@ -165,7 +135,7 @@ class Trainer:
         self.last_eval: dict[str, float] = {}
         self.should_stop, self.stop_reason, self.interrupted = False, None, False
         self.resumed_from: int | None = None  # the step a resumed fit started from
-        self._data_state: Tensor | None = None  # the data generator's state at the start of this epoch
+        self.data_state: Tensor | None = None  # the data generator's state at the start of this epoch
         self._own_checkpoint = False  # a checkpoint this trainer wrote may be continued without resume=True
 
     is_main = property(lambda self: self.strategy.is_main, doc="True on the process that writes and reports.")
@@ -175,40 +145,27 @@ class Trainer:
     @property
     def config(self) -> dict[str, Any]:
         """The resolved settings: the caller's, and the trainer's own under ``"trainer"``."""
-        trainer = {"optimizer": self.optimizer_name, "lr": self.lr, "weight_decay": self.weight_decay,
-                   "optimizer_kwargs": self.optimizer_kwargs, "clip_grad_norm": self.clip_grad_norm,
-                   "max_steps": self.max_steps, "max_epochs": self.max_epochs, "eval_every": self.eval_every,
-                   "monitor": self.monitor, "mode": self.mode, "target": self.target, "patience": self.patience,
-                   "keep_best": self.keep_best, "seed": self.seed, "device": str(self.device),
-                   "model": type(self.model).__name__}
-        if self.world_size > 1:
-            trainer["world_size"] = self.world_size
-        return {**self.user_config, "trainer": trainer}
+        return {**self.user_config, "trainer": trainer_settings(self)}
 
     @property
     def checkpoint_path(self) -> Path | None:
         return self.out_dir / "checkpoint.pt" if self.out_dir is not None else None
 
+    def _path(self, path: str | Path | None) -> Path:
+        if path is None and self.checkpoint_path is None:
+            raise ValueError("path: give a checkpoint path, or construct the Trainer with out_dir")
+        return Path(path) if path is not None else self.checkpoint_path
+
     # ------------------------------------------------------------------ checkpoints
     def state_dict(self) -> dict[str, Any]:
         """Everything needed to continue exactly where training stopped (a collective in a distributed
         ``fit``: every rank's RNG states are gathered; call it on every rank)."""
-        rng = rng_state(self.generator)
-        return {"format": CHECKPOINT_FORMAT,
-                "model_class": f"{type(self.model).__module__}.{type(self.model).__qualname__}",
-                "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
-                "step": self.step, "epoch": self.epoch, "epoch_step": self.epoch_step, "config": self.config,
-                "history": self.history, "running": self.running, "running_ranks": self.strategy.gather(self.running),
-                "data_state": self._data_state,
-                "callbacks": [cb.state_dict() if hasattr(cb, "state_dict") else None for cb in self.callbacks],
-                "rng": rng, "rng_ranks": self.strategy.gather(rng), "extra": self.checkpoint_extra}
+        return trainer_state(self)
 
     def save_checkpoint(self, path: str | Path | None = None) -> Path:
         """Write :meth:`state_dict` atomically to ``path`` (default ``out_dir/checkpoint.pt``); every rank
         calls it, rank 0 writes."""
-        path = Path(path) if path is not None else self.checkpoint_path
-        if path is None:
-            raise ValueError("path: give a checkpoint path, or construct the Trainer with out_dir")
+        path = self._path(path)
         state = self.state_dict()
         if self.is_main:
             save_checkpoint(path, state)
@@ -217,56 +174,22 @@ class Trainer:
         return path
 
     def load_checkpoint(self, path: str | Path | None = None) -> dict[str, Any]:
-        """Restore everything :meth:`state_dict` saved (rank 0 reads the file and hands it to the others).
-
-        Raises:
-            ValueError: the checkpoint is unreadable, of another model, or ran with other settings (each
-                named; only the resumable ones may differ; a distributed run resumes with as many processes).
-        """
-        path = Path(path) if path is not None else self.checkpoint_path
-        if path is None:
-            raise ValueError("path: give a checkpoint path, or construct the Trainer with out_dir")
-        ckpt = self.strategy.on_main(self._read_checkpoint, path)
-        self.model.load_state_dict(ckpt["model"])
-        self.optimizer.load_state_dict(ckpt["optimizer"])
-        self.step, self.epoch, self.epoch_step = ckpt["step"], ckpt["epoch"], ckpt["epoch_step"]
-        running = ckpt["running_ranks"][self.rank] if ckpt.get("running_ranks") else ckpt["running"]  # this rank's
-        self.history, self.running = list(ckpt["history"]), {k: list(v) for k, v in running.items()}
-        self._data_state = ckpt["data_state"]
-        for cb, state in zip(self.callbacks, ckpt["callbacks"]):
-            if state is not None:
-                cb.load_state_dict(state)
-        self.last_eval = {k: v for k, v in (self.history[-1] if self.history else {}).items()
-                          if k not in ("step", "epoch", "seconds")}
-        set_rng_state(ckpt["rng_ranks"][self.rank] if ckpt.get("rng_ranks") else ckpt["rng"], self.generator)
+        """Restore everything :meth:`state_dict` saved (rank 0 reads the file, the others get it); a
+        ValueError names an unreadable file, another model, or each setting that differs."""
+        ckpt = self.strategy.on_main(read_checkpoint, self._path(path), self.model, self.config, self.run_config)
+        restore_trainer(self, ckpt)
         self.resumed_from = self.step
-        return ckpt
-
-    def _read_checkpoint(self, path: Path) -> dict[str, Any]:
-        ckpt = load_checkpoint(path, map_location="cpu")
-        if ckpt.get("format") != CHECKPOINT_FORMAT or "running" not in ckpt:
-            raise ValueError(f"checkpoint: {str(path)!r} is not a gseq Trainer checkpoint of this version "
-                             f"(format {ckpt.get('format')!r}, expected {CHECKPOINT_FORMAT!r})")
-        check_same_settings(ckpt.get("config") or {}, self.config, source=str(path), config=self.run_config)
-        check_model_state(self.model, ckpt["model"], ckpt.get("model_class"), source=str(path))
         return ckpt
 
     # ------------------------------------------------------------------ the loop
     def fit(self, loss_fn: Callable[[nn.Module, Any], Tensor | Mapping[str, Any]],
             data: Callable[[torch.Generator], Any] | Iterable[Any],
             evaluate: Callable[[nn.Module], Mapping[str, Any]] | None = None, *, resume: bool = False) -> dict[str, Any]:
-        """Train until a stopping rule fires; return ``{"step", "epoch", "stop_reason", "best_metric",
-        "best_step", "seconds", "last_eval", "resumed_from"}``.
-
-        Args:
-            loss_fn, data, evaluate: see the module docstring.
-            resume: continue from ``out_dir/checkpoint.pt``.
-
-        Raises:
-            FloatingPointError: the loss became NaN or infinite (the step is named; weights unchanged).
-            TrainingInterrupted: Ctrl-C; the step in progress was finished and saved.
-            RankLostError: another rank died, hung past ``dist_timeout`` or lost its connection.
-        """
+        """Train ``loss_fn`` on ``data`` (see the module docstring) until a stopping rule fires, continuing
+        ``out_dir/checkpoint.pt`` with ``resume``; return ``{"step", "epoch", "stop_reason", "best_metric",
+        "best_step", "seconds", "last_eval", "resumed_from"}``. Raises ``FloatingPointError`` (a non-finite
+        loss, the step named, weights unchanged), :class:`TrainingInterrupted` (Ctrl-C, after saving) or
+        :class:`~gseq.train.RankLostError` (another rank died, hung past ``dist_timeout`` or lost contact)."""
         sampler = callable(data) and not hasattr(data, "__iter__")
         if not sampler and not hasattr(data, "__iter__"):
             raise TypeError("data: expected a sampler callable(generator) -> batch or an iterable of batches, "
@@ -405,9 +328,9 @@ class Trainer:
         generator = generator if isinstance(generator, torch.Generator) else None
         while True:
             if generator is not None:  # where this epoch starts (a resumed run: where the first run's started)
-                if self._data_state is not None:
-                    generator.set_state(self._data_state)
-                self._data_state = generator.get_state()
+                if self.data_state is not None:
+                    generator.set_state(self.data_state)
+                self.data_state = generator.get_state()
             it = iter(self.strategy.epoch_data(data, self.epoch, self.seed if self.seed is not None else 0))
             for _ in range(self.epoch_step):
                 next(it, None)
@@ -417,7 +340,7 @@ class Trainer:
             while nxt is not _END:
                 batch, nxt = nxt, next(it, _END)
                 if nxt is _END and generator is not None:
-                    self._data_state = generator.get_state()  # saved after the epoch's last step: the next starts here
+                    self.data_state = generator.get_state()  # saved after the epoch's last step: the next starts here
                 yield batch, nxt is _END
 
     def _done(self) -> bool:

@@ -92,12 +92,12 @@ def resume(out: Path, rank: int, world: int) -> dict:
     return {"straight": flat(straight.model), "resumed": flat(second.model), "step": second.step}
 
 
-def killed(out: Path, rank: int, world: int) -> dict:
-    """Rank 1 dies at step 3; rank 0 must stop with a message naming it, its checkpoint loadable."""
+def killed(out: Path, rank: int, world: int, dies: int = 1) -> dict:
+    """Rank ``dies`` (1) dies at step 3; the other must stop with a message naming it, the checkpoint loadable."""
 
     class Die:
         def on_step_end(self, trainer, step, logs):
-            if rank == 1 and step == 3:
+            if rank == dies and step == 3:
                 os._exit(3)
 
     trainer = Trainer(model(), lr=0.05, max_steps=50, seed=1, device="cpu", progress=False, out_dir=out / "killed",
@@ -158,6 +158,7 @@ def interrupted(out: Path, rank: int, world: int) -> dict:
 
 
 SCENARIOS = {"exactness": exactness, "resume": resume, "killed": killed,
+             "killed_main": lambda out, rank, world: killed(out, rank, world, dies=0),
              "world_size_change": reference_world_size_change, "interrupted": interrupted}
 
 if __name__ == "__main__":

@@ -50,7 +50,8 @@ def run_ranks(scenario: str, out: Path, world: int = 2, timeout: float = 120) ->
     results = []
     for rank, (p, log) in enumerate(zip(procs, logs)):
         path = out / f"{scenario}_{world}_{rank}.json"
-        results.append(json.loads(path.read_text()) if path.exists() else {"returncode": p.returncode, "log": log})
+        results.append({**json.loads(path.read_text()), "log": log} if path.exists() else
+                       {"returncode": p.returncode, "log": log})
     return results
 
 
@@ -105,3 +106,10 @@ def test_a_killed_rank_stops_the_others_with_its_name_and_keeps_the_checkpoint(t
     assert time.monotonic() - start < 60  # within the 20 s timeout plus start-up, not hanging
     ckpt = torch.load(tmp_path / "killed" / "checkpoint.pt", weights_only=True)
     assert ckpt["step"] >= 2
+
+
+def test_when_rank_0_dies_the_others_say_so_in_one_line(tmp_path):
+    r0, r1 = run_ranks("killed_main", tmp_path, world=2, timeout=90)
+    assert r0.get("returncode") == 3
+    assert "lost contact with rank 0 (it hosts the process group's store)" in r1["error"], r1["error"]
+    assert "frame #" not in r1["log"] and "Exception raised from" not in r1["log"], r1["log"][-2000:]

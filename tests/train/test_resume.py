@@ -11,26 +11,10 @@ import pytest
 import torch
 from torch import nn
 
+from test_trainer import Tiny, sample  # the model and data of the Trainer's tests
+from test_trainer import mse as loss_fn
+
 from gseq.train import Trainer, TrainingInterrupted
-
-
-class Tiny(nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.net = nn.Sequential(nn.Linear(2, 8), nn.Dropout(0.2), nn.Tanh(), nn.Linear(8, 1))
-
-    def forward(self, x):
-        return self.net(x).squeeze(-1)
-
-
-def sample(generator):
-    x = torch.randn(16, 2, generator=generator)
-    return x, x[:, 0] - 2 * x[:, 1]
-
-
-def loss_fn(model, batch):
-    x, y = batch
-    return {"loss": nn.functional.mse_loss(model(x), y), "batch_mean": y.mean()}
 
 
 class Batches:
