@@ -66,7 +66,8 @@ def run(script: Path, seed: int, max_seconds: float | None) -> list[tuple]:
     """The epoch lines the script printed (all of them, or those before ``max_seconds``)."""
     code = (f"import runpy, torch; torch.set_num_threads(1); torch.manual_seed({seed}); "
             f"runpy.run_path({str(script)!r}, run_name='__main__')")
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    env = {**os.environ, "OMP_NUM_THREADS": "1",
+           "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", "")}
     try:
         proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
                               timeout=max_seconds)

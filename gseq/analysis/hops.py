@@ -117,7 +117,8 @@ def _depth_run(model_name: str, depth: int, w: str, seed: int, spec: dict[str, A
     model = r["model"]
     profile = influence_profile(model, data, probe_nodes(data, spec["influence_nodes"]), depth)
     rf = receptive_field(data, depth, return_counts=True).double().mean().item() / data.num_nodes
-    return {"model": model_name, "depth": depth, "self_loop_weight": w, "seed": seed, "test_acc": r["test_acc"], "val_acc": r["val_acc"],
+    return {"model": model_name, "depth": depth, "self_loop_weight": w, "seed": seed, "test_acc": r["test_acc"],
+            "val_acc": r["val_acc"],
             "best_epoch": r["best_epoch"], "rf_fraction": rf, "self_influence": profile[0],
             "ring_influence": profile[depth],
             "learned_w": statistics.fmean(r["self_loop_weights"]) if w == "learn" else float(w),
@@ -195,7 +196,8 @@ def summarize_depth_study(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]
     for (model, depth, w), rs in sorted(groups.items(), key=lambda kv: (kv[0][0], kv[0][2], kv[0][1])):
         accs = [float(r["test_acc"]) for r in rs]
         out.append({
-            "model": model, "depth": depth, "self_loop_weight": w, "runs": len(rs), "test_acc_mean": statistics.fmean(accs),
+            "model": model, "depth": depth, "self_loop_weight": w, "runs": len(rs),
+            "test_acc_mean": statistics.fmean(accs),
             "test_acc_std": statistics.stdev(accs) if len(accs) > 1 else 0.0,
             "rf_fraction": statistics.fmean(float(r["rf_fraction"]) for r in rs),
             "self_influence": statistics.fmean(float(r["self_influence"]) for r in rs),

@@ -96,7 +96,8 @@ def run(args) -> int:
 
             plt.close(plot_history(r["history"], loss_keys=["loss", "val_loss"],
                                    metric_keys=["train_acc", "val_acc", "test_acc"], x="epoch",
-                                   title=f"{cfg.model.upper()} on {cfg.dataset}, seed {seed}", path=seed_dir / "curves.png"))
+                                   title=f"{cfg.model.upper()} on {cfg.dataset}, seed {seed}",
+                                   path=seed_dir / "curves.png"))
             written += [seed_dir / name for name in ("metrics.csv", "config.json", "checkpoint.pt", "curves.png")]
         if not cfg.json:
             w = ", ".join(f"{v:.3f}" for v in r["self_loop_weights"])

@@ -89,7 +89,8 @@ def run_depth(args) -> int:
     data = load_dataset(args.dataset, args.root) if args.dataset in ("example", "karate") else None
 
     def log(row, finished, total):
-        print(f"[{finished}/{total}] {row['model']:<5} depth {row['depth']:>2} w={row['self_loop_weight']:<5} seed {row['seed']}: "
+        print(f"[{finished}/{total}] {row['model']:<5} depth {row['depth']:>2} w={row['self_loop_weight']:<5} "
+              f"seed {row['seed']}: "
               f"test acc {row['test_acc']:.4f}, self influence {row['self_influence']:.3f}, "
               f"ring {row['ring_influence']:.3f}, w {row['learned_w']:.2f}, {row['seconds']:.1f} s", flush=True)
 
@@ -102,7 +103,8 @@ def run_depth(args) -> int:
     print(f"\n{'model':>5} {'w':>6} {'depth':>5} {'runs':>4} {'test acc %':>12} {'RF % nodes':>10} {'self infl':>9} "
           f"{'ring infl':>9} {'w (mean)':>8}")
     for r in summary:
-        print(f"{r['model']:>5} {r['self_loop_weight']:>6} {r['depth']:>5} {r['runs']:>4} {100 * r['test_acc_mean']:6.1f} +- "
+        print(f"{r['model']:>5} {r['self_loop_weight']:>6} {r['depth']:>5} {r['runs']:>4} "
+              f"{100 * r['test_acc_mean']:6.1f} +- "
               f"{100 * r['test_acc_std']:3.1f} {100 * r['rf_fraction']:10.1f} {r['self_influence']:9.3f} "
               f"{r['ring_influence']:9.3f} {r['learned_w']:8.2f}")
     findings = describe_depth_study(summary)

@@ -99,7 +99,8 @@ class GCN2(MessagePassing):
         channels: size of each input and output sample.
         alpha: :math:`\alpha`, the strength of the initial residual, in [0, 1].
         theta: :math:`\theta` (GCNII's :math:`\lambda`) of the identity mapping strength
-            :math:`\beta = \log(\theta / \ell + 1)`, >= 0; give it with ``layer``. (default: ``None``, :math:`\beta = 1`)
+            :math:`\beta = \log(\theta / \ell + 1)`, >= 0; give it with ``layer``.
+            (default: ``None``, :math:`\beta = 1`)
         layer: :math:`\ell`, the layer's position (1 for the first), >= 1; give it with ``theta``.
             (default: ``None``)
         shared_weights: one weight for both terms (GCNII); False gives the initial residual a weight
@@ -226,12 +227,16 @@ class GCN2(MessagePassing):
         # (1 - a) P x: the factor goes into the row scaling of the normalised sum, not over [N, C] again
         smooth = _propagate(graph, x, self._normalization(graph), 1 - self.alpha)
         x_0 = x_0[:x.size(0)]
-        eye = torch.eye(self.channels, dtype=x.dtype, device=x.device)
-        if self.weight2 is None:  # ((1 - a) P x + a x_0) ((1 - b) I + b W), the bracket built as a C x C matrix
-            return torch.add(smooth, x_0, alpha=self.alpha) @ torch.add(eye, self.weight1 - eye, alpha=self.beta)
+        if self.weight2 is None:  # ((1 - a) P x + a x_0) ((1 - b) I + b W)
+            return torch.add(smooth, x_0, alpha=self.alpha) @ self._identity_mapping(self.weight1)
         # GCNII*: each term through a weight of its own
-        return (smooth @ torch.add(eye, self.weight1 - eye, alpha=self.beta)
-                + (self.alpha * x_0) @ torch.add(eye, self.weight2 - eye, alpha=self.beta))
+        return (smooth @ self._identity_mapping(self.weight1)
+                + (self.alpha * x_0) @ self._identity_mapping(self.weight2))
+
+    def _identity_mapping(self, weight: Tensor) -> Tensor:
+        """:math:`(1 - \\beta) I + \\beta W`, ``[C, C]``: one small matrix, so the features see one product."""
+        eye = torch.eye(self.channels, dtype=weight.dtype, device=weight.device)
+        return torch.lerp(eye, weight, self.beta)
 
     def _check_call(self, x: Tensor, x_0: Tensor) -> None:
         """Validate ``x``, ``x_0`` and the MessagePassing settings (shapes only: no host sync)."""
