@@ -1,14 +1,18 @@
 r"""The graph convolution of Kipf & Welling (:class:`GCN`), a drop-in for PyG's ``GCNConv``.
 
-``forward`` reads as ``GCNConv``'s: normalise -> ``lin`` -> aggregate -> bias. The graph it aggregates
-over (a loop-free CSR, the degrees, the self-loops to keep) is built and validated once in
-:mod:`gseq.layers.gcn_structure`; the aggregation is :mod:`gseq.layers.gcn_aggregate`, whose sparse
-products are custom operators that ``torch.compile`` traces (:mod:`gseq.ops._anchored`).
+``forward`` reads as ``GCNConv``'s: graph -> ``lin`` -> aggregate -> bias. The graph (a loop-free CSR,
+the degrees, the self-loops to keep) is built and validated once, and the aggregation over it is one
+function, :func:`gseq.layers.gcn_structure.aggregate`, whose one sparse product is :func:`gseq.ops.spmm`
+(a custom operator that ``torch.compile`` traces). From :meth:`GCN.forward` to the kernel::
+
+    GCN.forward -> gcn_structure.aggregate -> ops.spmm -> ops._autograd.spmm_sum (custom op gseq::spmm_sum)
+                -> ops._torch.spmm_sum (MKL's CSR product) | ops._triton.spmm_sum (Triton kernels)
 """
 
 from __future__ import annotations
 
 import math
+import weakref
 
 import torch
 import torch.nn.functional as F
@@ -18,9 +22,7 @@ from torch_geometric.nn import MessagePassing
 from torch_geometric.nn.dense.linear import Linear
 from torch_geometric.nn.inits import zeros
 
-from ..ops import CSR, spmm
-from .gcn_aggregate import aggregate
-from .gcn_structure import FLOWS, GCNGraph, check_graph_inputs, gcn_graph, gcn_norm, graph_from_adj_t, normalization
+from .gcn_structure import FLOWS, GCNGraph, aggregate, check_graph_inputs, gcn_graph, gcn_norm, graph_from_adj_t
 
 __all__ = ["GCN", "GCNGraph", "gcn_graph", "gcn_norm", "check_graph_inputs"]
 
@@ -103,15 +105,15 @@ class GCN(MessagePassing):
         out = conv(x, edge_index, edge_weight)  # [N, 32]
 
     **torch.compile**: build the graph once, then compile; the forward makes no host synchronisation
-    and compiles with ``fullgraph=True`` for ``"add"``/``"mean"`` (``"max"``/``"min"`` and edge weights
-    that require a gradient break the graph at their sparse product, which runs eagerly)::
+    and compiles with ``fullgraph=True`` (edge weights that require a gradient break the graph at their
+    sparse product, which runs eagerly; ``"max"``/``"min"`` are traced on the CPU, not checked on CUDA)::
 
         conv = GCN(16, 16, cached=True)
         conv(x, edge_index)                         # builds and caches the graph (validated once)
         fast = torch.compile(conv, fullgraph=True)
         out = fast(x, edge_index)                   # or: g = conv.graph(edge_index); fast(x, g)
 
-    Without a cached or prebuilt graph each call builds one, which breaks the compiled graph there.
+    Without a cached, reused or prebuilt graph each call builds one, which breaks the compiled graph there.
 
     Args:
         in_channels: size of each input sample, or -1 to infer it on the first call.
@@ -126,7 +128,10 @@ class GCN(MessagePassing):
             (default: ``True``)
         cached: build the graph structure (CSR, degrees) on the first call and reuse it afterwards
             (transductive learning on one graph). With ``"learn"`` the learned weight still updates.
-            (default: ``False``)
+            With ``False`` the layer still keeps the last call's graph, and reuses it when the same
+            ``edge_index`` and ``edge_weight`` tensor objects come back not written in place (a loop
+            over one graph; weights that require a gradient are never reused); other edges build a
+            new graph, as ``GCNConv`` does. (default: ``False``)
         bias: learn an additive bias. (default: ``True``)
         improved: ``GCNConv``'s spelling of ``self_loop_weight=2.0``; no effect without self-loops.
             (default: ``False``)
@@ -178,6 +183,9 @@ class GCN(MessagePassing):
         self.learn_self_loop = learn
         self.fixed_self_loop_weight = None if learn else self_loop_weight
         self._cached_graph: GCNGraph | None = None
+        # cached=False: (key, weak references to edge_index/edge_weight, graph) of the last call, reused when
+        # the same unmodified tensors come back (_build_graph); never copied or pickled
+        self._last_graph: tuple | None = None
 
         self.lin = Linear(in_channels, out_channels, bias=False, weight_initializer="glorot")
         if learn:
@@ -198,12 +206,21 @@ class GCN(MessagePassing):
                 self.raw_self_loop_weight.fill_(_SOFTPLUS_INV_ONE)
         zeros(self.bias)
         self._cached_graph = None
+        self._last_graph = None
+
+    def __getstate__(self) -> dict:  # copy.deepcopy and pickle: a weak reference is not state
+        return {**self.__dict__, "_last_graph": None}
 
     def self_loop_weight(self) -> Tensor:
         """The current ``w`` as a 0-d tensor (differentiable when learned)."""
+        w = self._w()
+        return w if isinstance(w, Tensor) else torch.tensor(w)
+
+    def _w(self) -> Tensor | float:
+        """``w``: softplus of the raw parameter when learned, else the fixed float (0.0 without loops)."""
         if self.raw_self_loop_weight is not None:
             return F.softplus(self.raw_self_loop_weight)
-        return torch.tensor(self.fixed_self_loop_weight if self.add_self_loops else 0.0)
+        return self.fixed_self_loop_weight if self.add_self_loops else 0.0
 
     def forward(self, x: Tensor, edge_index: Tensor | GCNGraph, edge_weight: Tensor | None = None) -> Tensor:
         """Apply the layer.
@@ -218,12 +235,11 @@ class GCN(MessagePassing):
         """
         reduce, node_dim = self._check_call(x)
         graph = self._graph_for(x, edge_index, edge_weight, node_dim)  # built and validated once
-        norm = self._normalization(graph)  # (s_t, s_s, loop weights), [N] each
         if x.layout == torch.strided:
             h = self.lin(x)
         else:  # sparse features (e.g. bag-of-words): a sparse-dense product, no dense copy of x
             h = torch.sparse.mm(x, self.lin.weight.t())
-        out = aggregate(graph, h, norm, reduce, node_dim)
+        out = aggregate(graph, h, self._w(), normalize=self.normalize, reduce=reduce, node_dim=node_dim)
         if self.bias is not None:
             out = out + self.bias
         return out
@@ -235,6 +251,9 @@ class GCN(MessagePassing):
                             "message passing")
         if x.dim() < 2:
             raise ValueError(f"x: expected shape [N, in_channels] (or [*, N, in_channels]), got {list(x.shape)}")
+        if not x.is_floating_point():  # torch's Linear would fail with "expected m1 and m2 to have the same dtype"
+            raise TypeError(f"x: expected floating-point node features, got dtype {x.dtype}; convert them with "
+                            "x.float()")
         if self.in_channels > 0 and x.size(-1) != self.in_channels:
             raise ValueError(f"x: expected {self.in_channels} features per node (in_channels), got {x.size(-1)}")
         if x.layout != torch.strided and (x.dim() != 2 or self.in_channels <= 0):
@@ -262,14 +281,6 @@ class GCN(MessagePassing):
             raise ValueError(f"x: on {x.device} but the graph is on {graph.in_degree.device}; move x, or call "
                              "reset_parameters() to rebuild the cached graph on the new device")
         return graph
-
-    def _normalization(self, graph: GCNGraph) -> tuple[Tensor, Tensor, Tensor | None] | None:
-        """``(s_t, s_s, l)`` of :func:`~gseq.layers.gcn_structure.normalization` for the current ``w``;
-        None with ``normalize=False``."""
-        if self.normalize is False:
-            return None
-        w = F.softplus(self.raw_self_loop_weight) if self.learn_self_loop else self.fixed_self_loop_weight
-        return normalization(graph, w, self.normalize)
 
     def graph(self, edge_index: Tensor | GCNGraph, edge_weight: Tensor | None = None, num_nodes: int | None = None,
               dtype: torch.dtype | None = None) -> GCNGraph:
@@ -302,6 +313,29 @@ class GCN(MessagePassing):
 
     @torch.compiler.disable
     def _build_graph(self, edge_index, edge_weight, num_nodes, dtype) -> GCNGraph:
+        key = self._reuse_key(edge_index, edge_weight, num_nodes, dtype)
+        if self._last_graph is not None and key is not None and self._last_graph[0] == key \
+                and all(ref() is t for ref, t in zip(self._last_graph[1], (edge_index, edge_weight)) if t is not None):
+            return self._last_graph[2]
+        graph = self._new_graph(edge_index, edge_weight, num_nodes, dtype)
+        self._last_graph = None if key is None else (key, [weakref.ref(t) for t in (edge_index, edge_weight)
+                                                            if t is not None], graph)
+        return graph
+
+    def _reuse_key(self, edge_index, edge_weight, num_nodes, dtype) -> tuple | None:
+        """What must be equal for the last call's graph to be this call's: the same ``edge_index`` and
+        ``edge_weight`` tensor objects (held by weak reference), not written in place since (their version
+        counters), and the same settings; None where nothing may be reused (weights that need a gradient:
+        the graph holds their autograd history of the last call)."""
+        if not (isinstance(edge_index, Tensor) and isinstance(edge_weight, (Tensor, type(None)))):
+            return None  # refused by gcn_graph
+        if edge_weight is not None and edge_weight.requires_grad and torch.is_grad_enabled():
+            return None
+        versions = tuple(None if t is None else (id(t), t._version) for t in (edge_index, edge_weight))
+        return versions + (num_nodes, dtype, self.flow, self.add_self_loops, self.normalize == "both",
+                           torch.is_grad_enabled())
+
+    def _new_graph(self, edge_index, edge_weight, num_nodes, dtype) -> GCNGraph:
         existing_loops = "keep"
         if isinstance(edge_index, Tensor) and edge_index.layout != torch.strided:
             if self.flow == "target_to_source":
@@ -311,9 +345,12 @@ class GCN(MessagePassing):
             existing_loops = "add"  # PyG adds w to the diagonal of a sparse adjacency
         if num_nodes is None:
             num_nodes = int(edge_index.max()) + 1 if isinstance(edge_index, Tensor) and edge_index.numel() else 0
-        return gcn_graph(edge_index, edge_weight, num_nodes, add_self_loops=self.add_self_loops,
-                         out_degree=self.normalize == "both", flow=self.flow, dtype=dtype,
-                         existing_loops=existing_loops)
+        graph = gcn_graph(edge_index, edge_weight, num_nodes, add_self_loops=self.add_self_loops,
+                          out_degree=self.normalize == "both", flow=self.flow, dtype=dtype,
+                          existing_loops=existing_loops)
+        if torch.is_grad_enabled():
+            graph.csr.structure.transpose()  # the backward's pattern, built here and kept: never while tracing
+        return graph
 
     def _check_graph(self, graph: GCNGraph, num_nodes: int | None) -> GCNGraph:
         if num_nodes is not None and graph.num_nodes != num_nodes:
@@ -325,14 +362,6 @@ class GCN(MessagePassing):
                              f"add_self_loops={self.add_self_loops}, flow={self.flow!r}, normalize="
                              f"{self.normalize!r}; build it with this layer's graph() method")
         return graph
-
-    def message(self, x_j: Tensor, edge_weight: Tensor | None) -> Tensor:
-        """The per-edge message ``w_ji * x_j`` (kept for PyG tooling; ``forward`` never builds it)."""
-        return x_j if edge_weight is None else edge_weight.view(-1, 1) * x_j
-
-    def message_and_aggregate(self, adj_t: CSR, x: Tensor) -> Tensor:
-        """``adj_t @ x`` through :func:`gseq.ops.spmm`, reduced by ``aggr`` (deterministic)."""
-        return spmm(adj_t, x, reduce=_check_aggr(self.aggr))
 
     def __repr__(self) -> str:
         w = "learn" if self.learn_self_loop else self.fixed_self_loop_weight

@@ -4,7 +4,7 @@ PyG's ``GCN2Conv``.
 ``forward`` reads as the equation: propagate -> mix in the initial representation -> identity-mapped
 weight. The propagation :math:`\hat P X` is :class:`~gseq.layers.GCN`'s own aggregation, over the same
 :class:`~gseq.layers.GCNGraph` (a loop-free CSR built and validated once, loops and normalisation as
-dense row scalings), reached through one call site, :func:`_propagate`. The graph handling (build,
+dense row scalings), reached through one call site, :func:`_propagate` (``gseq.layers.gcn_structure.aggregate``). The graph handling (build,
 cache, check a prebuilt graph, the self-loop weight) is ``GCN``'s, borrowed method by method, so the
 two layers cannot drift apart.
 """
@@ -21,8 +21,7 @@ from torch_geometric.nn.inits import glorot
 
 from ..checks import boolean, choice, finite_float, in_range, non_negative_float, positive_int
 from .gcn import _PROPAGATE_HOOKS, GCN
-from .gcn_aggregate import aggregate
-from .gcn_structure import FLOWS, GCNGraph
+from .gcn_structure import FLOWS, GCNGraph, aggregate
 
 __all__ = ["GCN2", "identity_mapping_strength"]
 
@@ -34,17 +33,10 @@ def identity_mapping_strength(theta: float, layer: int) -> float:
     return math.log(theta / layer + 1)
 
 
-def _propagate(graph: GCNGraph, x: Tensor, norm: tuple[Tensor, Tensor, Tensor | None] | None,
-               factor: float) -> Tensor:
-    r""":math:`c \hat P X` through GCN's aggregation over ``graph`` (``norm`` None: :math:`c A X`). ``[N, C]``
-
-    The factor :math:`c` scales the target-side normalisation :math:`s_t` (``N`` numbers) rather than the
-    ``[N, C]`` result: one pass less over the features, forward and backward.
-    """
-    if norm is None:
-        return aggregate(graph, x, None, "sum", 0) * factor
-    s_t, s_s, loop = norm
-    return aggregate(graph, x, (s_t * factor, s_s, loop), "sum", 0)
+def _propagate(graph: GCNGraph, x: Tensor, w: Tensor | float, normalize: bool | str) -> Tensor:
+    r""":math:`\hat P X` through GCN's one aggregation path over ``graph`` (``normalize=False``: :math:`A X`).
+    ``[N, C]``"""
+    return aggregate(graph, x, w, normalize=normalize, reduce="sum", node_dim=0)
 
 
 class GCN2(MessagePassing):
@@ -130,9 +122,12 @@ class GCN2(MessagePassing):
     graph = GCN.graph
     _graph_for = GCN._graph_for
     _build_graph = GCN._build_graph
+    _reuse_key = GCN._reuse_key
+    _new_graph = GCN._new_graph
     _check_graph = GCN._check_graph
-    _normalization = GCN._normalization
     self_loop_weight = GCN.self_loop_weight
+    _w = GCN._w
+    __getstate__ = GCN.__getstate__
 
     def __init__(
         self,
@@ -190,6 +185,7 @@ class GCN2(MessagePassing):
         self.learn_self_loop = learn
         self.fixed_self_loop_weight = None if learn else float(self_loop_weight)
         self._cached_graph: GCNGraph | None = None
+        self._last_graph: tuple | None = None  # cached=False: the last call's graph, reused as GCN does
 
         self.weight1 = Parameter(torch.empty(channels, channels))
         if shared_weights:
@@ -210,6 +206,7 @@ class GCN2(MessagePassing):
             with torch.no_grad():
                 self.raw_self_loop_weight.fill_(_SOFTPLUS_INV_ONE)
         self._cached_graph = None
+        self._last_graph = None
 
     def forward(self, x: Tensor, x_0: Tensor, edge_index: Tensor | GCNGraph,
                 edge_weight: Tensor | None = None) -> Tensor:
@@ -224,13 +221,12 @@ class GCN2(MessagePassing):
         """
         self._check_call(x, x_0)
         graph = self._graph_for(x, edge_index, edge_weight, 0)  # built and validated once
-        # (1 - a) P x: the factor goes into the row scaling of the normalised sum, not over [N, C] again
-        smooth = _propagate(graph, x, self._normalization(graph), 1 - self.alpha)
+        px = _propagate(graph, x, self._w(), self.normalize)  # P x, [N, C]
         x_0 = x_0[:x.size(0)]
         if self.weight2 is None:  # ((1 - a) P x + a x_0) ((1 - b) I + b W)
-            return torch.add(smooth, x_0, alpha=self.alpha) @ self._identity_mapping(self.weight1)
+            return torch.lerp(px, x_0, self.alpha) @ self._identity_mapping(self.weight1)
         # GCNII*: each term through a weight of its own
-        return (smooth @ self._identity_mapping(self.weight1)
+        return ((px * (1 - self.alpha)) @ self._identity_mapping(self.weight1)
                 + (self.alpha * x_0) @ self._identity_mapping(self.weight2))
 
     def _identity_mapping(self, weight: Tensor) -> Tensor:

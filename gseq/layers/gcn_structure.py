@@ -1,10 +1,21 @@
-r"""The structure a :class:`~gseq.layers.GCN` aggregates over, built (and validated) once per graph.
+r"""The graph side of :class:`~gseq.layers.GCN`: the graph built once, and the aggregation over it.
 
-:func:`gcn_graph` turns ``edge_index`` into a :class:`GCNGraph`: a CSR adjacency without self-loops, the
-degrees, and the self-loops to keep. The layer then needs no host synchronisation and no validation per
-call: with :math:`l` the per-node self-loop weight, :math:`d = A\mathbf{1} + l` and :math:`s = d^{-1/2}`
-(``normalization``), :math:`\hat D^{-1/2} (A + \mathrm{diag}(l)) \hat D^{-1/2} X = s \odot (A (s \odot X)
-+ l \odot s \odot X)`.
+:func:`gcn_graph` turns ``edge_index`` into a :class:`GCNGraph`: a CSR adjacency without self-loops (its
+transpose built with it, for the backward), the degrees, and the self-loops to keep. The layer then needs
+no host synchronisation and no validation per call: with :math:`l` the per-node self-loop weight,
+:math:`d = A\mathbf{1} + l` and :math:`s = d^{-1/2}` (:func:`normalization`),
+
+.. math::
+    \hat D^{-1/2} (A + \mathrm{diag}(l)) \hat D^{-1/2} H = s \odot (A y) + (l \odot s) \odot y,
+    \qquad y = s \odot H
+
+(:math:`\odot` scales rows), which :func:`aggregate` computes with one sparse product,
+:func:`gseq.ops.scaled_spmm`: no edges x features tensor is ever made, the normalisation and the loops
+are dense row scalings. :func:`aggregate` is the whole aggregation of a GCN layer (everything but ``lin``
+and the bias), for any layer built on the same normalised adjacency::
+
+    graph = gcn_graph(edge_index, num_nodes=n)  # once per graph
+    out = aggregate(graph, h)                   # D^-1/2 (A + I) D^-1/2 h, [N, F]
 
 Degrees and normalisation vectors are float32 (float64 for float64 features) whatever the feature
 dtype: a node of in-degree 65,520 would have an infinite degree in float16.
@@ -12,15 +23,16 @@ dtype: a node of in-degree 65,520 would have an infinite degree in float16.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import torch
 from torch import Tensor
 
-from ..ops import CSR, accumulation_dtype
-from ..ops._anchored import make_anchor
+from ..ops import CSR, accumulation_dtype, scaled_spmm, spmm
+from ..ops._checks import check_range, index_dtype
 
-__all__ = ["GCNGraph", "gcn_graph", "gcn_norm", "check_graph_inputs"]
+__all__ = ["GCNGraph", "gcn_graph", "aggregate", "normalization", "gcn_norm", "check_graph_inputs"]
 
 #: PyG's message-passing directions: ``"target_to_source"`` aggregates over the reversed edges
 FLOWS = ("source_to_target", "target_to_source")
@@ -55,16 +67,9 @@ class GCNGraph:
     in_count: Tensor
     add_self_loops: bool
     flow: str = "source_to_target"
-    anchor: Tensor = field(init=False, repr=False)
-
-    def __post_init__(self) -> None:
-        self._attach()
-
-    def _attach(self) -> None:
-        # the tensor through which compiled code reaches adjacency() (gseq.ops._anchored): the layer's
-        # custom operator takes tensors, not graphs; autograd saving the anchor keeps the graph alive
-        self.anchor = make_anchor(self, self.in_degree.device)
-        self._derived: dict = {}  # CSRs with cast values and transposes, built on first use
+    # csr with its values cast to another float dtype (float64 features on a float32 graph), by dtype;
+    # written by csr_as() only
+    _cast: dict = field(default_factory=dict, init=False, repr=False)
 
     @property
     def num_nodes(self) -> int:
@@ -76,22 +81,20 @@ class GCNGraph:
             return None
         return torch.where(self.has_loop, self.kept_loop, self.kept_loop + w)
 
-    def adjacency(self, dtype: torch.dtype, transpose: bool = False) -> CSR:
-        """``csr`` (or its transpose) with values of ``dtype``, built once and kept (values detached)."""
-        key = (dtype, transpose)
-        csr = self._derived.get(key)
-        if csr is None:
-            csr = self.csr
-            if csr.values is not None and (csr.values.dtype != dtype or csr.values.requires_grad):
-                csr = csr.with_values(csr.values.detach().to(dtype))
-            csr = self._derived[key] = csr.t() if transpose else csr
-        return csr
+    def csr_as(self, dtype: torch.dtype) -> CSR:
+        """``csr`` with values of ``dtype`` (kept; recast per call when they require a gradient)."""
+        csr = self.csr
+        if csr.values is None or csr.values.dtype == dtype:
+            return csr
+        if csr.values.requires_grad:
+            return csr.with_values(csr.values.to(dtype))
+        if dtype not in self._cast:
+            self._cast[dtype] = csr.with_values(csr.values.to(dtype))
+        return self._cast[dtype]
 
-    # copy.deepcopy and pickle: the CSR's structure caches (torch sparse tensors, closures) are not
-    # state; the copy rebuilds them on first use, with an anchor of its own
+    # copy.deepcopy and pickle: the CSR's structure caches are not state; the copy rebuilds them
     def __getstate__(self) -> dict:
-        state = {k: v.detach() if isinstance(v, Tensor) else v for k, v in self.__dict__.items()
-                 if k not in ("_derived", "anchor")}
+        state = {k: v.detach() if isinstance(v, Tensor) else v for k, v in self.__dict__.items() if k != "_cast"}
         csr = self.csr
         values = None if csr.values is None else csr.values.detach()
         state["csr"] = (csr.indptr, csr.indices, values, csr.shape)
@@ -101,25 +104,17 @@ class GCNGraph:
         indptr, indices, values, shape = state.pop("csr")
         self.__dict__.update(state)
         self.csr = CSR(indptr, indices, values, shape, check=False)
-        self._attach()
+        self._cast = {}
 
 
 def check_graph_inputs(edge_index: Tensor, edge_weight: Tensor | None, num_nodes: int) -> None:
-    """Validate ``edge_index`` [2, E] (integer, in ``[0, num_nodes)``) and ``edge_weight`` [E]."""
-    if not isinstance(edge_index, Tensor):
-        raise TypeError(f"edge_index: expected a LongTensor of shape [2, E], got {type(edge_index).__name__}")
-    if edge_index.dtype not in (torch.int64, torch.int32):
-        raise TypeError(f"edge_index: expected an integer tensor (torch.long), got dtype {edge_index.dtype}; "
-                        "convert it with edge_index.long()")
+    """Validate ``edge_index`` [2, E] (int64 or int32, in ``[0, num_nodes)``) and ``edge_weight`` [E]."""
+    index_dtype(edge_index, "edge_index")
     if edge_index.dim() != 2 or edge_index.size(0) != 2:
         raise ValueError(f"edge_index: expected shape [2, E] (row 0 sources, row 1 targets), got "
                          f"{list(edge_index.shape)}; transpose an [E, 2] list with edge_index.t()")
-    if edge_index.numel() > 0:
-        lo, hi = torch.aminmax(edge_index)
-        lo, hi = int(lo), int(hi)
-        if lo < 0 or hi >= num_nodes:
-            raise ValueError(f"edge_index: node indices must lie in [0, {num_nodes}) for {num_nodes} nodes "
-                             f"(x has {num_nodes} rows), found values in [{lo}, {hi}]")
+    check_range(edge_index, num_nodes, "edge_index", f"< num_nodes = {num_nodes} (x has {num_nodes} rows)",
+                "pass the edges of this graph, or x with all of its nodes", on_host=True)
     if edge_weight is not None:
         if not isinstance(edge_weight, Tensor) or not edge_weight.is_floating_point():
             raise TypeError("edge_weight: expected a floating-point tensor of shape [E] or None")
@@ -221,8 +216,8 @@ def _inv_sqrt(deg: Tensor) -> Tensor:
 
 
 def normalization(graph: GCNGraph, w: Tensor | float, normalize: bool | str) -> tuple[Tensor, Tensor, Tensor | None]:
-    r"""``(s_target, s_source, l)``: the layer's output is :math:`s_t \odot (A (s_s \odot X') + l \odot s_s
-    \odot X')`, with ``l`` None when no loops are added. Float32/64, no host synchronisation."""
+    r"""``(s_target, s_source, l)``: the layer's output is :math:`s_t \odot (A (s_s \odot X')) + l \odot s_t
+    \odot s_s \odot X'`, with ``l`` None when no loops are added. Float32/64, no host synchronisation."""
     loop = graph.loop_weight(w)
     deg = graph.in_degree if loop is None else graph.in_degree + loop
     s_t = _inv_sqrt(deg)
@@ -231,6 +226,61 @@ def normalization(graph: GCNGraph, w: Tensor | float, normalize: bool | str) -> 
     else:  # PyG: both ends scaled by the in-degree of the node
         s_s = s_t
     return s_t, s_s, loop
+
+
+def aggregate(graph: GCNGraph, h: Tensor, w: Tensor | float = 1.0, *, normalize: bool | str = True,
+              reduce: str = "sum", node_dim: int = -2) -> Tensor:
+    r"""The aggregation of a GCN layer over ``graph``: :math:`\hat D^{-1/2} (A + \mathrm{diag}(l)) \hat
+    D^{-1/2} H` for ``reduce="sum"``, everything of :class:`~gseq.layers.GCN` but ``lin`` and the bias.
+
+    ``"mean"`` divides each row by its number of messages (edges and the loop); ``"max"``/``"min"``
+    take the extreme of :math:`s_s \odot h` over the edges and the loop, then scale by :math:`s_t` (a
+    non-negative row scaling commutes with the extreme); ``normalize=False`` is :math:`A h` reduced by
+    ``reduce``. One sparse product, :func:`gseq.ops.scaled_spmm` (:func:`gseq.ops.spmm` for max/min and
+    ``normalize=False``), which ``torch.compile`` traces without a graph break when the edge weights
+    need no gradient. Differentiable in
+    ``h`` and ``w`` (and in the edge weights the graph was built with).
+
+    Args:
+        graph: the graph, from :func:`gcn_graph` (its ``add_self_loops``, ``flow`` and out-degrees decide
+            the loops, the direction and what ``"both"`` can use).
+        h: features ``[*, N, F]``, the nodes at ``node_dim`` (a layer passes :math:`XW`).
+        w: the self-loop weight, a float or a 0-d tensor; ignored when the graph adds no loops.
+            (default: ``1.0``)
+        normalize: ``True``, ``"both"`` or ``False``, as :class:`~gseq.layers.GCN`'s. (default: ``True``)
+        reduce: ``"sum"``, ``"mean"``, ``"max"`` or ``"min"``. (default: ``"sum"``)
+        node_dim: the dimension of the nodes in ``h``. (default: ``-2``)
+
+    Shapes:
+        - **h:** :math:`(*, N, F)`; **output:** :math:`(*, N, F)`, contiguous, ``h``'s dtype.
+    """
+    moved = h.movedim(node_dim, 0)  # [N, *, F]
+    acc = accumulation_dtype(h.dtype)
+    flat = moved.reshape(moved.size(0), math.prod(moved.shape[1:])).to(acc)  # [N, prod(*) * F], float32/64
+    csr = graph.csr_as(acc)
+    if normalize is False:
+        out = spmm(csr, flat, reduce)
+    else:
+        s_t, s_s, loop = (None if t is None else t.to(acc) for t in normalization(graph, w, normalize))
+        if reduce in ("max", "min"):  # s_t >= 0 scales a row, so it commutes with the extreme
+            y = flat * s_s.unsqueeze(-1)
+            out = _with_loop(graph, spmm(csr, y, reduce), y, loop, reduce) * s_t.unsqueeze(-1)
+        else:  # s_t * (A (s_s * h)) + l * s_t * s_s * h
+            diag = None if loop is None else loop * s_t * s_s
+            if reduce == "mean":  # messages into a node: its edges and its loop
+                count = (graph.in_count + int(loop is not None)).clamp(min=1).to(acc)
+                s_t, diag = s_t / count, (None if diag is None else diag / count)
+            out = scaled_spmm(csr, flat, row_scale=s_t, col_scale=s_s, diag=diag)
+    return out.to(h.dtype).reshape(moved.shape).movedim(0, node_dim).contiguous()
+
+
+def _with_loop(graph: GCNGraph, out: Tensor, y: Tensor, loop: Tensor | None, reduce: str) -> Tensor:
+    """The extreme over the edges (``out``) combined with the loop's message ``loop * y``."""
+    if loop is None:
+        return out
+    own = y * loop.unsqueeze(-1)
+    extreme = torch.maximum(out, own) if reduce == "max" else torch.minimum(out, own)
+    return torch.where((graph.in_count > 0).unsqueeze(-1), extreme, own)  # no edges: the loop alone
 
 
 def gcn_norm(

@@ -18,7 +18,7 @@ from torch_geometric.data import Data
 from ..checks import choice, in_range, positive_int
 from ..layers.gcn import GCN, GCNGraph, gcn_graph
 from ..layers.gcn_structure import normalization
-from ..ops import CSR, spmm
+from ..ops import CSR, scaled_spmm, spmm
 
 __all__ = ["GCNNet", "sparse_features"]
 
@@ -157,25 +157,26 @@ def _linear(conv: GCN, x: Tensor, batch_size: int) -> Tensor:
 
 
 def _aggregate(conv: GCN, graph: GCNGraph, h: Tensor, batch_size: int) -> Tensor:
-    """``conv``'s aggregation of ``h = X W`` over the full graph, ``batch_size`` output rows at a time:
-    ``s_t * (A @ (s_s * h)) + l * s_t * s_s * h`` (``A @ h`` for ``normalize=False``), in place on ``h``."""
+    """``conv``'s aggregation of ``h = X W`` over the full graph, ``batch_size`` output rows at a time, with
+    the layer's normalisation (:func:`gseq.layers.gcn_structure.normalization`) and product
+    (:func:`gseq.ops.scaled_spmm`): ``s_t[B] * (A_B y) + (l * s_t)[B] * y[B]`` for ``y = s_s * h``
+    (scaled in place on ``h``), ``A_B h`` for ``normalize=False``."""
     n = h.size(0)
     out = torch.empty_like(h)
-    adjacency = graph.adjacency(h.dtype)
+    csr = graph.csr_as(h.dtype)
     if conv.normalize is False:
         for lo in range(0, n, batch_size):
             hi = min(lo + batch_size, n)
-            out[lo:hi] = spmm(_row_slice(adjacency, lo, hi), h)
+            out[lo:hi] = spmm(_row_slice(csr, lo, hi), h)
         return out
-    w = conv.self_loop_weight().to(h.device, h.dtype)
-    s_t, s_s, loop = normalization(graph, w, conv.normalize)
-    s_t, s_s = s_t.to(h.dtype), s_s.to(h.dtype)
-    hs = h.mul_(s_s.unsqueeze(-1))  # s_s * h: the sources' side, for both the edges and the loop
-    loop_coef = None if loop is None else (loop.to(h.dtype) * s_t).unsqueeze(-1)
+    s_t, s_s, loop = (None if t is None else t.to(h.dtype)
+                      for t in normalization(graph, conv.self_loop_weight().to(h.device), conv.normalize))
+    y = h.mul_(s_s.unsqueeze(-1))  # the sources' side, for both the edges and the loop
+    loop_coef = None if loop is None else (loop * s_t).unsqueeze(-1)
     for lo in range(0, n, batch_size):
         hi = min(lo + batch_size, n)
-        rows = spmm(_row_slice(adjacency, lo, hi), hs).mul_(s_t[lo:hi].unsqueeze(-1))  # s_t * A_{B,:} (s_s * h)
-        out[lo:hi] = rows if loop_coef is None else rows.addcmul_(hs[lo:hi], loop_coef[lo:hi])
+        rows = scaled_spmm(_row_slice(csr, lo, hi), y, row_scale=s_t[lo:hi])  # s_t * A_{B,:} (s_s * h)
+        out[lo:hi] = rows if loop_coef is None else rows.addcmul_(y[lo:hi], loop_coef[lo:hi])
     return out
 
 

@@ -19,16 +19,19 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from ._backend import Backend
+from ._backend import Backend, backend_module
 from ._checks import accumulation_dtype
 from .csr import CSR
 
-__all__ = ["spmm_reduce", "spmm_sum", "spmm_arg", "row_counts"]
+__all__ = ["spmm_reduce", "spmm_sum", "scaled_spmm", "spmm_arg", "row_counts"]
 
 
 def row_counts(csr: CSR, dtype: torch.dtype) -> Tensor:
     """Entries per row, at least 1 (an empty row divides 0 by 1), as ``dtype`` ``[M]``."""
-    return csr.cached(f"counts:{dtype}", lambda: csr.row_counts().clamp(min=1).to(dtype))
+    counts = csr.structure.mean_counts.get(dtype)
+    if counts is None:
+        counts = csr.structure.mean_counts[dtype] = csr.row_counts().clamp(min=1).to(dtype)
+    return counts
 
 
 def _needs_graph(*ts: Tensor | None) -> bool:
@@ -37,9 +40,102 @@ def _needs_graph(*ts: Tensor | None) -> bool:
 
 def spmm_sum(csr: CSR, x: Tensor, impl: Backend, dtype: torch.dtype) -> Tensor:
     """:math:`A X` with the values of ``csr``, returned as ``dtype``; differentiable to any order."""
-    if _needs_graph(csr.values, x):
-        return _SpMMSum.apply(csr.values, x, csr, impl, dtype)
-    return impl.spmm_sum(csr, csr.values, x, dtype)
+    return scaled_spmm(csr, x, impl, dtype)
+
+
+def scaled_spmm(csr: CSR, x: Tensor, impl: Backend, dtype: torch.dtype, row_scale: Tensor | None = None,
+                col_scale: Tensor | None = None, diag: Tensor | None = None) -> Tensor:
+    r""":math:`r \odot (A (s \odot X)) + d \odot X` (:math:`\odot` scales rows; a missing scaling is 1, a
+    missing ``diag`` 0), returned as ``dtype``; differentiable in ``x``, the scalings and the values.
+
+    Values that need no gradient (a graph's fixed edge weights, or none) take the custom operator
+    ``gseq::scaled_spmm``, which ``torch.compile`` traces without a graph break or a host sync; values
+    that need one take :class:`_SpMMSum` (eagerly: a graph break under ``torch.compile``).
+    """
+    if _needs_graph(csr.values):
+        y = x if col_scale is None else x * col_scale.unsqueeze(-1)
+        out = _spmm_sum_values_grad(csr, y, impl, dtype)
+        out = out if row_scale is None else out * row_scale.unsqueeze(-1)
+        return out if diag is None else out + x * diag.unsqueeze(-1)
+    values, work = impl.kernel_inputs(csr, x.dtype)
+    if _needs_graph(x, col_scale):  # the backward multiplies with the transpose (its pattern is kept)
+        t = csr.t()
+        values_t, work_t = impl.kernel_inputs(t, x.dtype)
+    else:  # no backward product: the transpose is not built
+        t, values_t, work_t = csr, values, work
+    keep = _needs_graph(row_scale)  # the gradient of row_scale needs A (s x)
+    return _scaled_spmm_op(x, row_scale, col_scale, diag, keep, csr.indptr, csr.indices, values, work,
+                           t.indptr, t.indices, values_t, work_t, impl.NAME, dtype)[0]
+
+
+@torch.compiler.disable
+def _spmm_sum_values_grad(csr: CSR, x: Tensor, impl: Backend, dtype: torch.dtype) -> Tensor:
+    return _SpMMSum.apply(csr.values, x, csr, impl, dtype)
+
+
+@torch.library.custom_op("gseq::scaled_spmm", mutates_args=())
+def _scaled_spmm_op(x: Tensor, row_scale: Tensor | None, col_scale: Tensor | None, diag: Tensor | None,
+                    keep: bool, indptr: Tensor, indices: Tensor, values: Tensor | None, work: list[Tensor],
+                    indptr_t: Tensor, indices_t: Tensor, values_t: Tensor | None, work_t: list[Tensor],
+                    backend: str, dtype: torch.dtype) -> tuple[Tensor, Tensor]:
+    """``(r * (A (s * x)) + d * x, A (s * x) if keep else [])`` for the CSR ``(indptr, indices, values)`` of
+    shape ``[len(indptr) - 1, len(x)]``; the arrays of ``A^T`` are the backward's (``work``: the backend's
+    tables, :meth:`~gseq.ops._backend.Backend.kernel_inputs`). The scalings are applied in place."""
+    impl = backend_module(backend)
+    csr = impl.from_kernel_inputs(indptr, indices, values, work, (indptr.numel() - 1, x.size(0)))
+    agg = impl.spmm_sum(csr, values, x if col_scale is None else x * col_scale.unsqueeze(-1), dtype)
+    if row_scale is None:
+        out = agg.clone() if keep else agg  # an output may not alias the other one
+    else:
+        out = agg * row_scale.unsqueeze(-1) if keep else agg.mul_(row_scale.unsqueeze(-1))
+    if diag is not None:
+        out.addcmul_(x, diag.unsqueeze(-1))
+    return out, agg if keep else agg.new_empty(0)
+
+
+@_scaled_spmm_op.register_fake
+def _(x, row_scale, col_scale, diag, keep, indptr, *rest):
+    out = x.new_empty(indptr.size(0) - 1, x.size(1), dtype=rest[-1])
+    return out, torch.empty_like(out) if keep else out.new_empty(0)
+
+
+def _scaled_spmm_context(ctx, inputs, output) -> None:
+    x, row_scale, col_scale, diag, keep, *arrays, backend, _ = inputs
+    need_x, need_r, need_s, need_d = ctx.needs_input_grad[:4]
+    ctx.save_for_backward(x if (need_s or need_d) else None, row_scale, col_scale, diag, output[1] if keep else None)
+    ctx.arrays, ctx.backend, ctx.x_dtype = arrays, backend, x.dtype
+
+
+def _scaled_spmm_backward(ctx, grad: Tensor, grad_agg: Tensor | None):
+    x, r, s, d, agg = ctx.saved_tensors
+    need_x, need_r, need_s, need_d = ctx.needs_input_grad[:4]
+    indptr, indices, values, work, indptr_t, indices_t, values_t, work_t = ctx.arrays
+
+    def transposed(g, row_scale, col_scale, diag):  # the same operator on A^T: differentiable in turn
+        return _scaled_spmm_op(g, row_scale, col_scale, diag, False, indptr_t, indices_t, values_t, work_t,
+                               indptr, indices, values, work, ctx.backend, ctx.x_dtype)[0]
+
+    grad_x = grad_r = grad_s = grad_d = None
+    # a gradient reaching the kept A (s x) itself (a second-order gradient through the one of r)
+    through_agg = grad_agg is not None and grad_agg.numel() > 0
+    if need_s or (need_x and through_agg):  # A^T (r G + G_agg), shared by the gradients of x and s
+        g = grad if r is None else grad * r.unsqueeze(-1)
+        back = transposed(g + grad_agg if through_agg else g, None, None, None)
+        if need_s:
+            grad_s = (back * x).sum(-1)
+        if need_x:
+            grad_x = (back if s is None else back * s.unsqueeze(-1)) + (0 if d is None else grad * d.unsqueeze(-1))
+    elif need_x:  # s * A^T (r G) + d * G: the operator itself on the transpose
+        grad_x = transposed(grad, s, r, d)
+    if need_r:
+        grad_r = (grad * agg).sum(-1)
+    if need_d:
+        grad_d = (grad * x).sum(-1)
+    return (grad_x, grad_r, grad_s, grad_d, None, None, None, None, [None] * len(work), None, None, None,
+            [None] * len(work_t), None, None)
+
+
+_scaled_spmm_op.register_autograd(_scaled_spmm_backward, setup_context=_scaled_spmm_context)
 
 
 def _sddmm(csr: CSR, a: Tensor, b: Tensor, impl: Backend, dtype: torch.dtype) -> Tensor:

@@ -21,7 +21,7 @@ from . import _triton
 from .csr import CSR
 
 __all__ = ["Backend", "BACKENDS", "ENV_VAR", "TRITON_AVAILABLE", "get_backend", "set_backend", "use_backend",
-           "resolve"]
+           "resolve", "backend_module"]
 
 
 class Backend(Protocol):
@@ -53,6 +53,18 @@ class Backend(Protocol):
     def sddmm_arg(self, csr: CSR, grad: Tensor, x: Tensor, arg: Tensor) -> Tensor:
         """The gradient of :meth:`spmm_arg` with respect to the values, ``[nnz]``: entry ``e`` sums
         ``grad[row(e), f] * x[col(e), f]`` over the features ``f`` whose ``arg`` is ``e``."""
+
+    #: the backend's name, as ``backend=`` spells it
+    NAME: str
+
+    def kernel_inputs(self, csr: CSR, dtype: torch.dtype) -> tuple[Tensor | None, list[Tensor]]:
+        """``(values, work)``: the tensors :meth:`spmm_sum` reads for ``csr`` besides its index arrays,
+        built once and kept on ``csr.structure`` (how the custom operator ``gseq::spmm_sum``, which
+        takes tensors only, passes a CSR and its caches through ``torch.compile``)."""
+
+    def from_kernel_inputs(self, indptr: Tensor, indices: Tensor, values: Tensor | None, work: list[Tensor],
+                           shape: tuple[int, int]) -> CSR:
+        """The CSR of :meth:`kernel_inputs`' arrays, its caches in place (inside the custom operator)."""
 
 
 BACKENDS = ("auto", "torch", "triton")
@@ -93,6 +105,11 @@ def use_backend(name: str | None) -> Iterator[None]:
         yield
     finally:
         _forced = before
+
+
+def backend_module(name: str) -> Backend:
+    """The module of the backend ``name`` (``"torch"`` or ``"triton"``), already resolved."""
+    return _triton if name == _triton.NAME else _torch
 
 
 def resolve(backend: str, device: torch.device) -> Backend:

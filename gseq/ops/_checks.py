@@ -13,7 +13,8 @@ from torch import Tensor
 
 from ..checks import FLOAT_DTYPES
 
-__all__ = ["REDUCTIONS", "DTYPES", "accumulation_dtype", "check_reduce", "check_float", "check_index", "check_range", "assert_valid", "check_out"]
+__all__ = ["REDUCTIONS", "DTYPES", "INDEX_DTYPES", "accumulation_dtype", "check_reduce", "check_float", "index_dtype",
+           "check_index", "check_range", "assert_valid", "check_out"]
 
 #: the supported reductions (``"add"`` is an alias of ``"sum"``)
 REDUCTIONS = ("sum", "add", "mean", "max", "min")
@@ -42,19 +43,35 @@ def check_float(t: object, name: str) -> Tensor:
     return t
 
 
+#: the index dtypes gseq accepts (converted to int64 inside); PyG and torch_scatter use int64
+INDEX_DTYPES = (torch.int64, torch.int32)
+
+
+def index_dtype(t: object, name: str) -> Tensor:
+    """Refuse anything but an int64 or int32 tensor: the one index dtype rule of gseq (CSR arrays,
+    ``edge_index``, scatter indices)."""
+    if not isinstance(t, Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor of integers, got {type(t).__name__}")
+    if t.dtype not in INDEX_DTYPES:
+        raise TypeError(f"{name} must have an integer dtype (int64 or int32), got {t.dtype}; convert it with .long()")
+    return t
+
+
 def check_index(index: object, name: str, device: torch.device) -> Tensor:
-    if not isinstance(index, Tensor):
-        raise TypeError(f"{name} must be a torch.Tensor, got {type(index).__name__}")
-    if index.dtype.is_floating_point or index.dtype.is_complex or index.dtype == torch.bool:
-        raise TypeError(f"{name} must have an integer dtype, got {index.dtype}; convert with .long()")
+    index_dtype(index, name)
     if index.device != device:
         raise ValueError(f"{name} is on {index.device} but src on {device}; move one with .to(device)")
     return index.long()
 
 
-def check_range(t: Tensor, high: int, name: str, bound: str, fix: str) -> None:
-    """Check ``0 <= t < high`` elementwise without a host sync (see :func:`assert_valid`); ``bound``
-    says the upper bound in words (``"< dim_size = 4"``) for the error message."""
+def check_range(t: Tensor, high: int, name: str, bound: str, fix: str, *, on_host: bool = False) -> None:
+    """Check ``0 <= t < high`` elementwise; ``bound`` says the upper bound in words (``"< dim_size = 4"``)
+    and ``fix`` what to do, for the error message.
+
+    Without a host sync by default (see :func:`assert_valid`); ``on_host=True`` reads the extremes on
+    the host and raises the ``ValueError`` on every device (for builders that synchronise anyway, such
+    as a CSR's constructor: a failed device assertion would end the CUDA context).
+    """
     if t.numel() == 0:
         return
     lo, hi = torch.aminmax(t)
@@ -63,6 +80,10 @@ def check_range(t: Tensor, high: int, name: str, bound: str, fix: str) -> None:
         if int(lo) < 0:
             return f"{name} must be non-negative, found {int(lo)}"
         return f"{name} must be {bound}, found {int(hi)}; {fix}"
+    if on_host:
+        if int(lo) < 0 or int(hi) >= high:
+            raise ValueError(explain())
+        return
     assert_valid((lo >= 0) & (hi < high), name, explain)
 
 

@@ -17,9 +17,11 @@ import warnings
 import torch
 from torch import Tensor
 
-from .csr import CSR
+from .csr import CSR, Structure
 
-__all__ = ["spmm_sum", "spmm_arg", "sddmm", "sddmm_arg", "spmm_arg_backward_x", "CHUNK_ELEMS"]
+NAME = "torch"
+
+__all__ = ["NAME", "kernel_inputs", "from_kernel_inputs", "spmm_sum", "spmm_arg", "sddmm", "sddmm_arg", "spmm_arg_backward_x", "CHUNK_ELEMS"]
 
 #: upper bound on the elements of one gathered ``[chunk, F]`` block in the chunked paths
 CHUNK_ELEMS = 1 << 21
@@ -29,30 +31,37 @@ def _chunk(nnz: int, width: int) -> int:
     return max(1, CHUNK_ELEMS // max(width, 1)) if nnz else 1
 
 
-def _index_arrays(csr: CSR) -> tuple[Tensor, Tensor]:
-    """``(crow, col)``: the row pointers and columns of ``csr`` as int32 when they fit (cached)."""
-    def build():
-        small = csr.nnz < 2**31 - 1 and csr.num_cols < 2**31 - 1
-        idt = torch.int32 if small else torch.int64
-        return csr.indptr.to(idt), csr.indices.to(idt)
-    return csr.cached("torch_index", build)
-
-
 def _sparse_csr(csr: CSR, values: Tensor, dtype: torch.dtype | None = None) -> Tensor:
     """A ``torch.sparse_csr_tensor`` with the structure of ``csr`` and ``values`` (detached)."""
-    crow, col = _index_arrays(csr)
+    # int64 indices as they are: MKL's product is as fast with them as with int32 copies (bench_spmm.py)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # "sparse CSR support is in beta"
-        return torch.sparse_csr_tensor(crow, col, values.detach(), csr.shape, dtype=dtype,
+        return torch.sparse_csr_tensor(csr.indptr, csr.indices, values.detach(), csr.shape, dtype=dtype,
                                        device=csr.device, check_invariants=False)
 
 
+def _ones(csr: CSR, dtype: torch.dtype) -> Tensor:
+    """The values of the unweighted ``csr``, ``[nnz]`` ones of ``dtype`` (kept on its structure)."""
+    ones = csr.structure.torch_ones.get(dtype)
+    if ones is None:
+        ones = csr.structure.torch_ones[dtype] = torch.ones(csr.nnz, dtype=dtype, device=csr.device)
+    return ones
+
+
 def _matrix(csr: CSR, values: Tensor | None, dtype: torch.dtype) -> Tensor:
-    """``csr`` as a ``torch.sparse_csr_tensor`` of ``dtype`` (cached when unweighted)."""
-    if values is None:
-        return csr.cached(f"torch_csr:{dtype}",
-                          lambda: _sparse_csr(csr, torch.ones(csr.nnz, dtype=dtype, device=csr.device)))
-    return _sparse_csr(csr, values, dtype)
+    """``csr`` as a ``torch.sparse_csr_tensor`` of ``dtype`` (a view of its arrays: nothing is copied)."""
+    return _sparse_csr(csr, _ones(csr, dtype) if values is None else values, dtype)
+
+
+def kernel_inputs(csr: CSR, dtype: torch.dtype) -> tuple[Tensor, list[Tensor]]:
+    """``(values, [])``: the values for features of ``dtype`` (kept ones when unweighted); no tables."""
+    return (_ones(csr, _compute_dtype(dtype)) if csr.values is None else csr.values), []
+
+
+def from_kernel_inputs(indptr: Tensor, indices: Tensor, values: Tensor | None, work: list[Tensor],
+                       shape: tuple[int, int]) -> CSR:
+    """The CSR of :func:`kernel_inputs`' arrays (trusted)."""
+    return CSR._of(Structure(indptr, indices, shape), values)
 
 
 def _compute_dtype(*dtypes: torch.dtype) -> torch.dtype:

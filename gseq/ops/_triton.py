@@ -30,6 +30,7 @@ import torch
 from torch import Tensor
 
 from ._checks import accumulation_dtype
+from .csr import CSR, Structure
 
 try:
     import triton
@@ -39,7 +40,9 @@ except ImportError as exc:  # pragma: no cover - depends on the installation
     triton = tl = None
     AVAILABLE, IMPORT_ERROR = False, exc
 
-__all__ = ["AVAILABLE", "INTERPRET", "CHUNK", "REDUCE_SUM", "REDUCE_MAX", "REDUCE_MIN", "spmm_sum", "sddmm", "spmm_arg", "spmm_arg_backward_x", "sddmm_arg"]
+NAME = "triton"
+
+__all__ = ["NAME", "AVAILABLE", "INTERPRET", "CHUNK", "kernel_inputs", "from_kernel_inputs", "REDUCE_SUM", "REDUCE_MAX", "REDUCE_MIN", "spmm_sum", "sddmm", "spmm_arg", "spmm_arg_backward_x", "sddmm_arg"]
 
 #: whether Triton's interpreter was on when this module was imported (kernels then run on CPU tensors)
 INTERPRET = os.environ.get("TRITON_INTERPRET", "0") == "1"
@@ -179,15 +182,17 @@ def _blocks(f: int) -> tuple[int, int]:
     return (32 if block_f <= 32 else 16), block_f
 
 
-def _work(csr, chunk: int):
-    """The chunk table of ``csr`` (cached on its structure), built without a host sync.
+def _work(csr, chunk: int = CHUNK):
+    """The chunk table of ``csr`` for chunks of ``chunk`` entries, built without a host sync (the kernels'
+    :data:`CHUNK`'s is kept on the structure, ``csr.structure.triton_work``).
 
     Chunk ``k`` reduces entries ``cstart[k]:cend[k]`` of row ``crow[k]`` and writes the row (``cslot``
     -1) or partial slot ``cslot[k]`` of a split row. Split row ``s`` is ``srow[s]``; its partials are
     slots ``sptr[s]:sptr[s+1]``. The number of chunks and of split rows depends on the data, so the
     tables are padded to bounds known from the shape alone (padding: ``cslot`` -2, ``srow`` -1, empty
     ranges): ``M + nnz // chunk`` chunks, ``nnz // (chunk + 1)`` split rows and ``2 nnz // chunk``
-    partial slots (a split row of ``c > chunk`` entries has ``ceil(c / chunk) < 2 c / chunk`` chunks).
+    partial slots (a split row of ``c > chunk`` entries has ``ceil(c / chunk) < 2 c / chunk`` chunks;
+    :func:`_run_rows` derives that bound from ``nnz``).
     """
     def build():
         m, nnz = csr.num_rows, csr.nnz
@@ -211,8 +216,26 @@ def _work(csr, chunk: int):
         sptr = torch.zeros(srow.numel() + 1, dtype=torch.long, device=dev)
         sptr[1:] = torch.where(srow < m, slot_end[srow.clamp(max=m - 1)], slot_end[-1])
         srow = srow.masked_fill(srow >= m, -1)
-        return crow, cstart, cend, cslot, srow, sptr, 2 * nnz // chunk
-    return csr.cached(f"triton_work:{chunk}", build)
+        return crow, cstart, cend, cslot, srow, sptr
+    if chunk != CHUNK:
+        return build()
+    if csr.structure.triton_work is None:
+        csr.structure.triton_work = build()
+    return csr.structure.triton_work
+
+
+def kernel_inputs(csr, dtype: torch.dtype) -> tuple[Tensor | None, list[Tensor]]:
+    """``(values, work)``: the values as they are and the chunk table (:func:`_work`), kept on the structure
+    (none for a matrix without entries, which no kernel reads)."""
+    return csr.values, (list(_work(csr)) if csr.num_rows and csr.nnz else [])
+
+
+def from_kernel_inputs(indptr: Tensor, indices: Tensor, values: Tensor | None, work: list[Tensor],
+                       shape: tuple[int, int]) -> CSR:
+    """The CSR of :func:`kernel_inputs`' arrays (trusted), its chunk table in place."""
+    structure = Structure(indptr, indices, shape)
+    structure.triton_work = tuple(work) if work else None
+    return CSR._of(structure, values)
 
 
 def _on_device(t: Tensor):
@@ -228,7 +251,8 @@ def _run_rows(csr, values, x: Tensor, reduce: int, *, masked=None, dtype: torch.
     extreme = reduce != REDUCE_SUM
     out = torch.empty(m, f, dtype=dtype or x.dtype, device=x.device)
     arg = torch.empty(m, f, dtype=torch.long, device=x.device) if extreme else None
-    crow, cstart, cend, cslot, srow, sptr, nslots = _work(csr, CHUNK)
+    crow, cstart, cend, cslot, srow, sptr = _work(csr)
+    nslots = 2 * nnz // CHUNK  # partial slots: the bound of _work's docstring
     acc_t = accumulation_dtype(x.dtype)
     part = torch.empty(max(nslots, 1), f, dtype=acc_t, device=x.device)
     parg = torch.empty(max(nslots, 1), f, dtype=torch.long, device=x.device) if extreme else part
@@ -278,7 +302,7 @@ def spmm_arg_backward_x(csr, values: Tensor | None, grad: Tensor, arg: Tensor, n
     if csr.nnz == 0 or f == 0 or n == 0:
         return grad.new_zeros(n, f)
     t = csr.t()
-    perm = csr.transpose_structure()[2]
+    perm = csr.structure.transpose()[1]
     values_t = None if values is None else values.index_select(0, perm)
     arg = arg.contiguous()
     return _run_rows(t, values_t, grad, REDUCE_SUM, masked=(perm, arg))[0]

@@ -1,44 +1,103 @@
 """The compressed-sparse-row container used by every sparse kernel in :mod:`gseq.ops`.
 
 A :class:`CSR` is validated once, when it is built; the kernels then trust it (a Triton kernel given a
-bad index would read or write out of bounds silently). Structure-derived arrays (the row of each entry,
-the transposed structure, the work table of the balanced Triton kernels, a ``torch.sparse_csr_tensor``)
-are built on first use and cached on the object, so a CSR built once and reused (``GCN(cached=True)``)
-pays for them once.
+bad index would read or write out of bounds silently). Its sparsity pattern is a :class:`Structure`,
+shared by every CSR with that pattern (:meth:`CSR.with_values`, the CSRs of successive :meth:`CSR.t`
+calls), which keeps what is derived from the pattern alone in named fields, each written by one owner:
+the row of each entry and the transposed pattern (:class:`Structure` itself), the mean's row counts
+(:mod:`gseq.ops._autograd`), the unweighted ``torch.sparse_csr_tensor`` (:mod:`gseq.ops._torch`) and
+the work table of the balanced Triton kernels (:mod:`gseq.ops._triton`). A CSR built once and reused
+(``GCN(cached=True)``) pays for them once.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
 
 import torch
 from torch import Tensor
 
 from ..checks import fits_memory
-from ._checks import DTYPES
+from ._checks import DTYPES, check_range, index_dtype
 
-__all__ = ["CSR"]
-
-
-def _check_range(t: Tensor, high: int, name: str, bound: str, fix: str) -> None:
-    """``0 <= t < high`` read on the host (building a CSR reads its arrays once); ``bound`` says the
-    upper bound in words for the error message, ``fix`` what to do."""
-    if t.numel() > 0:
-        lo, hi = int(t.min()), int(t.max())
-        if lo < 0:
-            raise ValueError(f"{name} must be non-negative, found {lo}")
-        if hi >= high:
-            raise ValueError(f"{name} must be {bound}, found {hi}; {fix}")
+__all__ = ["CSR", "Structure"]
 
 
 def _as_index(t: Any, name: str) -> Tensor:
-    if not isinstance(t, Tensor):
-        raise TypeError(f"{name} must be a torch.Tensor of integers, got {type(t).__name__}")
-    if t.dtype.is_floating_point or t.dtype.is_complex or t.dtype == torch.bool:
-        raise TypeError(f"{name} must have an integer dtype (int64 or int32), got {t.dtype}; convert it with .long()")
+    index_dtype(t, name)
     if t.dim() != 1:
         raise ValueError(f"{name} must be one-dimensional, got shape {tuple(t.shape)}")
     return t.long()
+
+
+def _indptr(counts: Tensor) -> Tensor:
+    """Row pointers ``[M + 1]`` from the entries per row ``[M]``."""
+    indptr = counts.new_zeros(counts.numel() + 1)
+    torch.cumsum(counts, 0, out=indptr[1:])
+    return indptr
+
+
+def _inverse(perm: Tensor) -> Tensor:
+    return torch.empty_like(perm).scatter_(0, perm, torch.arange(perm.numel(), device=perm.device))
+
+
+class Structure:
+    r"""The sparsity pattern of a CSR: ``indptr`` ``[M + 1]`` and ``indices`` ``[nnz]`` (int64, contiguous)
+    of ``shape`` ``(M, N)``, and the arrays derived from it, built on first use and kept.
+
+    Each cache is a named field with one owner, the only code that writes it:
+
+    - ``_row`` (:meth:`row`) and ``_transpose`` (:meth:`transpose`): this class. A builder that knows
+      the transpose already (the scatter reductions: one entry per column) passes ``transpose=``;
+    - ``mean_counts``: :func:`gseq.ops._autograd.row_counts` (the mean's divisors, by dtype);
+    - ``torch_ones``: :mod:`gseq.ops._torch` (the unweighted ``torch.sparse_csr_tensor``, by dtype);
+    - ``triton_work``: :mod:`gseq.ops._triton` (the chunk table of its balanced kernels).
+    """
+
+    __slots__ = ("indptr", "indices", "shape", "_row", "_transpose", "_known_transpose", "mean_counts",
+                 "torch_ones", "triton_work")
+
+    def __init__(self, indptr: Tensor, indices: Tensor, shape: tuple[int, int], *,
+                 transpose: Callable[[], tuple[Tensor, Tensor, Tensor]] | None = None) -> None:
+        self.indptr, self.indices, self.shape = indptr, indices, shape
+        self._row: Tensor | None = None
+        self._transpose: tuple[Structure, Tensor] | None = None
+        self._known_transpose = transpose  # a builder of (indptr_t, indices_t, perm), or (Structure, perm)
+        self.mean_counts: dict[torch.dtype, Tensor] = {}
+        self.torch_ones: dict[torch.dtype, Tensor] = {}
+        self.triton_work: tuple[Tensor, ...] | None = None
+
+    @property
+    def nnz(self) -> int:
+        return self.indices.numel()
+
+    def row(self) -> Tensor:
+        """Row of each entry, int64 ``[nnz]``."""
+        if self._row is None:
+            self._row = torch.repeat_interleave(torch.arange(self.shape[0], device=self.indices.device),
+                                                self.indptr.diff(), output_size=self.nnz)
+        return self._row
+
+    def transpose(self) -> tuple["Structure", Tensor]:
+        """``(pattern of A^T, perm)``: transposed entry ``k`` is entry ``perm[k]``. The transpose of the
+        transpose is this object again (no second sort)."""
+        if self._transpose is None:
+            known, self._known_transpose = self._known_transpose, None
+            if known is not None:
+                *t, perm = known()
+                t = t[0] if len(t) == 1 else t
+            else:  # stable sort by column: rows stay ascending inside each column
+                _, perm = torch.sort(self.indices, stable=True)
+                indices_t = self.row().index_select(0, perm)
+                indptr_t = _indptr(torch.bincount(self.indices, minlength=self.shape[1]))
+                if torch.equal(indptr_t, self.indptr) and torch.equal(indices_t, self.indices):
+                    indptr_t, indices_t = self.indptr, self.indices  # symmetric pattern: share memory
+                t = (indptr_t, indices_t)
+            if not isinstance(t, Structure):
+                t = Structure(t[0], t[1], (self.shape[1], self.shape[0]))
+                t._known_transpose = lambda: (self, _inverse(perm))
+            self._transpose = (t, perm)
+        return self._transpose
 
 
 class CSR:
@@ -47,12 +106,13 @@ class CSR:
     Row :math:`i` holds the entries ``indptr[i]:indptr[i+1]``; entry :math:`e` sits in column
     ``indices[e]`` with value ``values[e]`` (1 when ``values`` is ``None``: an unweighted matrix).
     Duplicate (row, column) pairs are allowed and add up in every product. The arrays are stored
-    contiguous (a strided view such as ``edge_index[1]`` or ``W[:, 0]`` is copied once).
+    contiguous (a strided view such as ``edge_index[1]`` or ``W[:, 0]`` is copied once), the indices as
+    int64 (int32 inputs are converted; other integer types are refused, as everywhere in gseq).
 
     Args:
-        indptr (Tensor): row pointers, integer ``[M + 1]``, non-decreasing, ``indptr[0] == 0`` and
-            ``indptr[-1] == nnz``.
-        indices (Tensor): column of each entry, integer ``[nnz]``, in ``[0, N)``, grouped by row.
+        indptr (Tensor): row pointers, int64 or int32 ``[M + 1]``, non-decreasing, ``indptr[0] == 0``
+            and ``indptr[-1] == nnz``.
+        indices (Tensor): column of each entry, int64 or int32 ``[nnz]``, in ``[0, N)``, grouped by row.
         values (Tensor, optional): floating ``[nnz]`` or ``None`` (all ones). May require grad.
             (default: ``None``)
         shape (tuple[int, int], optional): ``(M, N)``; ``N`` defaults to ``max(indices) + 1``.
@@ -64,7 +124,8 @@ class CSR:
         - **indptr:** :math:`(M + 1,)`; **indices**, **values:** :math:`(nnz,)`.
     """
 
-    __slots__ = ("indptr", "indices", "values", "shape", "_scache", "__weakref__")
+    # indptr, indices and shape are the structure's, kept here too for reading
+    __slots__ = ("structure", "values", "indptr", "indices", "shape", "__weakref__")
 
     def __init__(self, indptr: Tensor, indices: Tensor, values: Tensor | None = None,
                  shape: tuple[int, int] | None = None, *, check: bool = True) -> None:
@@ -74,8 +135,6 @@ class CSR:
         # the kernels address the arrays as contiguous: a strided view (E[:, 1]) is copied once here
         indptr, indices = indptr.contiguous(), indices.contiguous()
         values = values.contiguous() if isinstance(values, Tensor) else values
-        self.indptr = indptr
-        self.indices = indices
         if shape is None:
             m = indptr.numel() - 1
             n = int(indices.max()) + 1 if indices.numel() > 0 else 0
@@ -83,9 +142,18 @@ class CSR:
         if check:
             shape = self._check_structure(indptr, indices, shape)
             values = self._check_values(values, indices.numel(), indices.device)
-        self.values = values
-        self.shape = (int(shape[0]), int(shape[1]))
-        self._scache: dict[str, Any] = {}  # structure-derived arrays, shared by with_values and t()
+        self._set(Structure(indptr, indices, (int(shape[0]), int(shape[1]))), values)
+
+    @classmethod
+    def _of(cls, structure: Structure, values: Tensor | None) -> "CSR":
+        """A CSR on an existing pattern (trusted: ``values`` match it)."""
+        out = cls.__new__(cls)
+        out._set(structure, values)
+        return out
+
+    def _set(self, structure: Structure, values: Tensor | None) -> None:
+        self.structure, self.values = structure, values
+        self.indptr, self.indices, self.shape = structure.indptr, structure.indices, structure.shape
 
     # ------------------------------------------------------------------ validation
     @staticmethod
@@ -107,7 +175,7 @@ class CSR:
             raise ValueError(f"indptr[-1] must equal nnz = len(indices) = {nnz}, got {int(indptr[-1])}")
         if m > 0 and bool((indptr[1:] < indptr[:-1]).any()):
             raise ValueError("indptr must be non-decreasing (monotone row pointers); sort entries by row")
-        _check_range(indices, n, "indices", f"< N = {n} (number of columns)", "pass a larger shape")
+        check_range(indices, n, "indices", f"< N = {n} (number of columns)", "pass a larger shape", on_host=True)
         return m, n
 
     @staticmethod
@@ -126,10 +194,12 @@ class CSR:
 
     def validate(self) -> "CSR":
         """Run the constructor's checks again (for a CSR built with ``check=False``); returns ``self``."""
-        self.indptr = _as_index(self.indptr, "indptr").contiguous()
-        self.indices = _as_index(self.indices, "indices").contiguous()
-        self._check_structure(self.indptr, self.indices, self.shape)
-        self._check_values(self.values, self.nnz, self.device)
+        indptr = _as_index(self.indptr, "indptr").contiguous()
+        indices = _as_index(self.indices, "indices").contiguous()
+        self._check_structure(indptr, indices, self.shape)
+        self._check_values(self.values, indices.numel(), indices.device)
+        if indptr is not self.indptr or indices is not self.indices:
+            self._set(Structure(indptr, indices, self.shape), self.values)
         return self
 
     # ------------------------------------------------------------------ construction
@@ -140,10 +210,11 @@ class CSR:
 
         Row :math:`i` holds the edges :math:`j \to i` (``edge_index[1] == i``), in column
         ``j = edge_index[0]``, so :math:`(A X)_i = \sum_{j \to i} w_{ji} X_j`. Entries are sorted by
-        row, then column (stable: duplicates keep their order and add up).
+        row, then column (stable: duplicates keep their order and add up). Edges already in that order
+        (sorted by target, then source) are taken as they are, without a sort.
 
         Args:
-            edge_index (Tensor): integer ``[2, E]`` (row 0 sources, row 1 targets).
+            edge_index (Tensor): int64 or int32 ``[2, E]`` (row 0 sources, row 1 targets).
             edge_weight (Tensor, optional): floating ``[E]``; permuted into CSR order
                 differentiably. (default: ``None``: unweighted)
             num_nodes (int, optional): number of nodes; ``max(edge_index) + 1`` by default.
@@ -157,22 +228,22 @@ class CSR:
             num_nodes = int(edge_index.max()) + 1 if edge_index.numel() > 0 else 0
         edge_index = edge_index.long()
         src, dst = edge_index[0], edge_index[1]
-        _, perm = torch.sort(dst * max(num_nodes, 1) + src, stable=True)
-        indices = src.index_select(0, perm)
-        counts = torch.bincount(dst, minlength=num_nodes)
-        indptr = torch.zeros(num_nodes + 1, dtype=torch.long, device=edge_index.device)
-        torch.cumsum(counts, 0, out=indptr[1:])
-        values = None if edge_weight is None else edge_weight.index_select(0, perm)
+        key = dst * max(num_nodes, 1) + src
+        indptr = _indptr(torch.bincount(dst, minlength=num_nodes))
+        if key.numel() < 2 or bool((key[1:] >= key[:-1]).all()):  # already in CSR order: no sort
+            values = edge_weight
+            indices = src
+        else:
+            perm = torch.sort(key, stable=True)[1]
+            indices = src.index_select(0, perm)
+            values = None if edge_weight is None else edge_weight.index_select(0, perm)
         return cls(indptr, indices, values, (num_nodes, num_nodes), check=False)
 
     @classmethod
     def _check_edges(cls, edge_index: Any, edge_weight: Any, num_nodes: Any) -> tuple[Tensor | None, int]:
         """The checks of :meth:`from_edge_index`; returns ``edge_weight`` and ``num_nodes`` (from the edges
         when None)."""
-        if not isinstance(edge_index, Tensor):
-            raise TypeError(f"edge_index must be a torch.Tensor, got {type(edge_index).__name__}")
-        if edge_index.dtype.is_floating_point or edge_index.dtype.is_complex or edge_index.dtype == torch.bool:
-            raise TypeError(f"edge_index must have an integer dtype, got {edge_index.dtype}; convert with .long()")
+        index_dtype(edge_index, "edge_index")
         if edge_index.dim() != 2 or edge_index.size(0) != 2:
             raise ValueError(f"edge_index must have shape [2, E], got {tuple(edge_index.shape)}")
         num_edges = edge_index.size(1)
@@ -182,17 +253,15 @@ class CSR:
             raise TypeError(f"num_nodes must be a non-negative int, got {num_nodes!r}")
         # the row pointers and the per-row counts: two int64 arrays of num_nodes + 1 entries
         fits_memory("num_nodes", num_nodes, 16 * (num_nodes + 1), edge_index.device, "nodes (the CSR's row pointers)")
-        _check_range(edge_index, num_nodes, "edge_index", f"< num_nodes = {num_nodes}", "pass a larger num_nodes")
+        check_range(edge_index, num_nodes, "edge_index", f"< num_nodes = {num_nodes}", "pass a larger num_nodes",
+                    on_host=True)
         if edge_weight is not None:
             edge_weight = cls._check_values(edge_weight, num_edges, edge_index.device)
         return edge_weight, num_nodes
 
     def with_values(self, values: Tensor | None) -> "CSR":
         """The same structure (sharing its cached structure arrays) with new ``values`` (or ``None``)."""
-        values = self._check_values(values, self.nnz, self.device)
-        out = CSR(self.indptr, self.indices, values, self.shape, check=False)
-        out._scache = self._scache
-        return out
+        return CSR._of(self.structure, self._check_values(values, self.nnz, self.device))
 
     def to(self, device: torch.device | str) -> "CSR":
         """A copy on ``device`` (caches are rebuilt there on first use)."""
@@ -228,73 +297,27 @@ class CSR:
         vals = "None" if self.values is None else f"{self.values.dtype}"
         return (f"CSR(shape={self.shape}, nnz={self.nnz}, values={vals}, device={self.device})")
 
-    def cached(self, key: str, build):
-        """The structure-derived array ``key``, built by ``build()`` on first use and kept.
-
-        The cache is shared by every CSR with the same structure (:meth:`with_values`, and the
-        transpose returned by successive :meth:`t` calls), so kernels can keep work tables here.
-        """
-        hit = self._scache.get(key)
-        if hit is None:
-            hit = self._scache[key] = build()
-        return hit
-
     def row_counts(self) -> Tensor:
-        """Number of entries of each row, ``indptr.diff()``: int64 ``[M]`` (cached)."""
-        return self.cached("counts", lambda: self.indptr.diff())
+        """Number of entries of each row, ``indptr.diff()``: int64 ``[M]``."""
+        return self.indptr.diff()
 
     def row(self) -> Tensor:
-        """Row of each entry: int64 ``[nnz]`` (cached)."""
-        return self.cached("row", lambda: torch.repeat_interleave(
-            torch.arange(self.num_rows, device=self.device), self.row_counts(), output_size=self.nnz))
+        """Row of each entry: int64 ``[nnz]`` (cached on the structure)."""
+        return self.structure.row()
 
     # ------------------------------------------------------------------ transpose
-    def transpose_structure(self) -> tuple[Tensor, Tensor, Tensor]:
-        """``(indptr_t, indices_t, perm)`` of :math:`A^\\top` (cached): transposed entry ``k`` is entry ``perm[k]``."""
-        def build():
-            lazy = self._scache.pop("t_lazy", None)
-            if lazy is not None:
-                return lazy()
-            _, perm = torch.sort(self.indices, stable=True)  # by column; rows stay ascending inside
-            indices_t = self.row().index_select(0, perm)
-            counts = torch.bincount(self.indices, minlength=self.num_cols)
-            indptr_t = torch.zeros(self.num_cols + 1, dtype=torch.long, device=self.device)
-            torch.cumsum(counts, 0, out=indptr_t[1:])
-            if torch.equal(indptr_t, self.indptr) and torch.equal(indices_t, self.indices):
-                indptr_t, indices_t = self.indptr, self.indices  # symmetric pattern: share memory
-            return indptr_t, indices_t, perm
-        return self.cached("t", build)
-
-    def _prime_transpose(self, build) -> "CSR":
-        """Let :meth:`transpose_structure` call ``build()`` (returning what it returns) instead of sorting:
-        for builders that know the transpose (the scatter and segment CSRs: one entry per column)."""
-        self._scache["t_lazy"] = build
-        return self
-
     def is_symmetric_pattern(self) -> bool:
         """Whether the sparsity pattern (with multiplicities, ignoring values) equals its transpose."""
-        indptr_t, indices_t, _ = self.transpose_structure()
-        return indptr_t is self.indptr and indices_t is self.indices
+        t, _ = self.structure.transpose()
+        return t.indptr is self.indptr and t.indices is self.indices
 
     def t(self) -> "CSR":
         """The transpose :math:`A^\\top` as a CSR (the CSC of ``self``).
 
-        The structure is built on first use and cached; the values are ``values[perm]``, an index
-        that autograd follows, so a gradient with respect to the transpose's values reaches ``values``.
-        Successive calls share one structure cache, and the transpose of the transpose is
-        ``self``'s structure again (no second sort).
+        The structure is built on first use and kept on ``self.structure``; the values are
+        ``values[perm]``, an index that autograd follows, so a gradient with respect to the
+        transpose's values reaches ``values``. Successive calls share one structure, and the transpose
+        of the transpose is ``self``'s structure again (no second sort).
         """
-        indptr_t, indices_t, perm = self.transpose_structure()
-        values_t = None if self.values is None else self.values.index_select(0, perm)
-        out = CSR(indptr_t, indices_t, values_t, (self.num_cols, self.num_rows), check=False)
-        tcache = self._scache.get("t_cache")
-        if tcache is None:
-            indptr, indices = self.indptr, self.indices
-
-            def back():
-                inv = torch.empty_like(perm)
-                inv[perm] = torch.arange(perm.numel(), device=perm.device)
-                return indptr, indices, inv
-            tcache = self._scache["t_cache"] = {"t_lazy": back, "t_cache": self._scache}
-        out._scache = tcache
-        return out
+        t, perm = self.structure.transpose()
+        return CSR._of(t, None if self.values is None else self.values.index_select(0, perm))

@@ -39,7 +39,7 @@ from torch import Tensor
 from ._autograd import row_counts, spmm_arg, spmm_sum
 from ._backend import resolve
 from ._checks import accumulation_dtype, assert_valid, check_float, check_index, check_out, check_range, check_reduce
-from .csr import CSR
+from .csr import CSR, Structure
 
 __all__ = ["scatter", "scatter_sum", "scatter_add", "scatter_mean", "scatter_max", "scatter_min",
            "segment_csr", "segment_coo", "segment"]
@@ -192,9 +192,10 @@ def segment_csr(src: Tensor, indptr: Tensor, out: Tensor | None = None, reduce: 
     # and the gap up to the next batch's first range, so the rows cover every position once
     ptr = indptr.expand(lead + [y]).reshape(b, y) + torch.arange(b, device=src.device)[:, None] * size
     whole = torch.cat([ptr.new_zeros(1), ptr.reshape(-1), ptr.new_full((1,), b * size)])
-    csr = CSR(whole, torch.arange(b * size, device=src.device), None, (b * y + 1, b * size), check=False)
-    csr._prime_transpose(lambda: (torch.arange(b * size + 1, device=src.device), csr.row(),
-                                  torch.arange(b * size, device=src.device)))
+    pattern = Structure(whole, torch.arange(b * size, device=src.device), (b * y + 1, b * size),
+                        transpose=lambda: (torch.arange(b * size + 1, device=src.device), pattern.row(),
+                                           torch.arange(b * size, device=src.device)))
+    csr = CSR._of(pattern, None)
     res = _reduce(csr, src.reshape(b * size, k), reduce, impl)[0]
     res = res[1:].reshape(b, y, k)[:, :m].reshape(lead + [m] + list(src.shape[dim + 1:]))
     return res if out is None else out.copy_(res)
@@ -222,12 +223,10 @@ def _sorted_csr(target: Tensor, num_rows: int) -> CSR:
     n = target.numel()
     ordered, perm = torch.sort(target, stable=True)
     indptr = torch.searchsorted(ordered, torch.arange(num_rows + 1, device=target.device))
-    csr = CSR(indptr, perm, None, (num_rows, n), check=False)
-
     def transpose():  # position j is one entry, in row target[j]; transposed entry j is entry inv[j]
         inv = torch.empty_like(perm).scatter_(0, perm, torch.arange(n, device=perm.device))
         return torch.arange(n + 1, device=target.device), target, inv
-    return csr._prime_transpose(transpose)
+    return CSR._of(Structure(indptr, perm, (num_rows, n), transpose=transpose), None)
 
 
 def _reduce(csr: CSR, x: Tensor, reduce: str, impl, base: Tensor | None = None,

@@ -234,13 +234,15 @@ def test_isolated_node_without_self_loop_weight_gets_zero_aggregation():
     "make, exc, match",
     [
         (lambda x, ei: (x, ei.t()), ValueError, "edge_index: expected shape \\[2, E\\]"),
-        (lambda x, ei: (x, ei.float()), TypeError, "edge_index: expected an integer"),
-        (lambda x, ei: (x, ei * 100), ValueError, "edge_index: node indices must lie in"),
-        (lambda x, ei: (x, ei - 5), ValueError, "edge_index: node indices must lie in"),
+        (lambda x, ei: (x, ei.float()), TypeError, "edge_index must have an integer dtype \\(int64 or int32\\)"),
+        (lambda x, ei: (x, ei.short()), TypeError, "edge_index must have an integer dtype \\(int64 or int32\\)"),
+        (lambda x, ei: (x, ei * 100), ValueError, "edge_index must be < num_nodes = 12 \\(x has 12 rows\\)"),
+        (lambda x, ei: (x, ei - 5), ValueError, "edge_index must be non-negative"),
+        (lambda x, ei: (x.long(), ei), TypeError, "x: expected floating-point node features"),
         (lambda x, ei: (x[:, :3], ei), ValueError, "x: expected 5 features"),
         (lambda x, ei: (x[0], ei), ValueError, "x: expected shape"),
         (lambda x, ei: ((x, x), ei), TypeError, "x: expected one tensor"),
-        (lambda x, ei: (x, [[0, 1], [1, 0]]), TypeError, "edge_index: expected a LongTensor"),
+        (lambda x, ei: (x, [[0, 1], [1, 0]]), TypeError, "edge_index must be a torch.Tensor"),
     ],
 )
 def test_bad_inputs_name_the_argument(make, exc, match):
@@ -393,6 +395,7 @@ def test_batched_features_match_gcnconv(aggr, cached):
     ours = copy_from(pyg, GCN(5, 4, aggr=aggr, cached=cached))
     out = ours(x, edge_index, weight)
     assert out.shape == (2, 3, 12, 4)
+    assert out.is_contiguous() and out.view(6, 12, 4).shape == pyg(x, edge_index, weight).view(6, 12, 4).shape
     torch.testing.assert_close(out, pyg(x, edge_index, weight), atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(ours(x, edge_index, weight)[1, 2], ours(x[1, 2], edge_index, weight))
 
@@ -487,3 +490,39 @@ def test_prebuilt_graph_is_shared_and_checked_against_the_layer():
         GCN(5, 3, flow="target_to_source")(x, graph)
     with pytest.raises(ValueError, match="x: the graph has 12 nodes but x has 4 rows"):
         first(x[:4], graph)
+
+
+# --- cached=False: the last graph is reused only for the same, unmodified tensors -------------------------
+
+def test_uncached_layer_reuses_the_graph_only_for_the_same_unmodified_edges():
+    x, edge_index, weight = random_graph(7)
+    layer = GCN(5, 3)
+    fresh = GCN(5, 3)  # the same weights, built afresh every call: the reference
+    fresh.load_state_dict(layer.state_dict())
+    first = layer(x, edge_index, weight)
+    graph = layer._last_graph[2]
+    torch.testing.assert_close(layer(x, edge_index, weight), first)
+    assert layer._last_graph[2] is graph  # the same tensors: reused
+    edge_index = edge_index.clone()
+    layer(x, edge_index, weight)
+    assert layer._last_graph[2] is not graph  # another tensor object (a loader's batch): rebuilt
+    graph = layer._last_graph[2]
+    edge_index[0, 0] = (edge_index[0, 0] + 1) % 10  # written in place: its version counter moved
+    changed = layer(x, edge_index, weight)
+    assert layer._last_graph[2] is not graph
+    torch.testing.assert_close(changed, fresh(x, edge_index.clone(), weight))
+    weight.mul_(2.0)  # the weights written in place
+    torch.testing.assert_close(layer(x, edge_index, weight), fresh(x, edge_index.clone(), weight.clone()))
+    trained = weight.detach().clone().requires_grad_()
+    layer(x, edge_index, trained).sum().backward()
+    layer(x, edge_index, trained).sum().backward()  # weights with a gradient: a new graph every call
+    assert layer._last_graph is None and trained.grad is not None
+
+
+def test_reuse_is_not_copied():
+    import copy
+
+    x, edge_index, weight = random_graph(8)
+    layer = GCN(5, 3)
+    layer(x, edge_index, weight)
+    assert copy.deepcopy(layer)._last_graph is None and layer._last_graph is not None

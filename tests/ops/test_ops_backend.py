@@ -62,7 +62,9 @@ def test_each_backend_module_provides_the_backend_protocol(module):
     import inspect
 
     members = [name for name, fn in vars(_backend.Backend).items() if inspect.isfunction(fn) and name[0] != "_"]
-    assert sorted(members) == ["sddmm", "sddmm_arg", "spmm_arg", "spmm_arg_backward_x", "spmm_sum"]
+    assert sorted(members) == ["from_kernel_inputs", "kernel_inputs", "sddmm", "sddmm_arg", "spmm_arg",
+                               "spmm_arg_backward_x", "spmm_sum"]
+    assert module.NAME in _backend.BACKENDS and _backend.backend_module(module.NAME) is module
     for name in members:
         want = list(inspect.signature(getattr(_backend.Backend, name)).parameters.values())[1:]  # without self
         got = list(inspect.signature(getattr(module, name)).parameters.values())

@@ -70,12 +70,12 @@ def test_transpose_values_and_cache():
     assert t.shape == (7, 9)
     assert torch.equal(dense(t), dense(csr).t())
     assert csr.t().indptr is t.indptr  # the structure is built once
-    assert csr.transpose_structure() is csr.transpose_structure()
+    assert csr.structure.transpose() is csr.structure.transpose()
     tt = t.t()
     assert torch.equal(tt.indptr, csr.indptr) and torch.equal(tt.indices, csr.indices)
     assert torch.equal(tt.values, csr.values)
-    t.row()
-    assert "row" in csr.t()._scache  # successive transposes share one structure cache
+    assert tt.structure is csr.structure  # the transpose of the transpose: the same pattern, no second sort
+    assert csr.t().row() is t.row()  # successive transposes share one structure and its caches
 
 
 def test_transpose_values_follow_values_differentiably():
@@ -139,3 +139,15 @@ def test_strided_arrays_are_stored_contiguous(backend, device):
     out.sum().backward()  # the gradient reaches the strided parent
     torch.testing.assert_close(w.grad[:, 0], x[indices].sum(1))
     assert not bool(w.grad[:, 1].any())
+
+
+def test_edges_already_in_csr_order_build_without_a_sort_and_equal_the_sorted_build(monkeypatch):
+    g = torch.Generator().manual_seed(3)
+    edge_index = torch.randint(0, 30, (2, 200), generator=g)
+    weight = torch.rand(200, generator=g, dtype=torch.float64)
+    want = CSR.from_edge_index(edge_index, weight, 30)
+    order = torch.sort(edge_index[1] * 30 + edge_index[0], stable=True)[1]  # by target, then source
+    monkeypatch.setattr(torch, "sort", lambda *a, **k: pytest.fail("sorted edges were sorted again"))
+    got = CSR.from_edge_index(edge_index[:, order], weight[order], 30)
+    assert torch.equal(got.indptr, want.indptr) and torch.equal(got.indices, want.indices)
+    assert torch.equal(got.values, want.values)
