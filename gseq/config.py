@@ -370,6 +370,13 @@ def _fan_outs(name: str, value: Any) -> Any:
 
 
 # ---------------------------------------------------------------------- node classification (gseq gcn)
+#: the networks of gseq gcn, and what GCNII's settings for Cora (chennnM/GCNII) change from the GCN's defaults
+MODELS = ("gcn", "gcnii")
+GCNII_DEFAULTS = {"num_layers": 64, "hidden_channels": 64, "dropout": 0.6, "weight_decay": 0.01, "epochs": 1500,
+                  "alpha": 0.1, "theta": 0.5, "patience": 100, "dense_weight_decay": 5e-4}
+GCNII_ONLY = ("alpha", "theta", "patience", "dense_weight_decay")
+
+
 @dataclasses.dataclass
 class NodeClassificationConfig(Config):
     """``gseq gcn`` / :func:`gseq.tasks.train_node_classifier`: a GCNNet on one graph, full-batch or on
@@ -389,14 +396,29 @@ class NodeClassificationConfig(Config):
                               parse=str, saved=False)
     trust: bool = option(False, "unpickle raw files whose SHA-256 gseq does not know (unpickling runs code)",
                          saved=False)
-    num_layers: int = option(2, "number of GCN layers", check=checks.positive_int, flag="--layers")
-    hidden_channels: int = option(16, "hidden channels", check=checks.positive_int, flag="--hidden")
+    model: str = option("gcn", "the network: gcn (GCNNet, Kipf & Welling) or gcnii (gseq.models.GCNII: linear, "
+                        "GCN2 layers with initial residual and identity mapping, linear; GCNII's settings for Cora "
+                        "are then the defaults)", choices=MODELS)
+    num_layers: int = option(2, "number of GCN layers (default: 2; gcnii: 64)", check=checks.positive_int,
+                             flag="--layers")
+    hidden_channels: int = option(16, "hidden channels (default: 16; gcnii: 64)", check=checks.positive_int,
+                                  flag="--hidden")
+    alpha: float | None = option(None, "gcnii: strength of the initial residual, in [0, 1] (default: 0.1)",
+                                 check=functools.partial(checks.in_range, low=0, high=1))
+    theta: float | None = option(None, "gcnii: lambda of the identity mapping, beta_l = log(lambda / l + 1) "
+                                 "(default: 0.5)", check=checks.non_negative_float)
+    patience: int | None = option(None, "gcnii: stop after this many epochs without a lower validation loss "
+                                  "(default: 100)", check=checks.positive_int)
+    dense_weight_decay: float | None = option(None, "gcnii: weight decay on the two linear layers (default: 5e-4)",
+                                              check=checks.non_negative_float)
     self_loop_weight: float | str = option(1.0, "w in D^-1/2 (A + wI) D^-1/2: a number >= 0 or 'learn'",
                                            check=_self_loop_weight, parse=parse_self_loop_weight)
-    dropout: float = option(0.5, "dropout probability, in [0, 1)", check=_dropout)
+    dropout: float = option(0.5, "dropout probability, in [0, 1) (default: 0.5; gcnii: 0.6)", check=_dropout)
     lr: float = option(0.01, "Adam learning rate", check=_learning_rate)
-    weight_decay: float = option(5e-4, "weight decay on the first layer", check=checks.non_negative_float)
-    epochs: int = option(200, "training epochs (a resumed run continues up to this number)",
+    weight_decay: float = option(5e-4, "weight decay on the first layer (default: 5e-4; gcnii: 0.01, on the "
+                                 "GCN2 layers)", check=checks.non_negative_float)
+    epochs: int = option(200, "training epochs (a resumed run continues up to this number) (default: 200; gcnii: "
+                         "at most 1500)",
                          check=checks.positive_int, resumable=True)
     batch_size: int | None = option(None, "train on mini-batches of this many seed nodes with sampled "
                                     "neighbourhoods (gseq.loader.NeighborLoader) and evaluate by exact layer-wise "
@@ -431,6 +453,13 @@ class NodeClassificationConfig(Config):
 
     def check_together(self) -> None:
         _check_out_flags(self)
+        gcnii_only = [k for k in GCNII_ONLY if getattr(self, k) is not None]
+        if self.model == "gcn" and gcnii_only:
+            raise ValueError(f"{self.name(gcnii_only[0])}: only applies to {self.name('model')} gcnii")
+        for k in ("batch_size", "resume") if self.model == "gcnii" else ():
+            if getattr(self, k):
+                raise ValueError(f"{self.name(k)}: {self.name('model')} gcnii trains full-batch and does not resume; "
+                                 f"leave {self.name(k)} out")
         if self.num_nodes is not None and self.dataset not in (None, "synthetic"):
             raise ValueError(f"{self.name('num_nodes')}: only applies to {self.name('dataset')} synthetic, not "
                              f"{self.dataset}")

@@ -257,23 +257,33 @@ def plot_hop_graph(data, source, ks: Sequence[int] = (0, 1, 2, 3), *, path: str 
 
 def plot_depth_study(summary: Iterable[Mapping[str, Any]], *, title: str | None = None,
                      path: str | os.PathLike | None = None):
-    """Test accuracy against GCN depth (mean and std band, one line per self-loop setting), with the mean
-    receptive-field size as a fraction of the graph on a second axis."""
+    """What depth buys, one line per (model, self-loop setting): test accuracy (mean and std band) with the
+    mean receptive-field size as a fraction of the graph on a second axis (left), and the influence a node
+    keeps on its own output (right). Rows without a ``model`` are the plain GCN's."""
     rows = read_rows(summary)
-    fig, ax = _pyplot().subplots(figsize=(7, 4.2))
-    settings = sorted({str(r["self_loop_weight"]) for r in rows}, key=lambda w: (w == "learn", w))
-    for w in settings:
-        rs = sorted((r for r in rows if str(r["self_loop_weight"]) == w), key=lambda r: float(r["depth"]))
+    fig, (ax, ax_self) = _pyplot().subplots(1, 2, figsize=(11, 4.2), gridspec_kw={"width_ratios": [3, 2]})
+    series = sorted({(str(r.get("model") or "gcn"), str(r["self_loop_weight"])) for r in rows},
+                    key=lambda mw: (mw[0], mw[1] == "learn", mw[1]))
+    for model, w in series:
+        rs = sorted((r for r in rows if (str(r.get("model") or "gcn"), str(r["self_loop_weight"])) == (model, w)),
+                    key=lambda r: float(r["depth"]))
         d = [float(r["depth"]) for r in rs]
         m = [100 * float(r["test_acc_mean"]) for r in rs]
         s = [100 * float(r["test_acc_std"]) for r in rs]
-        line, = ax.plot(d, m, marker="o", label=f"w = {w}")
+        style = {"linestyle": "-" if model == "gcnii" else ":", "marker": "o"}
+        line, = ax.plot(d, m, label=f"{model}, w = {w}", **style)
         ax.fill_between(d, [a - b for a, b in zip(m, s)], [a + b for a, b in zip(m, s)], color=line.get_color(),
                         alpha=0.2)
-    ax.set_xscale("log", base=2)
-    ax.set_xlabel("GCN layers (depth)")
+        ax_self.plot(d, [100 * float(r["self_influence"]) for r in rs], color=line.get_color(),
+                     label=f"{model}, w = {w}", **style)
+    depths = sorted({float(r["depth"]) for r in rows})
+    for a in (ax, ax_self):
+        a.set_xscale("log", base=2)
+        a.set_xlabel("graph layers (depth)")
+        a.set_xticks(depths)
+        a.set_xticklabels([f"{int(k)}" for k in depths])
+        a.grid(alpha=0.3)
     ax.set_ylabel("test accuracy (%)")
-    ax.grid(alpha=0.3)
     rf = {float(r["depth"]): 100 * float(r["rf_fraction"]) for r in rows}
     ax2 = ax.twinx()
     ax2.plot(sorted(rf), [rf[k] for k in sorted(rf)], color="grey", linestyle="--", marker="s", label="receptive field")
@@ -281,14 +291,30 @@ def plot_depth_study(summary: Iterable[Mapping[str, Any]], *, title: str | None 
     ax2.set_ylim(0, 105)
     h1, l1 = ax.get_legend_handles_labels()
     h2, l2 = ax2.get_legend_handles_labels()
-    ax.legend(h1 + h2, l1 + l2, loc="lower left")
-    ax.set_xticks(sorted(rf))
-    ax.set_xticklabels([f"{int(k)}" for k in sorted(rf)])
-    ax.set_title(title or "GCN depth: accuracy and receptive field")
+    ax.legend(h1 + h2, l1 + l2, loc="lower left", fontsize="small")
+    ax.set_title(title or "depth: accuracy and receptive field")
+    ax_self.set_ylabel("influence of a node on itself (%)")
+    ax_self.set_title("self-influence")
     return _finish(fig, path)
 
 
-__all__ += ["plot_hop_graph", "plot_depth_study"]
+def plot_influence_profile(profiles: Mapping[str, Sequence[float]], *, title: str | None = None,
+                           path: str | os.PathLike | None = None):
+    """The influence on a node's output by hop distance of the source (entry ``d``: the mass ``d`` hops
+    away, ``d = 0`` the node itself), one line per model, on a log scale."""
+    fig, ax = _pyplot().subplots(figsize=(6.4, 4.0))
+    for label, mass in profiles.items():
+        ax.plot(range(len(mass)), [100 * float(m) for m in mass], marker="o", label=label)
+    ax.set_yscale("log")
+    ax.set_xlabel("hops from the node")
+    ax.set_ylabel("influence on the node's output (%)")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    ax.set_title(title or "influence by hop distance")
+    return _finish(fig, path)
+
+
+__all__ += ["plot_hop_graph", "plot_depth_study", "plot_influence_profile"]
 
 
 def plot_next_char(

@@ -15,8 +15,9 @@ from torch import nn
 
 import gseq.layers
 import gseq.models
-from gseq.layers import DCRNN, GCN, LSTM, RNN, TGCN, GConvGRU, GConvLSTM, GraphSequence, LSTMCell, RNNCell, gcn_graph
-from gseq.models import CharLSTM, GCNNet, GraphForecaster, LinearAR, SequenceClassifier
+from gseq.layers import DCRNN, GCN, GCN2, LSTM, RNN, TGCN, GConvGRU, GConvLSTM, GraphSequence, LSTMCell, RNNCell, \
+    gcn_graph
+from gseq.models import GCNII, CharLSTM, GCNNet, GraphForecaster, LinearAR, SequenceClassifier
 
 X = torch.randn(6, 4)
 EDGES = torch.tensor([[0, 1, 2, 3, 4, 5, 2], [1, 2, 3, 4, 5, 0, 2]])
@@ -31,6 +32,9 @@ CASES = {  # name: (module factory, forward arguments)
     "GCN-cached-learned-loop": (lambda: GCN(4, 3, cached=True, self_loop_weight="learn", normalize="both"),
                                 (X, EDGES, WEIGHTS)),
     "GCN-cached-mean-reversed": (lambda: GCN(4, 3, cached=True, aggr="mean", flow="target_to_source"), (X, EDGES)),
+    "GCN2-cached-learned-loop": (lambda: GCN2(4, 0.2, 0.5, 2, False, cached=True, self_loop_weight="learn"),
+                                 (X, X.flip(0), EDGES, WEIGHTS)),
+    "GCNII-cached": (lambda: GCNII(4, 3, hidden_channels=5, num_layers=3, dropout=0.0, cached=True), (X, EDGES)),
     "RNNCell": (lambda: RNNCell(4, 3), (X,)),
     "LSTMCell": (lambda: LSTMCell(4, 3), (X,)),
     "RNN": (lambda: RNN(4, 3), (SEQ,)),

@@ -3,9 +3,10 @@
 * :func:`hop_table`: for every ordered pair (source, target) of a small graph, the shortest-path length
   and the smallest ``k`` for which a ``k``-layer GCN's output at the target depends on the source,
   measured through :func:`~gseq.analysis.influence` (never assumed). They agree on every pair.
-* :func:`depth_study`: trains GCNs of several depths and self-loop weights on a node-classification
-  graph over seeds (resumable CSV, parallel processes) and records test accuracy, receptive-field size
-  and how the influence on a node splits between the node itself and its k-hop ring.
+* :func:`depth_study`: trains plain GCNs and GCNII models (:class:`~gseq.models.GCNII`: initial
+  residual and identity mapping) of several depths and self-loop weights on a node-classification graph
+  over seeds (resumable CSV, parallel processes) and records test accuracy, receptive-field size and how
+  the influence on a node splits between the node itself and its k-hop ring.
 * :func:`summarize_depth_study` and :func:`describe_depth_study` turn those rows into a table and into
   plain-words findings.
 """
@@ -21,17 +22,20 @@ from typing import Any
 import torch
 from torch_geometric.data import Data
 
-from ..checks import integer, non_negative_float, positive_int, random_seed
+from ..checks import choice, integer, non_negative_float, positive_int, random_seed
 from ..data.graphs import example_graph, hop_distances
 from .grid import run_grid
 from .receptive_field import influence, influence_by_hop, receptive_field
 
-__all__ = ["hop_table", "depth_study", "summarize_depth_study", "describe_depth_study", "DEPTH_FIELDS"]
+__all__ = ["hop_table", "influence_profile", "probe_nodes", "depth_study", "summarize_depth_study",
+           "describe_depth_study", "DEPTH_FIELDS", "MODELS"]
 
-DEPTH_FIELDS = ["depth", "self_loop_weight", "seed", "test_acc", "val_acc", "best_epoch", "rf_fraction",
+#: the models of the depth study: Kipf & Welling's GCN (:class:`~gseq.models.GCNNet`) and GCNII
+MODELS = ("gcn", "gcnii")
+DEPTH_FIELDS = ["model", "depth", "self_loop_weight", "seed", "test_acc", "val_acc", "best_epoch", "rf_fraction",
                 "self_influence", "ring_influence", "learned_w", "seconds"]
-_TYPES = {"depth": int, "self_loop_weight": str, "seed": int, "best_epoch": int,
-          **{k: float for k in DEPTH_FIELDS[3:] if k != "best_epoch"}}
+_TYPES = {"model": str, "depth": int, "self_loop_weight": str, "seed": int, "best_epoch": int,
+          **{k: float for k in DEPTH_FIELDS[4:] if k != "best_epoch"}}
 
 
 def _names(data: Data) -> list[str]:
@@ -85,28 +89,41 @@ def hop_table(data: Data | None = None, *, max_k: int | None = None, hidden: int
     return rows
 
 
-def _depth_run(depth: int, w: str, seed: int, spec: dict[str, Any]) -> dict[str, Any]:
-    """One (depth, self-loop setting, seed) run of :func:`depth_study` (module level: picklable)."""
+def probe_nodes(data: Data, count: int) -> list[int]:
+    """The same ``count`` nodes of ``data`` in every run (a fixed permutation): where influence is measured."""
+    g = torch.Generator().manual_seed(1234)
+    return torch.randperm(data.num_nodes, generator=g)[:count].tolist()
+
+
+def influence_profile(model, data: Data, nodes: Sequence[int], max_hops: int) -> list[float]:
+    """The mean over ``nodes`` of :func:`~gseq.analysis.influence_by_hop`: entry ``d`` is the share of a
+    node's influence that comes from exactly ``d`` hops away (``d = 0``: the node itself)."""
+    data = data.to(next(model.parameters()).device)
+    by_hop = torch.stack([influence_by_hop(model, data, node, max_hops=max_hops) for node in nodes])
+    return by_hop.double().mean(0).tolist()
+
+
+def _depth_run(model_name: str, depth: int, w: str, seed: int, spec: dict[str, Any]) -> dict[str, Any]:
+    """One (model, depth, self-loop setting, seed) run of :func:`depth_study` (module level: picklable)."""
     from ..data.planetoid import planetoid
+    from ..tasks.gcnii import train_gcnii
     from ..tasks.node_classification import train_node_classifier
 
     data = spec["data"] if spec.get("data") is not None else planetoid(spec["dataset"], root=spec.get("root"))
     weight: float | str = w if w == "learn" else float(w)
-    r = train_node_classifier(data, num_layers=depth, self_loop_weight=weight, epochs=spec["epochs"], seed=seed,
-                              device=spec.get("device", "cpu"))
+    if model_name == "gcnii":  # GCNII's recipe: up to gcnii_epochs, stopped by the validation loss
+        r = train_gcnii(data, num_layers=depth, self_loop_weight=weight, epochs=spec["gcnii_epochs"], seed=seed,
+                        device=spec.get("device", "cpu"))
+    else:
+        r = train_node_classifier(data, num_layers=depth, self_loop_weight=weight, epochs=spec["epochs"], seed=seed,
+                                  device=spec.get("device", "cpu"))
     model = r["model"]
-    g = torch.Generator().manual_seed(1234)  # the same probe nodes in every run
-    probes = torch.randperm(data.num_nodes, generator=g)[: spec["influence_nodes"]].tolist()
-    model_data = data.to(next(model.parameters()).device)
-    self_mass, ring_mass = [], []
-    for node in probes:
-        by_hop = influence_by_hop(model, model_data, node, max_hops=depth)
-        self_mass.append(float(by_hop[0]))
-        ring_mass.append(float(by_hop[depth]) if by_hop.numel() > depth else 0.0)
+    profile = influence_profile(model, data, probe_nodes(data, spec["influence_nodes"]), depth)
     rf = receptive_field(data, depth, return_counts=True).double().mean().item() / data.num_nodes
-    return {"depth": depth, "self_loop_weight": w, "seed": seed, "test_acc": r["test_acc"], "val_acc": r["val_acc"],
-            "best_epoch": r["best_epoch"], "rf_fraction": rf, "self_influence": statistics.fmean(self_mass),
-            "ring_influence": statistics.fmean(ring_mass),
+    return {"model": model_name, "depth": depth, "self_loop_weight": w, "seed": seed, "test_acc": r["test_acc"],
+            "val_acc": r["val_acc"],
+            "best_epoch": r["best_epoch"], "rf_fraction": rf, "self_influence": profile[0],
+            "ring_influence": profile[depth],
             "learned_w": statistics.fmean(r["self_loop_weights"]) if w == "learn" else float(w),
             "seconds": round(r["seconds"], 2)}
 
@@ -117,17 +134,22 @@ def depth_study(
     dataset: str = "Cora",
     root: str | None = None,
     data: Data | None = None,
-    depths: Sequence[int] = (1, 2, 3, 4, 6, 8, 16),
+    models: Sequence[str] = MODELS,
+    depths: Sequence[int] = (1, 2, 4, 8, 16, 32, 64),
     self_loop_weights: Sequence[float | str] = (1.0, 2.0, "learn"),
     seeds: int = 10,
     epochs: int = 200,
+    gcnii_epochs: int = 1500,
     influence_nodes: int = 20,
     jobs: int = 1,
     log=None,
 ) -> list[dict[str, Any]]:
-    """Train GCNs for every (depth, self-loop weight, seed) and record what depth buys; resumable.
+    """Train GCNs and GCNIIs for every (model, depth, self-loop weight, seed) and record what depth buys;
+    resumable.
 
-    Each run trains :func:`~gseq.tasks.train_node_classifier` (Kipf's settings, ``num_layers=depth``) and
+    Each ``"gcn"`` run trains :func:`~gseq.tasks.train_node_classifier` (Kipf's settings,
+    ``num_layers=depth``), each ``"gcnii"`` run :func:`~gseq.tasks.gcnii.train_gcnii` (GCNII's settings,
+    ``depth`` GCN2 layers between its two linear layers, so its receptive field is ``depth`` hops too), and
     records test accuracy, the mean receptive-field size as a fraction of the graph, and, over
     ``influence_nodes`` fixed probe nodes, the mean influence of a node on itself and of its exact
     ``depth``-hop ring (Xu et al., 2018). Rows go to the CSV at ``path`` (see :data:`DEPTH_FIELDS`).
@@ -136,16 +158,21 @@ def depth_study(
         path: results CSV; finished runs in it are skipped.
         dataset, root: the Planetoid graph to load (ignored when ``data`` is given).
         data: a graph with masks to use instead (must be picklable for ``jobs > 1``).
-        depths: numbers of layers. (default: 1, 2, 3, 4, 6, 8, 16)
+        models: ``"gcn"`` and/or ``"gcnii"`` (:data:`MODELS`). (default: both)
+        depths: numbers of graph layers. (default: 1, 2, 4, 8, 16, 32, 64)
         self_loop_weights: fixed weights and/or ``"learn"``. (default: 1, 2, learn)
         seeds: seeds ``0..seeds-1``. (default: ``10``)
-        epochs: training epochs per run. (default: ``200``)
+        epochs: training epochs of a GCN run. (default: ``200``)
+        gcnii_epochs: the most training epochs of a GCNII run (it stops after 100 epochs without a lower
+            validation loss). (default: ``1500``)
         influence_nodes: probe nodes for the influence columns. (default: ``20``)
         jobs: parallel processes. (default: ``1``)
         log: ``log(row, finished, total)`` after every run.
     """
     for name, value in (("seeds", seeds), ("epochs", epochs), ("influence_nodes", influence_nodes)):
         positive_int(name, value)
+    for i, m in enumerate(models):
+        choice(f"models[{i}]", m, MODELS)
     for i, d in enumerate(depths):
         positive_int(f"depths[{i}]", d)
     weights = []
@@ -153,26 +180,29 @@ def depth_study(
         if w != "learn":
             non_negative_float(f"self_loop_weights[{i}]", w, hint=" or 'learn'")
         weights.append("learn" if w == "learn" else f"{float(w):g}")
-    spec = {"dataset": dataset, "root": root, "data": data, "epochs": epochs, "influence_nodes": influence_nodes}
-    tasks = [(d, w, s) for d in depths for w in weights for s in range(seeds)]
+    positive_int("gcnii_epochs", gcnii_epochs)
+    spec = {"dataset": dataset, "root": root, "data": data, "epochs": epochs, "gcnii_epochs": gcnii_epochs,
+            "influence_nodes": influence_nodes}
+    tasks = [(m, d, w, s) for m in models for d in depths for w in weights for s in range(seeds)]
 
     return run_grid(path, tasks, functools.partial(_depth_run, spec=spec),
-                    key=lambda r: (int(r["depth"]), str(r["self_loop_weight"]), int(r["seed"])),
+                    key=lambda r: (str(r["model"]), int(r["depth"]), str(r["self_loop_weight"]), int(r["seed"])),
                     fields=DEPTH_FIELDS, types=_TYPES, jobs=jobs, log=log,
                     settings={"dataset": dataset if data is None else "custom", "epochs": epochs,
-                              "influence_nodes": influence_nodes})
+                              "gcnii_epochs": gcnii_epochs, "influence_nodes": influence_nodes})
 
 
 def summarize_depth_study(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Mean and standard deviation over seeds for every (depth, self-loop setting)."""
+    """Mean and standard deviation over seeds for every (model, depth, self-loop setting)."""
     groups: dict[tuple, list[dict]] = {}
     for r in rows:
-        groups.setdefault((int(r["depth"]), str(r["self_loop_weight"])), []).append(r)
+        groups.setdefault((str(r["model"]), int(r["depth"]), str(r["self_loop_weight"])), []).append(r)
     out = []
-    for (depth, w), rs in sorted(groups.items(), key=lambda kv: (kv[0][1], kv[0][0])):
+    for (model, depth, w), rs in sorted(groups.items(), key=lambda kv: (kv[0][0], kv[0][2], kv[0][1])):
         accs = [float(r["test_acc"]) for r in rs]
         out.append({
-            "depth": depth, "self_loop_weight": w, "runs": len(rs), "test_acc_mean": statistics.fmean(accs),
+            "model": model, "depth": depth, "self_loop_weight": w, "runs": len(rs),
+            "test_acc_mean": statistics.fmean(accs),
             "test_acc_std": statistics.stdev(accs) if len(accs) > 1 else 0.0,
             "rf_fraction": statistics.fmean(float(r["rf_fraction"]) for r in rs),
             "self_influence": statistics.fmean(float(r["self_influence"]) for r in rs),
@@ -183,7 +213,31 @@ def summarize_depth_study(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]
 
 
 def describe_depth_study(summary: Sequence[dict[str, Any]]) -> list[str]:
-    """Plain-words findings from :func:`summarize_depth_study` rows."""
+    """Plain-words findings from :func:`summarize_depth_study` rows: per model, then the models compared."""
+    by_model: dict[str, list[dict[str, Any]]] = {}
+    for r in summary:
+        by_model.setdefault(r["model"], []).append(r)
+    lines = [f"{model}: {line}" for model, rows in by_model.items() for line in _describe_model(rows)]
+    if "gcn" in by_model and "gcnii" in by_model:
+        lines += _compare_models(by_model["gcn"], by_model["gcnii"])
+    return lines
+
+
+def _compare_models(gcn: Sequence[dict[str, Any]], gcnii: Sequence[dict[str, Any]]) -> list[str]:
+    """GCNII against the plain GCN at every depth and self-loop setting both were run with."""
+    plain = {(r["depth"], r["self_loop_weight"]): r for r in gcn}
+    lines = []
+    for r in sorted(gcnii, key=lambda r: (r["self_loop_weight"], r["depth"])):
+        p = plain.get((r["depth"], r["self_loop_weight"]))
+        if p is not None and r["depth"] >= 8:
+            lines.append(f"depth {r['depth']}, w={r['self_loop_weight']}: gcnii {100 * r['test_acc_mean']:.1f}% vs gcn "
+                         f"{100 * p['test_acc_mean']:.1f}%; a node keeps {100 * r['self_influence']:.1f}% of the "
+                         f"influence on itself in gcnii, {100 * p['self_influence']:.1f}% in gcn")
+    return lines
+
+
+def _describe_model(summary: Sequence[dict[str, Any]]) -> list[str]:
+    """The findings for one model's rows."""
     by_w: dict[str, dict[int, dict]] = {}
     for r in summary:
         by_w.setdefault(r["self_loop_weight"], {})[r["depth"]] = r

@@ -26,11 +26,16 @@ def register(sub) -> None:
     d.add_argument("--root", default=None,
                    help="Planetoid root (default: $GSEQ_DATA/planetoid, then the cache, then the copy shipped "
                         "with gseq (Cora), then a download)")
-    d.add_argument("--depths", nargs="+", type=positive_int, default=[1, 2, 3, 4, 6, 8, 16], help="GCN depths")
+    d.add_argument("--models", nargs="+", choices=["gcn", "gcnii"], default=["gcn", "gcnii"],
+                   help="the plain GCN (Kipf & Welling) and/or GCNII (initial residual and identity mapping)")
+    d.add_argument("--depths", nargs="+", type=positive_int, default=[1, 2, 4, 8, 16, 32, 64],
+                   help="numbers of graph layers")
     d.add_argument("--self-loop-weights", nargs="+", type=parse_self_loop_weight, default=[1.0, 2.0, "learn"],
                    help="self-loop weights w (numbers >= 0 or 'learn')")
     d.add_argument("--seeds", type=positive_int, default=10, help="seeds per setting")
-    d.add_argument("--epochs", type=positive_int, default=200, help="epochs per run")
+    d.add_argument("--epochs", type=positive_int, default=200, help="epochs per GCN run")
+    d.add_argument("--gcnii-epochs", type=positive_int, default=1500,
+                   help="most epochs per GCNII run (stopped after 100 without a lower validation loss)")
     d.add_argument("--influence-nodes", type=positive_int, default=20, help="probe nodes for influence")
     d.add_argument("--jobs", type=positive_int, default=1, help="parallel processes")
     d.add_argument("--out", required=True,
@@ -84,19 +89,22 @@ def run_depth(args) -> int:
     data = load_dataset(args.dataset, args.root) if args.dataset in ("example", "karate") else None
 
     def log(row, finished, total):
-        print(f"[{finished}/{total}] depth {row['depth']:>2} w={row['self_loop_weight']:<5} seed {row['seed']}: "
+        print(f"[{finished}/{total}] {row['model']:<5} depth {row['depth']:>2} w={row['self_loop_weight']:<5} "
+              f"seed {row['seed']}: "
               f"test acc {row['test_acc']:.4f}, self influence {row['self_influence']:.3f}, "
               f"ring {row['ring_influence']:.3f}, w {row['learned_w']:.2f}, {row['seconds']:.1f} s", flush=True)
 
-    rows = depth_study(str(out / "depth.csv"), dataset=args.dataset, root=args.root, data=data, depths=args.depths,
-                       self_loop_weights=args.self_loop_weights, seeds=args.seeds, epochs=args.epochs,
+    rows = depth_study(str(out / "depth.csv"), dataset=args.dataset, root=args.root, data=data, models=args.models,
+                       depths=args.depths, self_loop_weights=args.self_loop_weights, seeds=args.seeds,
+                       epochs=args.epochs, gcnii_epochs=args.gcnii_epochs,
                        influence_nodes=args.influence_nodes, jobs=args.jobs, log=log)
     summary = summarize_depth_study(rows)
     write_csv(out / "summary.csv", summary)
-    print(f"\n{'w':>6} {'depth':>5} {'runs':>4} {'test acc %':>12} {'RF % nodes':>10} {'self infl':>9} "
+    print(f"\n{'model':>5} {'w':>6} {'depth':>5} {'runs':>4} {'test acc %':>12} {'RF % nodes':>10} {'self infl':>9} "
           f"{'ring infl':>9} {'w (mean)':>8}")
     for r in summary:
-        print(f"{r['self_loop_weight']:>6} {r['depth']:>5} {r['runs']:>4} {100 * r['test_acc_mean']:6.1f} +- "
+        print(f"{r['model']:>5} {r['self_loop_weight']:>6} {r['depth']:>5} {r['runs']:>4} "
+              f"{100 * r['test_acc_mean']:6.1f} +- "
               f"{100 * r['test_acc_std']:3.1f} {100 * r['rf_fraction']:10.1f} {r['self_influence']:9.3f} "
               f"{r['ring_influence']:9.3f} {r['learned_w']:8.2f}")
     findings = describe_depth_study(summary)
@@ -106,7 +114,7 @@ def run_depth(args) -> int:
     write_json(out / "findings.json", {"findings": findings, "summary": summary})
     import matplotlib.pyplot as plt
 
-    plt.close(plot_depth_study(summary, title=f"GCN depth on {args.dataset} ({args.seeds} seeds, {args.epochs} epochs)",
+    plt.close(plot_depth_study(summary, title=f"GCN and GCNII depth on {args.dataset} ({args.seeds} seeds)",
                                path=out / "depth.png"))
     announce([out / name for name in ("depth.csv", "depth.json", "summary.csv", "findings.json", "depth.png")],
              started)

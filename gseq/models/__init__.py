@@ -6,6 +6,7 @@ Training them is a task (:mod:`gseq.tasks`); models import no training loop, loa
 
 from .char_lstm import CharLSTM, char_lm_loss
 from .gcn_net import GCNNet, sparse_features
+from .gcnii import GCNII
 from .generate import CharModel, generate
 from .sequence import CELLS, INPUTS, SequenceClassifier
 from .temporal import GraphForecaster, LinearAR
@@ -13,6 +14,7 @@ from .temporal import GraphForecaster, LinearAR
 __all__: list[str] = [
     "GCNNet",
     "sparse_features",
+    "GCNII",
     "CharLSTM",
     "char_lm_loss",
     "generate",

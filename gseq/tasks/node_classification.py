@@ -99,6 +99,9 @@ def train_node_classifier(data: Data, *, callbacks=(), **settings: Any) -> dict[
     """
     config = settings.pop("config", None)
     cfg = config.with_changes(**settings) if config is not None else NodeClassificationConfig(**settings)
+    if cfg.model != "gcn":
+        raise ValueError(f"model: train_node_classifier trains a GCNNet; train {cfg.model!r} with "
+                         "gseq.tasks.train_gcnii")
     if cfg.dataset is None:
         cfg = cfg.with_changes(dataset=getattr(data, "name", None))
     _check_data(data)

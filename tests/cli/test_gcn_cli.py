@@ -110,3 +110,19 @@ def test_env_prints_versions(capsys):
     assert main(["env"]) == 0
     out = capsys.readouterr().out
     assert "torch " in out and "torch_geometric" in out and "cuda available" in out
+
+
+def test_gcn_model_gcnii_takes_its_defaults_and_refuses_gcn_only_flags(capsys):
+    assert main(["gcn", "--model", "gcnii", "--dataset", "example", "--layers", "3", "--hidden", "8", "--epochs", "5",
+                 "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert summary["model"] == "gcnii" and summary["layers"] == 3 and summary["hidden"] == 8
+    assert summary["dropout"] == 0.6 and summary["weight_decay"] == 0.01  # GCNII's settings where none was given
+    assert len(summary["per_seed"][0]["self_loop_weights"]) == 3
+    for argv, message in ([["--alpha", "0.2"], "--alpha: only applies to --model gcnii"],
+                          [["--model", "gcnii", "--batch-size", "8"], "--batch-size: --model gcnii trains full-batch"]):
+        assert main(["gcn", "--dataset", "example", *argv]) == 2
+        assert message in capsys.readouterr().err
+    with pytest.raises(SystemExit):  # argparse refuses the value itself
+        main(["gcn", "--model", "gcnii", "--alpha", "1.5"])
+    assert "--alpha: must lie in [0, 1], got 1.5" in capsys.readouterr().err
