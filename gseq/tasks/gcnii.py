@@ -10,11 +10,11 @@ from typing import Any
 import torch.nn.functional as F
 from torch_geometric.data import Data
 
-from ..checks import positive_int
+from ..checks import positive_int, random_seed
 from ..models.gcn_net import sparse_features
 from ..models.gcnii import GCNII
 from ..train import Trainer, seed_everything
-from .node_classification import _check_masks, _scores
+from .node_classification import _check_data, _scores
 
 __all__ = ["train_gcnii"]
 
@@ -55,8 +55,10 @@ def train_gcnii(
         ``{"test_acc", "val_acc", "train_acc", "best_epoch", "seconds", "self_loop_weights", "history",
         "model", "result"}`` (``result``: what :meth:`Trainer.fit <gseq.train.Trainer.fit>` returned).
     """
-    _check_masks(data)
+    _check_data(data)
+    positive_int("epochs", epochs)
     positive_int("patience", patience, none_ok=True)
+    random_seed("seed", seed)
     seed_everything(seed)
     model = GCNII(data.num_features, int(data.y.max()) + 1, cached=True, **model_settings)
     trainer = Trainer(
