@@ -1,6 +1,7 @@
 r"""The graph convolution of Kipf & Welling (:class:`GCN`), a drop-in for PyG's ``GCNConv``.
 
-``forward`` reads as ``GCNConv``'s: graph -> ``lin`` -> aggregate -> bias. The graph (a loop-free CSR,
+``forward`` reads as ``GCNConv``'s: graph -> ``lin`` -> aggregate -> bias (aggregate -> ``lin`` where that
+is the cheaper order and the aggregation is linear). The graph (a loop-free CSR,
 the degrees, the self-loops to keep) is built and validated once, and the aggregation over it is one
 function, :func:`gseq.layers.gcn_structure.aggregate`, whose one sparse product is :func:`gseq.ops.spmm`
 (a custom operator that ``torch.compile`` traces). From :meth:`GCN.forward` to the kernel::
@@ -30,6 +31,8 @@ _SOFTPLUS_INV_ONE = math.log(math.e - 1.0)  # softplus(_SOFTPLUS_INV_ONE) == 1.0
 # the aggregations of MessagePassing that GCN computes, by the name PyG stores in `self.aggr`
 _REDUCES = {"add": "sum", "sum": "sum", "mean": "mean", "max": "max", "min": "min", "SumAggregation()": "sum",
             "MeanAggregation()": "mean", "MaxAggregation()": "max", "MinAggregation()": "min"}
+# the aggregations linear in the features: aggregating X then applying lin equals lin then aggregating
+_LINEAR_REDUCES = ("sum", "mean")
 # MessagePassing hooks that only PyG's propagate() would run
 _PROPAGATE_HOOKS = ("_propagate_forward_pre_hooks", "_propagate_forward_hooks", "_message_forward_pre_hooks",
                     "_message_forward_hooks", "_aggregate_forward_pre_hooks", "_aggregate_forward_hooks",
@@ -87,6 +90,10 @@ class GCN(MessagePassing):
     - other aggregations, PyG's ``Explainer`` edge masks and ``propagate``/``message`` hooks are refused
       with an error (this layer never calls ``propagate``); ``decomposed_layers`` changes nothing.
     - the arguments after ``out_channels`` are keyword-only.
+    - ``"add"``/``"sum"``/``"mean"`` with ``in_channels < out_channels`` aggregate first, then apply
+      ``lin``: :math:`\hat A (X \Theta) = (\hat A X) \Theta`, so the sparse product runs over the fewer
+      channels (``GCNConv`` always applies ``lin`` first). Same outputs and gradients up to float rounding;
+      ``"max"``/``"min"`` (not linear) always apply ``lin`` first.
     - where ``GCNConv`` raises, this layer computes: a CSC adjacency, a sparse adjacency with batched
       features, edge weights with nodes at a ``node_dim`` other than -2.
     - a node whose weighted degree (with its loop) is negative gets :math:`s = 0` (``GCNConv``: NaN); at
@@ -235,11 +242,13 @@ class GCN(MessagePassing):
         """
         reduce, node_dim = self._check_call(x)
         graph = self._graph_for(x, edge_index, edge_weight, node_dim)  # built and validated once
-        if x.layout == torch.strided:
-            h = self.lin(x)
-        else:  # sparse features (e.g. bag-of-words): a sparse-dense product, no dense copy of x
-            h = torch.sparse.mm(x, self.lin.weight.t())
-        out = aggregate(graph, h, self._w(), normalize=self.normalize, reduce=reduce, node_dim=node_dim)
+        w, how = self._w(), dict(normalize=self.normalize, reduce=reduce, node_dim=node_dim)
+        if x.layout != torch.strided:  # sparse features (e.g. bag-of-words): a sparse-dense product, no dense copy
+            out = aggregate(graph, torch.sparse.mm(x, self.lin.weight.t()), w, **how)
+        elif reduce in _LINEAR_REDUCES and x.size(-1) < self.out_channels:  # A (X W) = (A X) W, over fewer channels
+            out = self.lin(aggregate(graph, x, w, **how))
+        else:
+            out = aggregate(graph, self.lin(x), w, **how)
         if self.bias is not None:
             out = out + self.bias
         return out

@@ -357,6 +357,8 @@ class TGCN(_GraphGRU):
     PGT's ``TGCN`` (a ``GCNConv`` and a ``Linear`` over ``[GCN(X), H]`` per gate) given the same weights.
     The GCN is :class:`gseq.layers.GCN` (``conv``, one layer for the three gates), so the self-loop weight
     :math:`w` may be learned (``self_loop_weight="learn"``): how much of each node's own signal to keep.
+    When ``in_channels < 3 * out_channels`` that GCN aggregates :math:`X` before applying :math:`\Theta_c`,
+    so its sparse product runs over ``in_channels`` columns (PGT's three ``GCNConv``: H columns each).
 
     Args:
         in_channels, out_channels: as :class:`GConvGRU`.

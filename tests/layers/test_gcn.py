@@ -299,14 +299,56 @@ def assert_same_as_gcnconv(kwargs, x, edge_index, weight, out_channels=3):
         torch.testing.assert_close(a, b, atol=1e-4, rtol=1e-4)
 
 
+@pytest.mark.parametrize("out_channels", [3, 8], ids=["lin-first", "aggregate-first"])  # x has 5 features
 @pytest.mark.parametrize("variant", VARIANTS)
 @pytest.mark.parametrize("aggr", ["add", "sum", "mean", "max", "min"])
 @pytest.mark.parametrize("flow", ["source_to_target", "target_to_source"])
-def test_aggr_flow_and_variants_match_gcnconv(flow, aggr, variant):
+def test_aggr_flow_and_variants_match_gcnconv(flow, aggr, variant, out_channels):
     kwargs, weighted = VARIANTS[variant]
     for seed in range(2):
         x, edge_index, weight = random_graph(seed, weighted=weighted)
-        assert_same_as_gcnconv(dict(kwargs, flow=flow, aggr=aggr), x, edge_index, weight)
+        assert_same_as_gcnconv(dict(kwargs, flow=flow, aggr=aggr), x, edge_index, weight, out_channels)
+
+
+@pytest.mark.parametrize("aggr, in_channels, out_channels, width", [
+    ("add", 5, 8, 5), ("mean", 5, 8, 5), ("add", 5, 5, 5), ("add", 5, 3, 3), ("max", 5, 8, 8), ("min", 5, 8, 8)])
+def test_sparse_product_runs_over_the_fewer_channels(monkeypatch, aggr, in_channels, out_channels, width):
+    """sum/mean aggregate X when it has fewer channels than the output, then apply lin; max/min never do."""
+    import gseq.layers.gcn as gcn_module
+
+    widths = []
+    real = gcn_module.aggregate
+
+    def recording(graph, h, *args, **kwargs):
+        widths.append(h.size(-1))
+        return real(graph, h, *args, **kwargs)
+
+    monkeypatch.setattr(gcn_module, "aggregate", recording)
+    x, edge_index, weight = random_graph(0)
+    GCN(in_channels, out_channels, aggr=aggr)(x[:, :in_channels], edge_index, weight)
+    assert widths == [width]
+
+
+@pytest.mark.parametrize("aggr", ["add", "mean"])
+def test_aggregate_first_learned_loop_weight_matches_gcnconv_and_gradchecks(aggr):
+    """in_channels < out_channels with a learned loop weight (at 1.0: GCNConv's) and weighted edges: outputs
+    and gradients (x, lin, edge weights, the loop weight against its float64 gradcheck)."""
+    x, edge_index, weight = random_graph(3)
+    pyg = GCNConv(5, 9, aggr=aggr)
+    torch.nn.init.normal_(pyg.bias)
+    ours = GCN(5, 9, self_loop_weight="learn", aggr=aggr)
+    ours.load_state_dict(pyg.state_dict(), strict=False)
+    grads = []
+    for layer in (pyg, ours):
+        xi, wi = x.clone().requires_grad_(True), weight.clone().requires_grad_(True)
+        out = layer(xi, edge_index, wi)
+        out.pow(2).sum().backward()
+        grads.append((out.detach(), xi.grad, wi.grad, layer.lin.weight.grad, layer.bias.grad))
+    for a, b in zip(*grads):
+        torch.testing.assert_close(b, a, atol=1e-4, rtol=1e-4)
+    assert ours.raw_self_loop_weight.grad.abs() > 0
+    for weight_grad in (True, False):
+        assert_gradcheck(GCN(5, 9, self_loop_weight="learn", aggr=aggr).double(), weight_grad)
 
 
 def test_flow_reverses_the_edges():
@@ -386,16 +428,17 @@ def test_improved_without_loops_is_accepted_and_has_no_effect(kwargs):
 
 # --- features with leading batch dimensions ------------------------------------------------------------
 
+@pytest.mark.parametrize("out_channels", [4, 7], ids=["lin-first", "aggregate-first"])
 @pytest.mark.parametrize("aggr", ["add", "mean", "max"])
 @pytest.mark.parametrize("cached", [False, True])
-def test_batched_features_match_gcnconv(aggr, cached):
+def test_batched_features_match_gcnconv(aggr, cached, out_channels):
     _, edge_index, weight = random_graph(5)
     x = torch.randn(2, 3, 12, 5)  # [B1, B2, N, F]: one static graph, six feature sets
-    pyg = GCNConv(5, 4, aggr=aggr)
-    ours = copy_from(pyg, GCN(5, 4, aggr=aggr, cached=cached))
+    pyg = GCNConv(5, out_channels, aggr=aggr)
+    ours = copy_from(pyg, GCN(5, out_channels, aggr=aggr, cached=cached))
     out = ours(x, edge_index, weight)
-    assert out.shape == (2, 3, 12, 4)
-    assert out.is_contiguous() and out.view(6, 12, 4).shape == pyg(x, edge_index, weight).view(6, 12, 4).shape
+    assert out.shape == (2, 3, 12, out_channels)
+    assert out.is_contiguous() and out.view(6, 12, -1).shape == pyg(x, edge_index, weight).view(6, 12, -1).shape
     torch.testing.assert_close(out, pyg(x, edge_index, weight), atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(ours(x, edge_index, weight)[1, 2], ours(x[1, 2], edge_index, weight))
 
@@ -404,13 +447,14 @@ def test_batched_features_match_gcnconv(aggr, cached):
 # and unnormalised (GCN takes weights and normalises there too: each feature set is its own graph signal)
 @pytest.mark.parametrize("node_dim, shape, normalize", [(0, (12, 5), True), (1, (3, 12, 5), True),
                                                         (0, (12, 3, 5), False), (-3, (12, 2, 5), False)])
-def test_node_dim_matches_gcnconv(node_dim, shape, normalize):
+@pytest.mark.parametrize("out_channels", [3, 8], ids=["lin-first", "aggregate-first"])
+def test_node_dim_matches_gcnconv(node_dim, shape, normalize, out_channels):
     _, edge_index, weight = random_graph(6, weighted=normalize)
     x = torch.randn(*shape)
-    assert_same_as_gcnconv({"node_dim": node_dim, "normalize": normalize}, x, edge_index, weight)
+    assert_same_as_gcnconv({"node_dim": node_dim, "normalize": normalize}, x, edge_index, weight, out_channels)
     weight = torch.rand(edge_index.size(1)) + 0.1
-    layer = GCN(5, 3, node_dim=node_dim)
-    default = copy_from(layer, GCN(5, 3))  # nodes at -2
+    layer = GCN(5, out_channels, node_dim=node_dim)
+    default = copy_from(layer, GCN(5, out_channels))  # nodes at -2
     expected = default(x.movedim(node_dim, -2), edge_index, weight).movedim(-2, node_dim)
     torch.testing.assert_close(layer(x, edge_index, weight), expected)
 

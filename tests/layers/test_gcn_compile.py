@@ -23,13 +23,15 @@ def small_graph(seed=0, n=12, e=40, batch=()):
     return x, edge_index, weight
 
 
-LAYERS = {  # name: (GCN keyword arguments, leading batch dimensions of x)
-    "default": ({}, ()),
-    "learned-w": ({"self_loop_weight": "learn"}, ()),
-    "both": ({"normalize": "both", "self_loop_weight": 2.0}, ()),
-    "mean-reversed": ({"aggr": "mean", "flow": "target_to_source"}, ()),
-    "no-normalize": ({"normalize": False}, ()),
-    "batched": ({"self_loop_weight": "learn"}, (2,)),
+LAYERS = {  # name: (GCN keyword arguments, leading batch dimensions of x, out_channels; x has 5 features)
+    "default": ({}, (), 3),
+    "learned-w": ({"self_loop_weight": "learn"}, (), 3),
+    "both": ({"normalize": "both", "self_loop_weight": 2.0}, (), 3),
+    "mean-reversed": ({"aggr": "mean", "flow": "target_to_source"}, (), 3),
+    "no-normalize": ({"normalize": False}, (), 3),
+    "batched": ({"self_loop_weight": "learn"}, (2,), 3),
+    "aggregate-first": ({"self_loop_weight": "learn"}, (2,), 8),  # in < out: A X, then lin
+    "aggregate-first-mean": ({"aggr": "mean"}, (), 8),
 }
 
 
@@ -40,9 +42,9 @@ def explain(fn, *args):
 
 @pytest.mark.parametrize("name", LAYERS)
 def test_cached_layer_traces_without_graph_breaks(name):
-    kwargs, batch = LAYERS[name]
+    kwargs, batch, out_channels = LAYERS[name]
     x, edge_index, weight = small_graph(batch=batch)
-    layer = GCN(5, 3, cached=True, **kwargs)
+    layer = GCN(5, out_channels, cached=True, **kwargs)
     layer(x, edge_index, weight)  # builds the cache
     report = explain(layer, x, edge_index, weight)
     assert report.graph_break_count == 0, [b.reason for b in report.break_reasons]
@@ -70,9 +72,9 @@ def test_gcnnet_breaks_only_where_it_builds_graphs():
 
 @pytest.mark.parametrize("name", LAYERS)
 def test_compiled_fullgraph_equals_eager_with_gradients(name):
-    kwargs, batch = LAYERS[name]
+    kwargs, batch, out_channels = LAYERS[name]
     x, edge_index, weight = small_graph(seed=1, batch=batch)
-    layer = GCN(5, 3, cached=True, **kwargs)
+    layer = GCN(5, out_channels, cached=True, **kwargs)
     torch.nn.init.normal_(layer.bias)
     layer(x, edge_index, weight)
     results = []
@@ -153,9 +155,9 @@ def count_host_syncs(monkeypatch):
 
 @pytest.mark.parametrize("name", LAYERS)
 def test_cached_forward_and_backward_make_no_host_sync(name, count_host_syncs):
-    kwargs, batch = LAYERS[name]
+    kwargs, batch, out_channels = LAYERS[name]
     x, edge_index, weight = small_graph(batch=batch)
-    layer = GCN(5, 3, cached=True, **kwargs)
+    layer = GCN(5, out_channels, cached=True, **kwargs)
     layer(x.requires_grad_(True), edge_index, weight).sum().backward()  # builds the cache and the transpose
     count_host_syncs.clear()
     with HostSyncs() as mode:
