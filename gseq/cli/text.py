@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import sys
 import time
-from pathlib import Path
 
 from ..config import TextConfig
 from ._args import (add_device, announce, check_out, non_negative_float, non_negative_int, positive_int, random_seed,

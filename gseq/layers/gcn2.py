@@ -19,7 +19,7 @@ from torch.nn import Parameter
 from torch_geometric.nn import MessagePassing
 from torch_geometric.nn.inits import glorot
 
-from ..checks import boolean, choice, finite_float, in_range, non_negative_float, positive_int
+from ..checks import boolean, choice, in_range, non_negative_float, positive_int
 from .gcn import _PROPAGATE_HOOKS, GCN
 from .gcn_structure import FLOWS, GCNGraph, aggregate
 

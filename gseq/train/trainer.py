@@ -41,7 +41,7 @@ from .callbacks import Best, Patience, Target, TrainingInterrupted, stop_on_sigi
 from .checkpoint import read_checkpoint, restore_trainer, trainer_settings, trainer_state
 from .distributed import Mean
 from .run_folder import RunFolder
-from .runtime import _OPTIMIZERS, make_optimizer, move_to, resolve_device, seed_everything  # noqa: F401 - re-exported
+from .runtime import _OPTIMIZERS, make_optimizer, move_to, seed_everything  # noqa: F401 - _OPTIMIZERS re-exported
 from .strategy import choose_strategy
 
 __all__ = ["Trainer", "TrainingInterrupted"]
