@@ -47,6 +47,10 @@ def _sequence(cell="gconv_gru", *, x=(2, 3, 3), **kw):
     return seq(torch.randn(x), **{"edge_index": RING, **kw})
 
 
+def _ring_graphs():
+    return layers.GraphSequence(layers.GConvGRU(3, 4, 2)).graphs(RING, num_nodes=3)
+
+
 def _forecast(**settings):
     return tasks.train_forecaster(**{"epochs": 1, "hidden": 4, "progress": False, "baselines": False, **settings})
 
@@ -126,9 +130,9 @@ CASES = [
     ("GraphSequence edge out of range, snapshot 1", lambda: _sequence("tgcn", edge_index=[RING, OUT]),
      "edge_index (snapshot 1)"),
     ("GraphSequence negative weight, snapshot 0",
-     lambda: _sequence("dcrnn", edge_index=[RING, RING], edge_weight=[-torch.ones(3), None]), "edge_weight (snapshot 0)"),
-    ("GraphSequence nodes", lambda: _sequence(x=(2, 4, 3), edge_index=layers.GraphSequence(layers.GConvGRU(3, 4, 2)).graphs(
-        RING, num_nodes=3)), "x"),
+     lambda: _sequence("dcrnn", edge_index=[RING, RING], edge_weight=[-torch.ones(3), None]),
+     "edge_weight (snapshot 0)"),
+    ("GraphSequence nodes", lambda: _sequence(x=(2, 4, 3), edge_index=_ring_graphs()), "x"),  # graphs of 3 nodes
     ("GraphSequence state shape", lambda: _sequence(state=torch.zeros(3, 5)), "state (h)"),
     ("GraphSequence state nodes", lambda: _sequence(state=torch.zeros(4, 4)), "state (h)"),
     ("GraphSequence LSTM state", lambda: _sequence("gconv_lstm", state=torch.zeros(3, 4)), "state"),

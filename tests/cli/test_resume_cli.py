@@ -29,10 +29,11 @@ COMMANDS = {
                        "--device", "cpu", "--threads", "1"], {"evaluating": 8, "between": 6}),
     # chickenpox with --train 0.2: 93 training snapshots in windows of 25, 4 steps an epoch, evaluated at its end;
     # step 6 lies inside the second epoch, where the next window starts from the state carried out of step 6
-    "temporal": (["temporal", "train", "--train", "0.2", "--window", "25", "--epochs", "2", "--hidden", "4",
-                  "--no-progress", "--device", "cpu", "--threads", "1"], {"evaluating": 4, "between": 6}),
-    "temporal-lstm": (["temporal", "train", "--model", "gconv_lstm", "--train", "0.2", "--window", "25", "--epochs", "2",
-                       "--hidden", "4", "--no-progress", "--device", "cpu", "--threads", "1"], {"between": 7}),  # (h, c)
+    "temporal": (["temporal", "train", "--train", "0.2", "--val", "0.1", "--window", "25", "--epochs", "2",
+                  "--hidden", "4", "--no-progress", "--device", "cpu", "--threads", "1"], {"evaluating": 4, "between": 6}),
+    "temporal-lstm": (["temporal", "train", "--model", "gconv_lstm", "--train", "0.2", "--val", "0.1", "--window", "25",
+                       "--epochs", "2", "--hidden", "4", "--no-progress", "--device", "cpu", "--threads", "1"],
+                      {"between": 7}),  # a state (h, c)
 }
 
 

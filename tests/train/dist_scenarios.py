@@ -158,8 +158,8 @@ def interrupted(out: Path, rank: int, world: int) -> dict:
     return results
 
 
-FORECAST = dict(hidden=4, epochs=3, patience=None, lr=0.02, window=3, baselines=False, progress=False, device="cpu",
-                threads=1)
+FORECAST = dict(hidden=4, epochs=3, patience=None, lr=0.02, train=0.8, val=0.1, window=3, baselines=False,
+                progress=False, device="cpu", threads=1)  # 26 training snapshots: 9 windows, 4 per rank
 FORECAST_RUNS = {"window3": {}, "window1": {"window": 1, "epochs": 1}}  # window 1: rank 0's first window is one step
 
 
