@@ -11,7 +11,7 @@ import pytest
 import torch
 from torch_geometric.data import Data
 
-from gseq import analysis, data, io, loader, models, plots, tasks, train
+from gseq import analysis, data, io, layers, loader, models, plots, tasks, train
 from gseq.checks import WrongTypeError
 
 NAN = float("nan")
@@ -35,6 +35,28 @@ def _lstm() -> models.SequenceClassifier:
     return models.SequenceClassifier("lstm", 8)
 
 
+def _signal(x=(5, 3, 2), y=(5, 3, 1), edge_index=None, edge_weight=None, fill=None) -> data.TemporalSignal:
+    x, y = torch.randn(x), torch.randn(y)
+    if fill is not None:
+        x[-1, 0, 0] = fill
+    return data.TemporalSignal(x, y, RING if edge_index is None else edge_index, edge_weight)
+
+
+def _sequence(cell="gconv_gru", *, x=(2, 3, 3), **kw):
+    seq = layers.GraphSequence(layers.GRAPH_CELLS[cell](3, 4) if cell == "tgcn" else layers.GRAPH_CELLS[cell](3, 4, 2))
+    return seq(torch.randn(x), **{"edge_index": RING, **kw})
+
+
+def _ring_graphs():
+    return layers.GraphSequence(layers.GConvGRU(3, 4, 2)).graphs(RING, num_nodes=3)
+
+
+def _forecast(**settings):
+    return tasks.train_forecaster(**{"epochs": 1, "hidden": 4, "progress": False, "baselines": False, **settings})
+
+
+RING = torch.tensor([[0, 1, 2], [1, 2, 0]])
+OUT = torch.tensor([[0], [3]])  # node 3 of 3
 VOCAB = data.CharVocab("abc")
 LONG_IDS = torch.arange(100) % 3
 
@@ -81,6 +103,48 @@ CASES = [
     ("palindromes batch 0", lambda: data.palindromes(0, 5), "batch_size"),
     ("palindrome_graphs float x", lambda: data.palindrome_graphs(torch.rand(2, 5)), "x"),
     ("palindrome_graphs empty", lambda: data.palindrome_graphs(torch.zeros(0, 5, dtype=torch.long)), "x"),
+    # --- temporal signals (each refused before training: train_forecaster loads and splits first)
+    ("TemporalSignal T mismatch", lambda: _signal(y=(4, 3, 1)), "y"),
+    ("TemporalSignal N mismatch", lambda: _signal(y=(5, 2, 1)), "y"),
+    ("TemporalSignal NaN x", lambda: _signal(fill=NAN), "x"),
+    ("TemporalSignal inf x", lambda: _signal(fill=float("inf")), "x"),
+    ("TemporalSignal NaN y", lambda: data.TemporalSignal(torch.randn(5, 3, 2), torch.full((5, 3, 1), NAN), RING), "y"),
+    ("TemporalSignal NaN edge_weight", lambda: _signal(edge_weight=torch.tensor([1.0, NAN, 1.0])), "edge_weight"),
+    ("TemporalSignal edge out of range", lambda: _signal(edge_index=OUT), "edge_index"),
+    ("TemporalSignal edge out of range, snapshot 4",
+     lambda: _signal(edge_index=[RING] * 4 + [OUT]), "edge_index (snapshot 4)"),
+    ("TemporalSignal negative edge, snapshot 1",
+     lambda: _signal(edge_index=[RING, -RING] + [RING] * 3), "edge_index (snapshot 1)"),
+    ("TemporalSignal inf edge_weight, snapshot 2",
+     lambda: _signal(edge_index=[RING] * 5, edge_weight=[None, None, torch.tensor([1.0, float("inf"), 1.0]), None,
+                                                         None]), "edge_weight (snapshot 2)"),
+    ("TemporalSignal edge sets for T", lambda: _signal(edge_index=[RING] * 4), "edge_index"),
+    ("lag_signal NaN series", lambda: data.lag_signal(torch.full((8, 3), NAN), RING), "series"),
+    ("lag_signal lags >= T", lambda: data.lag_signal(torch.randn(4, 3), RING, lags=4), "lags"),
+    ("lag_signal lags + horizon > T", lambda: data.lag_signal(torch.randn(6, 3), RING, lags=4, horizon=3), "lags"),
+    ("lag_signal edge out of range, last step",  # a step no snapshot reads is still checked
+     lambda: data.lag_signal(torch.randn(8, 3), [RING] * 7 + [OUT]), "edge_index (time step 7)"),
+    ("split_by_time empty training", lambda: data.split_by_time(_signal(), 0.1), "train"),
+    ("split_by_time empty fit", lambda: data.split_by_time(_signal(x=(9, 3, 2), y=(9, 3, 1)), 0.2, 0.5), "val"),
+    ("split_by_time train 1", lambda: data.split_by_time(_signal(), 1.0), "train"),
+    ("GraphSequence edge out of range, snapshot 1", lambda: _sequence("tgcn", edge_index=[RING, OUT]),
+     "edge_index (snapshot 1)"),
+    ("GraphSequence negative weight, snapshot 0",
+     lambda: _sequence("dcrnn", edge_index=[RING, RING], edge_weight=[-torch.ones(3), None]),
+     "edge_weight (snapshot 0)"),
+    ("GraphSequence nodes", lambda: _sequence(x=(2, 4, 3), edge_index=_ring_graphs()), "x"),  # graphs of 3 nodes
+    ("GraphSequence state shape", lambda: _sequence(state=torch.zeros(3, 5)), "state (h)"),
+    ("GraphSequence state nodes", lambda: _sequence(state=torch.zeros(4, 4)), "state (h)"),
+    ("GraphSequence LSTM state", lambda: _sequence("gconv_lstm", state=torch.zeros(3, 4)), "state"),
+    ("GraphSequence LSTM cell state", lambda: _sequence("gconv_lstm", state=(torch.zeros(3, 4), torch.zeros(3, 5))),
+     "state (c)"),
+    ("GraphForecaster state", lambda: models.GraphForecaster("tgcn", 3, 4)(torch.randn(2, 3, 3), RING, torch.zeros(4)),
+     "state (h)"),
+    ("train_forecaster lags >= T", lambda: _forecast(lags=600), "lags"),
+    ("train_forecaster no test", lambda: _forecast(train=1.0), "train"),
+    ("train_forecaster empty training", lambda: _forecast(train=0.001), "train"),
+    ("train_forecaster no validation", lambda: _forecast(val=0.0), "val"),
+    ("train_forecaster empty fit", lambda: _forecast(train=0.002, val=0.9), "val"),
     # --- loader
     ("NeighborSampler float edge_index", lambda: loader.NeighborSampler(_graph().edge_index.float(), 6, [2]),
      "edge_index"),

@@ -46,21 +46,27 @@ TEMPORAL_DATASETS = {"chickenpox": ("chickenpox.json", 4, True), "pedalme": ("pe
 EDGE_WEIGHTS = ("similarity", "distance", "raw", "none")
 
 
-def _check_edges(edge_index: Any, edge_weight: Any, num_nodes: int, name: str) -> tuple[Tensor, Tensor | None]:
+def _check_edges(edge_index: Any, edge_weight: Any, num_nodes: int, where: str = "") -> tuple[Tensor, Tensor | None]:
+    """One graph's edges (and weights) checked; ``where`` (e.g. ``" (snapshot 3)"``) follows the argument's name."""
     if not isinstance(edge_index, Tensor) or edge_index.dim() != 2 or edge_index.size(0) != 2 \
             or edge_index.is_floating_point():
-        raise ValueError(f"{name}: expected an integer tensor of shape [2, E], got "
+        raise ValueError(f"edge_index{where}: expected an integer tensor of shape [2, E], got "
                          f"{getattr(edge_index, 'shape', type(edge_index).__name__)}")
     if edge_index.numel() and (int(edge_index.min()) < 0 or int(edge_index.max()) >= num_nodes):
-        raise ValueError(f"{name}: node ids must lie in [0, {num_nodes}) for {num_nodes} nodes, found "
+        raise ValueError(f"edge_index{where}: node ids must lie in [0, {num_nodes}) for {num_nodes} nodes, found "
                          f"[{int(edge_index.min())}, {int(edge_index.max())}]")
     if edge_weight is not None:
         if not isinstance(edge_weight, Tensor) or edge_weight.shape != (edge_index.size(1),):
-            raise ValueError(f"{name}: expected {edge_index.size(1)} edge weights (one per edge), got "
+            raise ValueError(f"edge_weight{where}: expected {edge_index.size(1)} edge weights (one per edge), got "
                              f"{getattr(edge_weight, 'shape', type(edge_weight).__name__)}")
         if not bool(torch.isfinite(edge_weight).all()):
-            raise ValueError(f"{name}: edge weights must be finite, found NaN or inf")
+            raise ValueError(f"edge_weight{where}: edge weights must be finite, found NaN or inf")
     return edge_index.long(), edge_weight
+
+
+def _check_finite(t: Tensor, name: str) -> None:
+    if not bool(torch.isfinite(t).all()):
+        raise ValueError(f"{name}: the signal holds NaN or inf; fill or drop the missing values first")
 
 
 @dataclass(eq=False)
@@ -89,9 +95,8 @@ class TemporalSignal:
         if y.shape[:2] != x.shape[:2]:
             raise ValueError(f"y: targets {list(y.shape)} do not match the features {list(x.shape)} in T (snapshots) "
                              "and N (nodes); give one target row per snapshot and node")
-        for name, t in (("x", x), ("y", y)):
-            if not bool(torch.isfinite(t).all()):
-                raise ValueError(f"{name}: the signal holds NaN or inf; fill or drop the missing values first")
+        _check_finite(x, "x")
+        _check_finite(y, "y")
         n = x.size(1)
         if isinstance(self.edge_index, (list, tuple)):
             if len(self.edge_index) != x.size(0):
@@ -99,12 +104,12 @@ class TemporalSignal:
             weights = self.edge_weight if self.edge_weight is not None else [None] * len(self.edge_index)
             if not isinstance(weights, (list, tuple)) or len(weights) != len(self.edge_index):
                 raise ValueError("edge_weight: expected a list with one weight tensor (or None) per snapshot")
-            checked = [_check_edges(ei, w, n, f"edge_index (snapshot {t})")
+            checked = [_check_edges(ei, w, n, f" (snapshot {t})")
                        for t, (ei, w) in enumerate(zip(self.edge_index, weights))]
             self.edge_index = [c[0] for c in checked]
             self.edge_weight = None if self.edge_weight is None else [c[1] for c in checked]
         else:
-            self.edge_index, self.edge_weight = _check_edges(self.edge_index, self.edge_weight, n, "edge_index")
+            self.edge_index, self.edge_weight = _check_edges(self.edge_index, self.edge_weight, n)
 
     @property
     def num_steps(self) -> int:
@@ -157,6 +162,7 @@ def lag_signal(series: Tensor, edge_index: Tensor | list[Tensor], edge_weight=No
     if not isinstance(series, Tensor) or series.dim() != 2 or not series.is_floating_point():
         raise ValueError(f"series: expected a floating tensor [time, nodes], got "
                          f"{getattr(series, 'shape', type(series).__name__)}")
+    _check_finite(series, "series")
     lags, horizon = positive_int("lags", lags), positive_int("horizon", horizon)
     t0 = series.size(0)
     if lags + horizon > t0:
@@ -168,6 +174,11 @@ def lag_signal(series: Tensor, edge_index: Tensor | list[Tensor], edge_weight=No
     if isinstance(edge_index, (list, tuple)):
         if len(edge_index) != t0:
             raise ValueError(f"edge_index: {len(edge_index)} edge sets for a series of {t0} time steps; give one per step")
+        weights = edge_weight if edge_weight is not None else [None] * t0
+        if not isinstance(weights, (list, tuple)) or len(weights) != t0:
+            raise ValueError(f"edge_weight: expected a list with one weight tensor (or None) per time step ({t0})")
+        for t, (ei, w) in enumerate(zip(edge_index, weights)):  # every step's, also those no snapshot reads
+            _check_edges(ei, w, series.size(1), f" (time step {t})")
         edge_index = list(edge_index[lags - 1: lags - 1 + T])
         if edge_weight is not None:
             edge_weight = list(edge_weight[lags - 1: lags - 1 + T])
@@ -271,7 +282,8 @@ def load_temporal_json(path: str | os.PathLike, lags: int = 4, horizon: int = 1,
     choice("edge_weights", edge_weights, EDGE_WEIGHTS)
     data = _read_json(path)
     if "edge_mapping" in data:
-        series = _tensor(data, "y", path)
+        key = "y"
+        series = _tensor(data, key, path)
         mapping = data["edge_mapping"]
         if not isinstance(mapping, dict) or "edge_index" not in mapping:
             raise ValueError(f"{path}: key 'edge_mapping' must hold 'edge_index' (and 'edge_weight') keyed by time step")
@@ -297,12 +309,13 @@ def load_temporal_json(path: str | os.PathLike, lags: int = 4, horizon: int = 1,
             raise ValueError(f"{path}: key 'weights' has {edge_weight.numel()} entries for {edge_index.size(1)} edges")
     if series.dim() != 2:
         raise ValueError(f"{path}: the series must be time x nodes (two-dimensional), got shape {list(series.shape)}")
+    _check_finite(series, f"{path}: key {key!r}")
     if standardize:
         series = (series - series.mean(0)) / (series.std(0, unbiased=False) + 1e-10)
     try:
         return lag_signal(series, edge_index, edge_weight, lags, horizon)
-    except ValueError as e:
-        raise ValueError(f"{path}: {e}") from None
+    except ValueError as e:  # the caller's lags or horizon come first; what the file holds, after its path
+        raise ValueError(f"{e} ({path})" if str(e).startswith(("lags: ", "horizon: ")) else f"{path}: {e}") from None
 
 
 def _bundled(file: str) -> Path:

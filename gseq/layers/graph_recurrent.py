@@ -418,6 +418,14 @@ class SequenceGraphs:
     dynamic: bool
 
 
+def _in_snapshot(message: str, t: int) -> str:
+    """``"edge_index: ..."`` (or ``"edge_index must ..."``) -> ``"edge_index (snapshot t): ..."``."""
+    name = next((n for n in ("edge_index", "edge_weight") if message.startswith(n)), None)
+    if name is None:
+        return f"snapshot {t}: {message}"
+    return f"{name} (snapshot {t}): {message[len(name):].removeprefix(':').lstrip()}"
+
+
 class GraphSequence(nn.Module):
     r"""A recurrent graph cell run over a whole signal, with its state carried.
 
@@ -479,7 +487,7 @@ class GraphSequence(nn.Module):
             try:
                 cell._validate(ei, w, num_nodes)
             except (TypeError, ValueError) as e:
-                raise type(e)(f"snapshot {t}: {e}") from None
+                raise type(e)(_in_snapshot(str(e), t)) from None
             steps.append(cell._build(ei, w, num_nodes, dtype))
         block_ei, block_w = block_diagonal(edge_index, weights, num_nodes)
         return SequenceGraphs(cell._build(block_ei, block_w, T * num_nodes, dtype), steps, num_nodes, True)

@@ -8,10 +8,11 @@ next (detached), reset at the start of each epoch. Evaluation runs the model ove
 the first snapshot, so the validation and test forecasts start from the state built over the earlier
 snapshots, as a deployed forecaster would.
 
-Under ``torchrun`` the windows are sharded by rank in contiguous blocks (:class:`Windows`); a rank whose
-block starts after the first snapshot first runs the model over the earlier snapshots without gradient
-to build its state. A checkpoint holds the carried state (:class:`CarriedState`), so a resumed run
-continues bitwise.
+Under ``torchrun`` the windows are sharded by rank in contiguous blocks (:class:`Windows`), and each step
+averages the gradients of the ranks' windows. A rank whose block starts after the first snapshot begins
+each epoch from the state that the current weights build over the earlier snapshots (run without
+gradient), the state the evaluation reaches there; rank 0 begins from zeros. A checkpoint holds every
+rank's carried state (:class:`CarriedState`), so a resumed run continues bitwise.
 
 Two baselines on the same split, in the same printout: the linear autoregressive model on the lags
 (:class:`gseq.models.LinearAR`, one weight vector for all nodes, least squares on all training
@@ -32,7 +33,7 @@ from ..config import TemporalConfig
 from ..data import TemporalSignal, load_temporal_json, split_by_time, temporal_dataset
 from ..io import write_json
 from ..models import GraphForecaster, LinearAR
-from ..train import Trainer
+from ..train import Trainer, launched_env, move_to
 from ..train.runtime import apply_threads
 
 __all__ = ["train_forecaster", "forecast_metrics", "Windows", "CarriedState", "load_signal"]
@@ -68,14 +69,16 @@ class Windows:
 
 class CarriedState:
     """The recurrent state carried from one training window into the next (a callback, so that the Trainer
-    saves it in every checkpoint and a resumed run continues with it)."""
+    saves it in every checkpoint, each rank's own, and a resumed run continues with it)."""
+
+    per_rank = True
 
     def __init__(self) -> None:
         self.stop: int | None = None  # the snapshot the state was carried to
         self.state: Any = None
 
     def state_dict(self) -> dict[str, Any]:
-        return {"stop": self.stop, "state": self.state}
+        return {"stop": self.stop, "state": move_to(self.state, torch.device("cpu"))}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.stop, self.state = state["stop"], state["state"]
@@ -83,6 +86,13 @@ class CarriedState:
 
 def _detach(state):
     return tuple(s.detach() for s in state) if isinstance(state, tuple) else state.detach()
+
+
+def _zero_state(model: GraphForecaster, x: Tensor):
+    """The zero state of ``model``'s cell for the snapshots ``x`` ``[T, N, F]``, as tensors."""
+    cell = model.sequence.cell
+    h = x.new_zeros(x.size(-2), cell.out_channels)
+    return h if len(cell.state_names) == 1 else tuple(torch.zeros_like(h) for _ in cell.state_names)
 
 
 def forecast_metrics(pred: Tensor, target: Tensor, prefix: str) -> dict[str, float]:
@@ -109,8 +119,10 @@ def _fit(cfg: TemporalConfig, signal: TemporalSignal, n_fit: int, n_train: int, 
     model = _model(cfg, signal)
     carry = CarriedState()
     windows = Windows(n_fit, cfg.window)
+    env = launched_env()  # under torchrun each rank walks its block of the windows: an epoch is fewer steps
+    steps_per_epoch = len(windows.shard(env.rank, env.world_size)) if env is not None else len(windows)
     trainer = Trainer(model, optimizer="adam", lr=cfg.lr, weight_decay=cfg.weight_decay, max_epochs=cfg.epochs,
-                      eval_every=len(windows), monitor="val_mse", mode="min", patience=cfg.patience,
+                      eval_every=steps_per_epoch, monitor="val_mse", mode="min", patience=cfg.patience,
                       keep_best=True, seed=cfg.seed, device=cfg.device, callbacks=[carry],
                       progress=cfg.progress and out_dir is not None, out_dir=out_dir, overwrite=cfg.overwrite,
                       config=cfg, desc=f"temporal {cfg.model}" + ("" if use_graph else " (no graph)"))
@@ -128,15 +140,19 @@ def _fit(cfg: TemporalConfig, signal: TemporalSignal, n_fit: int, n_train: int, 
             return net(sig.x[lo:hi], spans[lo, hi], state)
         return net(sig.x[lo:hi], graphs, state)
 
+    # DDP reduces every parameter's gradient at every step, so every rank's window must use every parameter:
+    # rank 0 starts from zeros as tensors (None skips the state side, leaving weight_hh unused in a 1-snapshot window)
+    first = _zero_state(model, sig.x) if trainer.world_size > 1 else None
+
     def loss_fn(net, span):
         lo, hi = span
         if lo == 0:
-            state = None
+            state = first
         elif carry.stop == lo:
-            state = carry.state
-        else:  # this rank's first window, or a resumed run's: the state built over the earlier snapshots
+            state = move_to(carry.state, trainer.device)
+        else:  # this rank's block starts here: the state the current weights build over the earlier snapshots
             with torch.no_grad():
-                _, state = run(net, 0, lo, None)
+                _, state = run(model, 0, lo, None)
         pred, state = run(net, lo, hi, state)
         carry.stop, carry.state = hi, _detach(state)
         return torch.mean((pred - sig.y[lo:hi]) ** 2)

@@ -4,7 +4,8 @@ A callback is a plain object; the Trainer calls whichever of these methods it de
 ``on_fit_start(trainer)``, ``on_step_end(trainer, step, logs)``, ``on_eval(trainer, step, metrics)``,
 ``on_checkpoint(trainer, path)``, ``on_fit_end(trainer, result)``. A callback stops training by setting
 ``trainer.should_stop = True`` (and ``trainer.stop_reason``). One that keeps state across a resume
-defines ``state_dict()`` and ``load_state_dict(state)``: the Trainer stores it in every checkpoint.
+defines ``state_dict()`` and ``load_state_dict(state)``: the Trainer stores it in every checkpoint (rank 0's
+state, which every rank loads; with ``per_rank = True`` each rank's, which each rank gets back).
 
 :class:`Best` (keep the best evaluation, and optionally its weights), :class:`Target` and
 :class:`Patience` are what ``Trainer(monitor=..., keep_best=..., target=..., patience=...)`` builds;

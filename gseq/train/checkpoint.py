@@ -85,20 +85,24 @@ def trainer_settings(trainer) -> dict[str, Any]:
 def trainer_state(trainer) -> dict[str, Any]:
     """Everything a :class:`~gseq.train.Trainer` needs to continue exactly where it stopped: model,
     optimizer, counters, history, the training logs since the last row and the RNG states (of every rank:
-    a collective in a distributed fit), the callbacks' states, the data generator's epoch-start state."""
+    a collective in a distributed fit), the callbacks' states (rank 0's; every rank's of a callback whose
+    ``per_rank`` is True), the data generator's epoch-start state."""
     rng = rng_state(trainer.generator)
+    states = [cb.state_dict() if hasattr(cb, "state_dict") else None for cb in trainer.callbacks]
+    own = [s if getattr(cb, "per_rank", False) else None for cb, s in zip(trainer.callbacks, states)]
     return {"format": CHECKPOINT_FORMAT,
             "model_class": f"{type(trainer.model).__module__}.{type(trainer.model).__qualname__}",
             "model": trainer.model.state_dict(), "optimizer": trainer.optimizer.state_dict(),
             "step": trainer.step, "epoch": trainer.epoch, "epoch_step": trainer.epoch_step, "config": trainer.config,
             "history": trainer.history, "running": trainer.running,
             "running_ranks": trainer.strategy.gather(trainer.running), "data_state": trainer.data_state,
-            "callbacks": [cb.state_dict() if hasattr(cb, "state_dict") else None for cb in trainer.callbacks],
+            "callbacks": states, "callbacks_ranks": trainer.strategy.gather(own),
             "rng": rng, "rng_ranks": trainer.strategy.gather(rng), "extra": trainer.checkpoint_extra}
 
 
 def restore_trainer(trainer, ckpt: Mapping[str, Any]) -> None:
-    """Put what :func:`trainer_state` saved back into ``trainer`` (each rank its own logs and RNG states)."""
+    """Put what :func:`trainer_state` saved back into ``trainer`` (each rank its own logs, RNG states and
+    per-rank callback states)."""
     trainer.model.load_state_dict(ckpt["model"])
     trainer.optimizer.load_state_dict(ckpt["optimizer"])
     trainer.step, trainer.epoch, trainer.epoch_step = ckpt["step"], ckpt["epoch"], ckpt["epoch_step"]
@@ -106,7 +110,10 @@ def restore_trainer(trainer, ckpt: Mapping[str, Any]) -> None:
     running = ckpt["running_ranks"][rank] if ckpt.get("running_ranks") else ckpt["running"]
     trainer.history, trainer.running = list(ckpt["history"]), {k: list(v) for k, v in running.items()}
     trainer.data_state = ckpt["data_state"]
-    for cb, state in zip(trainer.callbacks, ckpt["callbacks"]):
+    ranks = ckpt.get("callbacks_ranks")
+    for i, (cb, state) in enumerate(zip(trainer.callbacks, ckpt["callbacks"])):
+        if ranks and getattr(cb, "per_rank", False):  # this rank's own state, not rank 0's
+            state = ranks[rank][i]
         if state is not None:
             cb.load_state_dict(state)
     trainer.last_eval = {k: v for k, v in (trainer.history[-1] if trainer.history else {}).items()

@@ -1,13 +1,16 @@
 """For every training command: Ctrl-C at an evaluating step and at a step between evaluations, then
-``--resume``, writes the metrics.csv and prints the result of the run that was never interrupted."""
+``--resume``, writes the metrics.csv, prints the result and saves the weights of the run that was never
+interrupted."""
 
 import csv
 import os
 import signal
 
 import pytest
+import torch
 
 from gseq.cli import main
+from gseq.io import load_checkpoint
 from gseq.train import Trainer
 
 TEXT = "The king is asleep. The queen is awake and the cat is asleep too.\n" * 12
@@ -24,6 +27,13 @@ COMMANDS = {
     # karate has 4 training nodes: with --batch-size 1 an epoch is 4 steps, evaluated at its end
     "gcn-minibatch": (["gcn", "--dataset", "karate", "--epochs", "4", "--batch-size", "1", "--num-neighbors", "3", "2",
                        "--device", "cpu", "--threads", "1"], {"evaluating": 8, "between": 6}),
+    # chickenpox with --train 0.2: 93 training snapshots in windows of 25, 4 steps an epoch, evaluated at its end;
+    # step 6 lies inside the second epoch, where the next window starts from the state carried out of step 6
+    "temporal": (["temporal", "train", "--train", "0.2", "--val", "0.1", "--window", "25", "--epochs", "2",
+                  "--hidden", "4", "--no-progress", "--device", "cpu", "--threads", "1"], {"evaluating": 4, "between": 6}),
+    "temporal-lstm": (["temporal", "train", "--model", "gconv_lstm", "--train", "0.2", "--val", "0.1", "--window", "25",
+                       "--epochs", "2", "--hidden", "4", "--no-progress", "--device", "cpu", "--threads", "1"],
+                      {"between": 7}),  # a state (h, c)
 }
 
 
@@ -45,6 +55,10 @@ def _metrics(folder):
     path = next(folder.rglob("metrics.csv"))
     with open(path, newline="") as f:
         return [{k: v for k, v in row.items() if k != "seconds"} for row in csv.DictReader(f)]
+
+
+def _weights(folder):
+    return load_checkpoint(next(folder.rglob("checkpoint.pt")), map_location="cpu")["model"]
 
 
 def _result(printed):  # the summary lines, without timings
@@ -71,3 +85,7 @@ def test_ctrl_c_then_resume_gives_the_uninterrupted_run(command, kind, tmp_path,
     resumed = capsys.readouterr().out
     assert _metrics(tmp_path / "cut") == _metrics(tmp_path / "full")
     assert _result(resumed) == _result(full)
+    full_weights, weights = _weights(tmp_path / "full"), _weights(tmp_path / "cut")
+    assert list(weights) == list(full_weights)
+    for name, value in weights.items():
+        assert torch.equal(value, full_weights[name]), name

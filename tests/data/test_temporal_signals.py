@@ -68,7 +68,7 @@ BAD_FILES = [
     ({"edges": [[0, 1]], "weights": [1.0, 2.0], "X": [[1.0, 2.0]] * 6}, "'weights' has 2 entries for 1 edges"),
     ({"edges": [[0, 1]], "X": [[1.0, 2.0], [1.0]]}, "'X' is not a rectangular array"),
     ({"edges": [[0, 1]], "X": [[1.0, 2.0]] * 3}, "lags: 4 lags"),
-    ({"edges": [[0, 1]], "X": [[1.0, float("nan")]] * 6}, "x: the signal holds NaN"),
+    ({"edges": [[0, 1]], "X": [[1.0, float("nan")]] * 6}, "key 'X': the signal holds NaN"),
     ({"edge_mapping": {"edge_index": {"0": [[0, 1]]}}, "y": [[1.0, 2.0]] * 6}, "no edges for time step 1"),
 ]
 

@@ -7,6 +7,7 @@ process writes ``OUT_DIR/result_<rank>.json``; the test compares them.
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import sys
@@ -157,9 +158,101 @@ def interrupted(out: Path, rank: int, world: int) -> dict:
     return results
 
 
+FORECAST = dict(hidden=4, epochs=3, patience=None, lr=0.02, train=0.8, val=0.1, window=3, baselines=False,
+                progress=False, device="cpu", threads=1)  # 26 training snapshots: 9 windows, 4 per rank
+FORECAST_RUNS = {"window3": {}, "window1": {"window": 1, "epochs": 1}}  # window 1: rank 0's first window is one step
+
+
+def forecast_reference(settings: dict, world: int) -> list[dict]:
+    """train_forecaster's training in plain torch, one process: the windows cut into ``world`` contiguous blocks,
+    each step Adam on the mean of the blocks' k-th window losses, the state carried along each block and, at a
+    block's start after the first snapshot, built by the current weights over the earlier snapshots; per epoch
+    the validation MSE, the weights and the test MSE."""
+    from gseq.config import TemporalConfig
+    from gseq.data import split_by_time
+    from gseq.tasks import forecasting as task
+
+    cfg = TemporalConfig(**settings)
+    signal = task.load_signal(cfg)
+    fit, val, _ = split_by_time(signal, cfg.train, cfg.val)
+    n_fit, n_train = len(fit), len(fit) + len(val)
+    torch.manual_seed(cfg.seed)
+    m = task._model(cfg, signal)  # the task's model, built as the task builds it
+    opt = torch.optim.Adam(m.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    graphs = m.graphs(signal.edge_index, signal.edge_weight, signal.num_nodes)
+    x, y = signal.x, signal.y
+    spans = [(lo, min(lo + cfg.window, n_fit)) for lo in range(0, n_fit, cfg.window)]
+    per = len(spans) // world
+    blocks = [spans[r * per:(r + 1) * per] for r in range(world)]
+    epochs = []
+    for _ in range(cfg.epochs):
+        states = [None] * world
+        for k in range(per):
+            losses = []
+            for r, block in enumerate(blocks):
+                lo, hi = block[k]
+                if k == 0 and lo > 0:
+                    with torch.no_grad():
+                        states[r] = m(x[:lo], graphs)[1]
+                pred, state = m(x[lo:hi], graphs, states[r])
+                states[r] = tuple(s.detach() for s in state) if isinstance(state, tuple) else state.detach()
+                losses.append(((pred - y[lo:hi]) ** 2).mean())
+            opt.zero_grad()
+            (sum(losses) / world).backward()
+            opt.step()
+        with torch.no_grad():
+            pred = m(x, graphs)[0]
+        epochs.append({"val_mse": float(((pred[n_fit:n_train] - y[n_fit:n_train]) ** 2).mean()), "weights": flat(m),
+                       "test_mse": float(((pred[n_train:] - y[n_train:]) ** 2).mean())})
+    return epochs
+
+
+def forecasting(out: Path, rank: int, world: int) -> dict:
+    """train_forecaster on the signal in ``out/signal.json``: in one process, the plain-torch reference of 1 and 2
+    blocks; in two, the task with its windows sharded by rank, and the same run stopped by Ctrl-C on rank 1 inside
+    an epoch (step 5), then resumed."""
+    from gseq.tasks.forecasting import train_forecaster
+    from gseq.train import TrainingInterrupted
+
+    settings = {**FORECAST, "file": str(out / "signal.json")}
+    if world == 1:
+        return {name: {str(w): forecast_reference({**settings, **extra}, w) for w in (1, 2)}
+                for name, extra in FORECAST_RUNS.items()}
+
+    def run(folder, extra, stop_at=None, resume=False):
+        init = Trainer.__init__
+
+        class CtrlC:  # what the SIGINT handler does, on rank 1 only
+            def on_step_end(self, trainer, step, logs):
+                if step == stop_at and rank == 1:
+                    trainer.interrupted = True
+
+        def patched(self, *args, callbacks=(), **kwargs):
+            init(self, *args, callbacks=[*callbacks, CtrlC()], **kwargs)
+
+        Trainer.__init__ = patched
+        try:
+            done = train_forecaster(**{**settings, **extra}, out_dir=str(out / folder), resume=resume)
+        except TrainingInterrupted as err:
+            return {"interrupted": err.step}
+        finally:
+            Trainer.__init__ = init
+        rows = None
+        if rank == 0:  # it writes the metrics
+            with open(out / folder / "metrics.csv", newline="") as f:
+                rows = [{k: v for k, v in row.items() if k != "seconds"} for row in csv.DictReader(f)]
+        return {"weights": flat(done["model"]), "test_mse": done["metrics"]["test_mse"], "rows": rows,
+                "best_step": done["result"]["best_step"]}
+
+    results = {name: run(name, extra) for name, extra in FORECAST_RUNS.items()}
+    results["cut"] = run("cut", {}, stop_at=5)
+    results["resumed"] = run("cut", {}, resume=True)
+    return results
+
+
 SCENARIOS = {"exactness": exactness, "resume": resume, "killed": killed,
              "killed_main": lambda out, rank, world: killed(out, rank, world, dies=0),
-             "world_size_change": reference_world_size_change, "interrupted": interrupted}
+             "world_size_change": reference_world_size_change, "interrupted": interrupted, "forecasting": forecasting}
 
 if __name__ == "__main__":
     torch.set_num_threads(1)

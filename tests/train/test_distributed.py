@@ -113,3 +113,31 @@ def test_when_rank_0_dies_the_others_say_so_in_one_line(tmp_path):
     assert r0.get("returncode") == 3
     assert "lost contact with rank 0 (it hosts the process group's store)" in r1["error"], r1["error"]
     assert "frame #" not in r1["log"] and "Exception raised from" not in r1["log"], r1["log"][-2000:]
+
+
+def test_forecasting_shards_windows_by_rank_as_the_plain_torch_reference_and_resumes_exactly(tmp_path):
+    from dist_scenarios import FORECAST_RUNS
+
+    g = torch.Generator().manual_seed(5)  # 40 weeks of 5 nodes on a ring: 36 snapshots of 4 lags
+    series = (torch.sin(torch.arange(40.0)[:, None] / 3 + torch.arange(5.0)) + 0.3 * torch.randn(40, 5, generator=g))
+    (tmp_path / "signal.json").write_text(json.dumps({"edges": [[i, (i + 1) % 5] for i in range(5)],
+                                                      "X": series.tolist()}))
+    reference = run_ranks("forecasting", tmp_path, world=1)[0]
+    r0, r1 = run_ranks("forecasting", tmp_path, world=2, timeout=180)
+    assert "resumed" in r0 and "resumed" in r1, (r0.get("log") or r1.get("log") or "")[-3000:]  # every run finished
+    for name in FORECAST_RUNS:
+        run, epochs = r0[name], reference[name]["2"]
+        assert run["weights"] == r1[name]["weights"]  # the ranks agree
+        # every epoch's validation MSE and the kept (best) weights are the reference's: each step the mean of
+        # the two blocks' window losses, rank 1's block starting from the state built over rank 0's snapshots
+        assert [float(row["val_mse"]) for row in run["rows"]] == pytest.approx([e["val_mse"] for e in epochs],
+                                                                             rel=1e-5, abs=1e-7)
+        best = min(range(len(epochs)), key=lambda e: epochs[e]["val_mse"])
+        assert torch.allclose(torch.tensor(run["weights"]), torch.tensor(epochs[best]["weights"]), atol=1e-6)
+        assert run["test_mse"] == pytest.approx(epochs[best]["test_mse"], rel=1e-5)
+        # and differ from one block's run (the sharding is seen)
+        assert not torch.allclose(torch.tensor(epochs[-1]["weights"]),
+                                  torch.tensor(reference[name]["1"][-1]["weights"]), atol=1e-4)
+    # Ctrl-C on rank 1 inside the second epoch, then resume: each rank continues from its own carried state
+    assert r0["cut"] == r1["cut"] == {"interrupted": 5}
+    assert r0["resumed"] == r0["window3"] and r1["resumed"]["weights"] == r1["window3"]["weights"]
