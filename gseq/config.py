@@ -589,6 +589,9 @@ class TemporalConfig(Config):
                                            check=_self_loop_weight, parse=parse_self_loop_weight)
     ar_skip: bool = option(True, "no linear autoregressive term on the lags beside the recurrent read-out (PGT's "
                            "RecurrentGCN) (default: with it)", flag="--no-ar-skip", negate=True)
+    ar_init: bool = option(True, "do not start from the linear AR model fitted on the training snapshots (the AR term "
+                           "at its weights, the read-out at zero) but from random read-out weights (default: start "
+                           "from AR)", flag="--no-ar-init", negate=True)
     train: float = option(0.8, "fraction of the snapshots, earliest first, used for training (PGT's tutorial: 0.2)",
                           check=_fraction)
     val: float = option(0.1, "fraction of the training snapshots, at their end, held out for early stopping",
@@ -617,3 +620,7 @@ class TemporalConfig(Config):
 
     def check_together(self) -> None:
         _check_out_flags(self)
+        if self.ar_init and not self.ar_skip:
+            fix = ("drop --no-ar-skip or add --no-ar-init" if getattr(self, "_flags", False) else
+                   "set ar_skip=True or ar_init=False")
+            raise ValueError(f"{self.name('ar_init')}: starting from the AR model needs the AR term; {fix}")

@@ -65,6 +65,21 @@ class GraphForecaster(nn.Module):
             edge_index, edge_weight = torch.zeros(2, 0, dtype=torch.long, device=device), None
         return self.sequence.graphs(edge_index, edge_weight, num_nodes, num_steps)
 
+    @torch.no_grad()
+    def start_from(self, ar: "LinearAR") -> "GraphForecaster":
+        """Make this model the linear AR model ``ar`` (fitted by :meth:`LinearAR.fit`): the skip takes its
+        weights, the read-out its bias and zero weights, so that the forecasts equal ``ar``'s until training
+        moves them and the recurrent graph part learns a correction to the AR model. Returns ``self``."""
+        if self.skip is None:
+            raise ValueError("ar: starting from the AR model needs the AR skip (ar_skip=True)")
+        if tuple(ar.weight.shape) != (self.skip.in_features, self.skip.out_features):
+            raise ValueError(f"ar: expected an AR model of {self.skip.in_features} lags and horizon "
+                             f"{self.skip.out_features}, got weights of shape {list(ar.weight.shape)}")
+        self.skip.weight.copy_(ar.weight.t())
+        self.head.weight.zero_()
+        self.head.bias.copy_(ar.bias)
+        return self
+
     def forward(self, x: Tensor, graphs, state=None) -> tuple[Tensor, object]:
         hs, state = self.sequence(x, graphs, state=state)
         out = self.head(torch.relu(hs))

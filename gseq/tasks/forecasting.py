@@ -107,10 +107,12 @@ def _fit(cfg: TemporalConfig, signal: TemporalSignal, n_fit: int, n_train: int, 
     """Train one forecaster; returns ``(model, result, predictions over the whole signal)``."""
     torch.manual_seed(cfg.seed)
     model = _model(cfg, signal)
+    if cfg.ar_init:  # the AR model of the snapshots it trains on (not the validation ones), corrected by training
+        model.start_from(LinearAR.fit(signal.x[:n_fit], signal.y[:n_fit]))
     carry = CarriedState()
     windows = Windows(n_fit, cfg.window)
     trainer = Trainer(model, optimizer="adam", lr=cfg.lr, weight_decay=cfg.weight_decay, max_epochs=cfg.epochs,
-                      eval_every=len(windows), monitor="val_mse", mode="min", patience=cfg.patience,
+                      eval_every=len(windows), eval_at_start=True, monitor="val_mse", mode="min", patience=cfg.patience,
                       keep_best=True, seed=cfg.seed, device=cfg.device, callbacks=[carry],
                       progress=cfg.progress and out_dir is not None, out_dir=out_dir, overwrite=cfg.overwrite,
                       config=cfg, desc=f"temporal {cfg.model}" + ("" if use_graph else " (no graph)"))
