@@ -592,6 +592,7 @@ class TemporalConfig(Config):
     ar_init: bool = option(True, "do not start from the linear AR model fitted on the training snapshots (the AR term "
                            "at its weights, the read-out at zero) but from random read-out weights (default: start "
                            "from AR)", flag="--no-ar-init", negate=True)
+    dropout: float = option(0.0, "dropout on the recurrent state before the read-out, in training", check=_dropout)
     train: float = option(0.8, "fraction of the snapshots, earliest first, used for training (PGT's tutorial: 0.2)",
                           check=_fraction)
     val: float = option(0.1, "fraction of the training snapshots, at their end, held out for early stopping",

@@ -13,7 +13,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from ..checks import boolean, choice, positive_int
+from ..checks import boolean, choice, in_range, positive_int
 from ..layers import GRAPH_CELLS, GraphSequence
 
 __all__ = ["GraphForecaster", "LinearAR"]
@@ -36,6 +36,7 @@ class GraphForecaster(nn.Module):
         self_loop_weight: TGCN's GCN self-loop weight, a float or ``"learn"``. (default: ``1.0``)
         ar_skip: add the linear term :math:`A^\top x_{t,i}` (``skip``, no bias). ``False`` is PGT's
             ``RecurrentGCN``. (default: ``True``)
+        dropout: dropout on :math:`\mathrm{relu}(h_{t,i})` before the read-out, in training. (default: ``0``)
 
     Shapes:
         - **input:** ``x`` ``[*, T, N, in_channels]``, the graphs (see :class:`~gseq.layers.GraphSequence`),
@@ -44,7 +45,7 @@ class GraphForecaster(nn.Module):
     """
 
     def __init__(self, cell: str, in_channels: int, hidden: int, horizon: int = 1, *, K: int = 2,
-                 self_loop_weight: float | str = 1.0, ar_skip: bool = True) -> None:
+                 self_loop_weight: float | str = 1.0, ar_skip: bool = True, dropout: float = 0.0) -> None:
         super().__init__()
         self.cell_name = choice("cell", cell, GRAPH_CELLS)
         cls = GRAPH_CELLS[cell]
@@ -53,6 +54,7 @@ class GraphForecaster(nn.Module):
         else:
             module = cls(in_channels, hidden, K)
         self.sequence = GraphSequence(module)
+        self.dropout = nn.Dropout(in_range("dropout", dropout, 0.0, 1.0, high_open=True))
         self.head = nn.Linear(hidden, positive_int("horizon", horizon))
         self.skip = nn.Linear(in_channels, horizon, bias=False) if boolean("ar_skip", ar_skip) else None
 
@@ -82,7 +84,7 @@ class GraphForecaster(nn.Module):
 
     def forward(self, x: Tensor, graphs, state=None) -> tuple[Tensor, object]:
         hs, state = self.sequence(x, graphs, state=state)
-        out = self.head(torch.relu(hs))
+        out = self.head(self.dropout(torch.relu(hs)))
         return (out if self.skip is None else out + self.skip(x)), state
 
 

@@ -99,7 +99,7 @@ def forecast_metrics(pred: Tensor, target: Tensor, prefix: str) -> dict[str, flo
 def _model(cfg: TemporalConfig, signal: TemporalSignal) -> GraphForecaster:
     return GraphForecaster(cfg.model, signal.x.size(-1), cfg.hidden, signal.horizon, K=cfg.K,
                            self_loop_weight=cfg.self_loop_weight,
-                           ar_skip=cfg.ar_skip)
+                           ar_skip=cfg.ar_skip, dropout=cfg.dropout)
 
 
 def _fit(cfg: TemporalConfig, signal: TemporalSignal, n_fit: int, n_train: int, *, use_graph: bool,

@@ -69,3 +69,18 @@ def test_starting_from_the_ar_model_needs_the_skip_and_its_shape():
         GraphForecaster("gconv_gru", 3, 4, horizon=2, ar_skip=False).start_from(ar)
     with pytest.raises(ValueError, match="ar: expected an AR model of 4 lags"):
         GraphForecaster("gconv_gru", 4, 4, horizon=2).start_from(ar)
+
+
+def test_dropout_acts_on_the_state_in_training_only():
+    torch.manual_seed(4)
+    x, ei = torch.randn(5, 3, 4, dtype=torch.float64), torch.tensor([[0, 1], [1, 2]])
+    plain = GraphForecaster("tgcn", 4, 6, dropout=0.0).double()
+    dropped = GraphForecaster("tgcn", 4, 6, dropout=0.5).double()
+    dropped.load_state_dict(plain.state_dict())
+    graphs = plain.graphs(ei, num_nodes=3)
+    dropped.eval()
+    torch.testing.assert_close(dropped(x, graphs)[0], plain(x, graphs)[0], rtol=0, atol=0)
+    dropped.train()
+    assert not torch.allclose(dropped(x, graphs)[0], plain(x, graphs)[0])
+    with pytest.raises(ValueError, match="dropout"):
+        GraphForecaster("tgcn", 4, 6, dropout=1.0)
