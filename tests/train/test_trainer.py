@@ -51,14 +51,19 @@ def test_trainer_learns_and_writes_outputs(tmp_path):
     assert load_checkpoint(tmp_path / "checkpoint.pt")["step"] == 300
 
 
+def run_tiny(steps, out, resume=False, seed=0, **settings):
+    """A Tiny model trained for ``steps`` (evaluated every 7) in ``out``, its weights seeded by ``seed``."""
+    torch.manual_seed(seed)
+    model = Tiny()
+    trainer = Trainer(model, max_steps=steps, eval_every=7, seed=1, progress=False, device="cpu", out_dir=out,
+                      **settings)
+    trainer.fit(mse, sample, make_eval(), resume=resume)
+    return model, trainer
+
+
 def test_resume_is_exact(tmp_path):
     def run(steps, out, resume=False, seed=0):
-        torch.manual_seed(seed)
-        model = Tiny()
-        trainer = Trainer(model, optimizer="rmsprop", lr=1e-2, clip_grad_norm=1.0, max_steps=steps, eval_every=7,
-                          seed=1, progress=False, device="cpu", out_dir=out)
-        trainer.fit(mse, sample, make_eval(), resume=resume)
-        return model, trainer
+        return run_tiny(steps, out, resume, seed, optimizer="rmsprop", lr=1e-2, clip_grad_norm=1.0)
 
     full, _ = run(40, tmp_path / "full")
     run(25, tmp_path / "split")
@@ -130,12 +135,8 @@ def test_eval_at_start_is_a_row_at_step_0_that_keep_best_and_patience_honour():
 
 def test_resume_with_eval_at_start_is_exact_and_evaluates_the_start_once(tmp_path):
     def run(steps, out, resume=False, seed=0):
-        torch.manual_seed(seed)
-        model = Tiny()
-        trainer = Trainer(model, lr=1e-2, max_steps=steps, eval_every=7, eval_at_start=True, monitor="val_loss",
-                          mode="min", patience=50, keep_best=True, seed=1, progress=False, device="cpu", out_dir=out)
-        trainer.fit(mse, sample, make_eval(), resume=resume)
-        return model, trainer
+        return run_tiny(steps, out, resume, seed, lr=1e-2, eval_at_start=True, monitor="val_loss", mode="min",
+                        patience=50, keep_best=True)
 
     full, whole = run(40, tmp_path / "full")
     run(25, tmp_path / "split")
