@@ -36,8 +36,9 @@ def parse_setting(text: str) -> dict:
     for pair in filter(None, text.split(",")):
         key, value = pair.split("=")
         field = TemporalConfig.__dataclass_fields__[key]
-        out[key] = field.type == "bool" and value.lower() in ("1", "true") or \
-            (value if field.type == "str" else int(value) if field.type.startswith("int") else float(value))
+        parse = field.metadata["parse"] or {"bool": lambda t: t.lower() in ("1", "true"), "str": str,
+                                            "int": int}.get(field.type.split(" ")[0], float)
+        out[key] = parse(value)
     return out
 
 
