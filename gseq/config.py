@@ -578,7 +578,7 @@ class TemporalConfig(Config):
     root: str | None = option(None, "folder holding the dataset's file (default: $GSEQ_DATA/temporal)", parse=str)
     edge_weights: str = option("similarity", "what the published edge weights are: similarity (divided by their "
                                "largest), distance (Gaussian kernel), raw, none", choices=TEMPORAL_EDGE_WEIGHTS)
-    model: str = option("gconv_gru", "recurrent graph cell", choices=TEMPORAL_MODELS)
+    model: str = option("tgcn", "recurrent graph cell", choices=TEMPORAL_MODELS)
     lags: int | None = option(None, "lags per snapshot (default: the dataset's, 4 / 4 / 8 as PGT; 4 for --file)",
                               check=checks.positive_int)
     horizon: int = option(1, "steps ahead predicted at every snapshot (1 = next step)", check=checks.positive_int)
@@ -597,7 +597,7 @@ class TemporalConfig(Config):
                           check=_fraction)
     val: float = option(0.1, "fraction of the training snapshots, at their end, held out for early stopping",
                         check=_fraction)
-    window: int = option(8, "truncated backpropagation through time: snapshots per step, the state carried "
+    window: int = option(4, "truncated backpropagation through time: snapshots per step, the state carried "
                          "across windows", check=checks.positive_int)
     epochs: int = option(200, "passes over the training snapshots", check=checks.positive_int, resumable=True)
     patience: int | None = option(20, "stop after this many epochs without a better validation MSE (Python: None "
