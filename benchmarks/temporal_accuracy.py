@@ -5,9 +5,10 @@ without the graph, and PyTorch Geometric Temporal's tutorial recipe, over seeds,
     python benchmarks/temporal_accuracy.py --summary runs/temporal_accuracy.csv     # the table only
 
 Protocols: ``pgt`` (the first 20% of the snapshots train, the rest test: PGT's tutorial split) and ``80/20``
-(80% train, the last tenth of it validates). gseq's model trains with ``gseq.tasks.train_forecaster``
-(truncated BPTT over windows with the state carried, early stopping on the validation tenth of the
-training part, so it fits on less data than the baselines). ``pgt_recipe`` is PGT's tutorial training of
+(80% train, the last tenth of it validates). gseq's model trains with ``gseq.tasks.train_forecaster`` and
+its defaults (it starts as the AR model fitted on its fit snapshots; truncated BPTT over windows with the
+state carried, early stopping and keep-best on the validation tenth of the training part, step 0
+included, so it fits on less data than the baselines). ``pgt_recipe`` is PGT's tutorial training of
 the same cell: RecurrentGCN (cell -> ReLU -> Linear), Adam 0.01, 200 full-batch epochs on all training
 snapshots, the state never carried; it runs through gseq's cells on the snapshots as a batch of
 one-step signals, the function benchmarks/temporal_pgt.py checks equal to PGT's epoch by epoch (same

@@ -578,7 +578,7 @@ class TemporalConfig(Config):
     root: str | None = option(None, "folder holding the dataset's file (default: $GSEQ_DATA/temporal)", parse=str)
     edge_weights: str = option("similarity", "what the published edge weights are: similarity (divided by their "
                                "largest), distance (Gaussian kernel), raw, none", choices=TEMPORAL_EDGE_WEIGHTS)
-    model: str = option("gconv_gru", "recurrent graph cell", choices=TEMPORAL_MODELS)
+    model: str = option("tgcn", "recurrent graph cell", choices=TEMPORAL_MODELS)
     lags: int | None = option(None, "lags per snapshot (default: the dataset's, 4 / 4 / 8 as PGT; 4 for --file)",
                               check=checks.positive_int)
     horizon: int = option(1, "steps ahead predicted at every snapshot (1 = next step)", check=checks.positive_int)
@@ -589,11 +589,15 @@ class TemporalConfig(Config):
                                            check=_self_loop_weight, parse=parse_self_loop_weight)
     ar_skip: bool = option(True, "no linear autoregressive term on the lags beside the recurrent read-out (PGT's "
                            "RecurrentGCN) (default: with it)", flag="--no-ar-skip", negate=True)
+    ar_init: bool = option(True, "do not start from the linear AR model fitted on the training snapshots (the AR term "
+                           "at its weights, the read-out at zero) but from random read-out weights (default: start "
+                           "from AR)", flag="--no-ar-init", negate=True)
+    dropout: float = option(0.0, "dropout on the recurrent state before the read-out, in training", check=_dropout)
     train: float = option(0.8, "fraction of the snapshots, earliest first, used for training (PGT's tutorial: 0.2)",
                           check=_fraction)
     val: float = option(0.1, "fraction of the training snapshots, at their end, held out for early stopping",
                         check=_fraction)
-    window: int = option(8, "truncated backpropagation through time: snapshots per step, the state carried "
+    window: int = option(4, "truncated backpropagation through time: snapshots per step, the state carried "
                          "across windows", check=checks.positive_int)
     epochs: int = option(200, "passes over the training snapshots", check=checks.positive_int, resumable=True)
     patience: int | None = option(20, "stop after this many epochs without a better validation MSE (Python: None "
@@ -617,3 +621,7 @@ class TemporalConfig(Config):
 
     def check_together(self) -> None:
         _check_out_flags(self)
+        if self.ar_init and not self.ar_skip:
+            fix = ("drop --no-ar-skip or add --no-ar-init" if getattr(self, "_flags", False) else
+                   "set ar_skip=True or ar_init=False")
+            raise ValueError(f"{self.name('ar_init')}: starting from the AR model needs the AR term; {fix}")

@@ -13,7 +13,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from ..checks import boolean, choice, positive_int
+from ..checks import boolean, choice, in_range, positive_int
 from ..layers import GRAPH_CELLS, GraphSequence
 
 __all__ = ["GraphForecaster", "LinearAR"]
@@ -36,6 +36,7 @@ class GraphForecaster(nn.Module):
         self_loop_weight: TGCN's GCN self-loop weight, a float or ``"learn"``. (default: ``1.0``)
         ar_skip: add the linear term :math:`A^\top x_{t,i}` (``skip``, no bias). ``False`` is PGT's
             ``RecurrentGCN``. (default: ``True``)
+        dropout: dropout on :math:`\mathrm{relu}(h_{t,i})` before the read-out, in training. (default: ``0``)
 
     Shapes:
         - **input:** ``x`` ``[*, T, N, in_channels]``, the graphs (see :class:`~gseq.layers.GraphSequence`),
@@ -44,7 +45,7 @@ class GraphForecaster(nn.Module):
     """
 
     def __init__(self, cell: str, in_channels: int, hidden: int, horizon: int = 1, *, K: int = 2,
-                 self_loop_weight: float | str = 1.0, ar_skip: bool = True) -> None:
+                 self_loop_weight: float | str = 1.0, ar_skip: bool = True, dropout: float = 0.0) -> None:
         super().__init__()
         self.cell_name = choice("cell", cell, GRAPH_CELLS)
         cls = GRAPH_CELLS[cell]
@@ -53,6 +54,7 @@ class GraphForecaster(nn.Module):
         else:
             module = cls(in_channels, hidden, K)
         self.sequence = GraphSequence(module)
+        self.dropout = nn.Dropout(in_range("dropout", dropout, 0.0, 1.0, high_open=True))
         self.head = nn.Linear(hidden, positive_int("horizon", horizon))
         self.skip = nn.Linear(in_channels, horizon, bias=False) if boolean("ar_skip", ar_skip) else None
 
@@ -65,9 +67,24 @@ class GraphForecaster(nn.Module):
             edge_index, edge_weight = torch.zeros(2, 0, dtype=torch.long, device=device), None
         return self.sequence.graphs(edge_index, edge_weight, num_nodes, num_steps)
 
+    @torch.no_grad()
+    def start_from(self, ar: "LinearAR") -> "GraphForecaster":
+        """Make this model the linear AR model ``ar`` (fitted by :meth:`LinearAR.fit`): the skip takes its
+        weights, the read-out its bias and zero weights, so that the forecasts equal ``ar``'s until training
+        moves them and the recurrent graph part learns a correction to the AR model. Returns ``self``."""
+        if self.skip is None:
+            raise ValueError("ar: starting from the AR model needs the AR skip (ar_skip=True)")
+        if tuple(ar.weight.shape) != (self.skip.in_features, self.skip.out_features):
+            raise ValueError(f"ar: expected an AR model of {self.skip.in_features} lags and horizon "
+                             f"{self.skip.out_features}, got weights of shape {list(ar.weight.shape)}")
+        self.skip.weight.copy_(ar.weight.t())
+        self.head.weight.zero_()
+        self.head.bias.copy_(ar.bias)
+        return self
+
     def forward(self, x: Tensor, graphs, state=None) -> tuple[Tensor, object]:
         hs, state = self.sequence(x, graphs, state=state)
-        out = self.head(torch.relu(hs))
+        out = self.head(self.dropout(torch.relu(hs)))
         return (out if self.skip is None else out + self.skip(x)), state
 
 

@@ -109,7 +109,7 @@ def forecast_metrics(pred: Tensor, target: Tensor, prefix: str) -> dict[str, flo
 def _model(cfg: TemporalConfig, signal: TemporalSignal) -> GraphForecaster:
     return GraphForecaster(cfg.model, signal.x.size(-1), cfg.hidden, signal.horizon, K=cfg.K,
                            self_loop_weight=cfg.self_loop_weight,
-                           ar_skip=cfg.ar_skip)
+                           ar_skip=cfg.ar_skip, dropout=cfg.dropout)
 
 
 def _fit(cfg: TemporalConfig, signal: TemporalSignal, n_fit: int, n_train: int, *, use_graph: bool,
@@ -117,12 +117,15 @@ def _fit(cfg: TemporalConfig, signal: TemporalSignal, n_fit: int, n_train: int, 
     """Train one forecaster; returns ``(model, result, predictions over the whole signal)``."""
     torch.manual_seed(cfg.seed)
     model = _model(cfg, signal)
+    if cfg.ar_init:  # the AR model of the snapshots it trains on (not the validation ones), corrected by training
+        model.start_from(LinearAR.fit(signal.x[:n_fit], signal.y[:n_fit]))
     carry = CarriedState()
     windows = Windows(n_fit, cfg.window)
     env = launched_env()  # under torchrun each rank walks its block of the windows: an epoch is fewer steps
     steps_per_epoch = len(windows.shard(env.rank, env.world_size)) if env is not None else len(windows)
     trainer = Trainer(model, optimizer="adam", lr=cfg.lr, weight_decay=cfg.weight_decay, max_epochs=cfg.epochs,
-                      eval_every=steps_per_epoch, monitor="val_mse", mode="min", patience=cfg.patience,
+                      eval_every=steps_per_epoch, eval_at_start=True, monitor="val_mse", mode="min",
+                      patience=cfg.patience,
                       keep_best=True, seed=cfg.seed, device=cfg.device, callbacks=[carry],
                       progress=cfg.progress and out_dir is not None, out_dir=out_dir, overwrite=cfg.overwrite,
                       config=cfg, desc=f"temporal {cfg.model}" + ("" if use_graph else " (no graph)"))
@@ -177,8 +180,8 @@ def train_forecaster(dataset: str | TemporalConfig = TemporalConfig.dataset, **s
     Args:
         dataset: a dataset name, or a whole :class:`~gseq.config.TemporalConfig`.
             (default: ``"chickenpox"``, shipped with gseq)
-        **settings: the fields of :class:`~gseq.config.TemporalConfig` (``model="gconv_gru"``,
-            ``train=0.8``, ``val=0.1``, ``window=8``, ``epochs=200``, ``patience=20``, ``out_dir=None``, ...).
+        **settings: the fields of :class:`~gseq.config.TemporalConfig` (``model="tgcn"``,
+            ``train=0.8``, ``val=0.1``, ``window=4``, ``epochs=200``, ``patience=20``, ``out_dir=None``, ...).
 
     Returns:
         ``{"model", "config", "result", "metrics", "baselines", "predictions", "signal", "split"}``:

@@ -50,6 +50,7 @@ def check_same_settings(saved: Mapping[str, Any], current: Mapping[str, Any], so
     def plain(settings):  # as config.json holds them: tuples become lists, odd values strings
         flat = _flat(json.loads(json.dumps(settings, default=str)))
         flat.setdefault("trainer.world_size", 1)
+        flat.setdefault("trainer.eval_at_start", False)  # checkpoints written before the setting existed
         return flat
 
     old, new = plain(saved), plain(current)
@@ -74,6 +75,7 @@ def trainer_settings(trainer) -> dict[str, Any]:
     settings = {"optimizer": trainer.optimizer_name, "lr": trainer.lr, "weight_decay": trainer.weight_decay,
                 "optimizer_kwargs": trainer.optimizer_kwargs, "clip_grad_norm": trainer.clip_grad_norm,
                 "max_steps": trainer.max_steps, "max_epochs": trainer.max_epochs, "eval_every": trainer.eval_every,
+                "eval_at_start": trainer.eval_at_start,
                 "monitor": trainer.monitor, "mode": trainer.mode, "target": trainer.target,
                 "patience": trainer.patience, "keep_best": trainer.keep_best, "seed": trainer.seed,
                 "device": str(trainer.device), "model": type(trainer.model).__name__}

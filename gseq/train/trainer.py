@@ -35,7 +35,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from ..checks import choice, instance, non_negative_float, positive_float, positive_int, random_seed
+from ..checks import boolean, choice, instance, non_negative_float, positive_float, positive_int, random_seed
 from ..io import save_checkpoint, write_csv, write_json
 from .callbacks import Best, Patience, Target, TrainingInterrupted, stop_on_sigint
 from .checkpoint import read_checkpoint, restore_trainer, trainer_settings, trainer_state
@@ -66,6 +66,9 @@ class Trainer:
         max_steps, max_epochs: stop after this many steps / passes over an iterable ``data`` (a sampler's
             step is an epoch); at least one is needed.
         eval_every: a history row (and an evaluation) every this many steps and after the last. (default: 1)
+        eval_at_start: also a row at step 0, before the first step, which the stopping rules see like any other
+            (keep-best may then return the starting weights, when no step beats them; a resumed run has it
+            already). (default: False)
         monitor, mode, target, patience, keep_best: the metric of the stopping rules, larger (``"max"``) or
             smaller better, and the rules :class:`~gseq.train.Target`, :class:`~gseq.train.Patience`,
             :class:`~gseq.train.Best` (keep-best loads the best evaluation's weights at the end).
@@ -90,7 +93,7 @@ class Trainer:
                  param_groups: list[dict] | Callable[[nn.Module], list[dict]] | None = None,
                  optimizer_kwargs: Mapping[str, Any] | None = None, clip_grad_norm: float | None = None,
                  max_steps: int | None = None, max_epochs: int | None = None, eval_every: int = 1,
-                 monitor: str | None = None, mode: str = "max", target: float | None = None,
+                 eval_at_start: bool = False, monitor: str | None = None, mode: str = "max", target: float | None = None,
                  patience: int | None = None, keep_best: bool = False, seed: int | None = None,
                  device: str | torch.device | None = "auto", callbacks: Iterable[Any] = (), progress: bool = True,
                  out_dir: str | Path | None = None, overwrite: bool = False, checkpoint_every: int | None = None,
@@ -104,6 +107,7 @@ class Trainer:
         for arg, value in (("max_steps", max_steps), ("max_epochs", max_epochs), ("checkpoint_every", checkpoint_every)):
             positive_int(arg, value, none_ok=True)
         self.eval_every = positive_int("eval_every", eval_every)
+        self.eval_at_start = boolean("eval_at_start", eval_at_start)
         self.monitor, self.mode = monitor, choice("mode", mode, ("max", "min"))
         if (target is not None or patience is not None or keep_best) and monitor is None:
             raise ValueError("monitor: name the evaluation metric (e.g. monitor='val_acc') to use target, "
@@ -199,6 +203,8 @@ class Trainer:
             raise ValueError("max_steps / max_epochs: give at least one, or training would never stop")
         if evaluate is None and self.monitor is not None:
             raise ValueError(f"evaluate: monitor={self.monitor!r} needs an evaluate function")
+        if evaluate is None and self.eval_at_start:
+            raise ValueError("evaluate: eval_at_start=True needs an evaluate function")
         self.strategy.start()
         try:
             self._start(resume)
@@ -241,6 +247,8 @@ class Trainer:
         ``eval_every`` steps a history row (with an evaluation), every ``checkpoint_every`` steps the outputs."""
         batches = None if sampler else self._batches(data)
         stop = False
+        if self.eval_at_start and self.step == 0 and not self.history:  # a resumed run logged it already
+            self._log_row(evaluate)
         while not (stop or self._done()):
             batch, last_of_epoch = (data(self.generator), True) if sampler else next(batches)
             logs = self._training_step(model, loss_fn, move_to(batch, self.device))

@@ -2,6 +2,7 @@
 snapshot, exact resume; and ``gseq temporal train`` on the shipped chickenpox."""
 
 import contextlib
+import csv
 import io
 import json
 
@@ -43,6 +44,26 @@ def test_task_reports_the_model_and_both_baselines_on_one_split(tmp_path):
     assert pred.shape == signal.y.shape
     assert run["metrics"]["test_mse"] == pytest.approx(float(torch.mean((pred[n_train:] - signal.y[n_train:]) ** 2)))
     assert set(run["baselines"]["no_graph"]) >= {"test_mse", "test_mae"}
+
+
+def test_training_starts_from_the_ar_model_of_the_fit_snapshots_and_may_keep_it(tmp_path):
+    path = signal_file(tmp_path)
+    run = train_forecaster(file=str(path), out_dir=str(tmp_path / "run"), baselines=False, **SMALL)
+    signal = load_temporal_json(path, 4)
+    fit, val, _ = split_by_time(signal, 0.8, 0.1)
+    n_fit, n_train = len(fit), len(fit) + len(val)
+    ar = LinearAR.fit(signal.x[:n_fit], signal.y[:n_fit])  # fitted without the validation snapshots
+    start = float(torch.mean((ar(signal.x[n_fit:n_train]) - signal.y[n_fit:n_train]) ** 2))
+    rows = list(csv.DictReader(open(tmp_path / "run" / "metrics.csv")))
+    assert int(rows[0]["step"]) == 0 and float(rows[0]["val_mse"]) == pytest.approx(start, rel=1e-5)
+    assert run["metrics"]["best_val_mse"] == pytest.approx(min(float(r["val_mse"]) for r in rows))
+    # a learning rate that only makes it worse: keep-best returns the AR model's forecasts
+    worse = train_forecaster(file=str(path), baselines=False, **{**SMALL, "lr": 5.0})
+    assert worse["result"]["best_step"] == 0 and worse["metrics"]["best_val_mse"] == pytest.approx(start, rel=1e-5)
+    torch.testing.assert_close(worse["predictions"], ar(signal.x), rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match="ar_init: .*ar_skip=True or ar_init=False"):
+        train_forecaster(file=str(path), ar_skip=False, **SMALL)
+    train_forecaster(file=str(path), ar_skip=False, ar_init=False, baselines=False, **SMALL)
 
 
 def test_multi_step_horizon_and_a_graph_per_snapshot(tmp_path):

@@ -51,14 +51,19 @@ def test_trainer_learns_and_writes_outputs(tmp_path):
     assert load_checkpoint(tmp_path / "checkpoint.pt")["step"] == 300
 
 
+def run_tiny(steps, out, resume=False, seed=0, **settings):
+    """A Tiny model trained for ``steps`` (evaluated every 7) in ``out``, its weights seeded by ``seed``."""
+    torch.manual_seed(seed)
+    model = Tiny()
+    trainer = Trainer(model, max_steps=steps, eval_every=7, seed=1, progress=False, device="cpu", out_dir=out,
+                      **settings)
+    trainer.fit(mse, sample, make_eval(), resume=resume)
+    return model, trainer
+
+
 def test_resume_is_exact(tmp_path):
     def run(steps, out, resume=False, seed=0):
-        torch.manual_seed(seed)
-        model = Tiny()
-        trainer = Trainer(model, optimizer="rmsprop", lr=1e-2, clip_grad_norm=1.0, max_steps=steps, eval_every=7,
-                          seed=1, progress=False, device="cpu", out_dir=out)
-        trainer.fit(mse, sample, make_eval(), resume=resume)
-        return model, trainer
+        return run_tiny(steps, out, resume, seed, optimizer="rmsprop", lr=1e-2, clip_grad_norm=1.0)
 
     full, _ = run(40, tmp_path / "full")
     run(25, tmp_path / "split")
@@ -108,6 +113,38 @@ def test_target_patience_and_keep_best():
     assert result["best_step"] == 2 and result["best_metric"] == 0.5
     for k, v in model.state_dict().items():  # the weights of the best evaluation are back
         assert torch.equal(v, snapshots[1][k])
+
+
+def test_eval_at_start_is_a_row_at_step_0_that_keep_best_and_patience_honour():
+    scores = iter([0.9, 0.5, 0.4, 0.3])  # the starting weights are the best
+    model = Tiny()
+    start = {k: v.clone() for k, v in model.state_dict().items()}
+    trainer = Trainer(model, max_steps=100, eval_at_start=True, monitor="acc", patience=3, keep_best=True,
+                      progress=False, device="cpu")
+    result = trainer.fit(mse, sample, lambda m: {"acc": next(scores)})
+    assert [row["step"] for row in trainer.history] == [0, 1, 2, 3] and "loss" not in trainer.history[0]
+    assert result["stop_reason"] == "patience" and result["step"] == 3
+    assert result["best_step"] == 0 and result["best_metric"] == 0.9
+    for k, v in model.state_dict().items():  # no step beat the start: the starting weights are back
+        assert torch.equal(v, start[k]), k
+    with pytest.raises(ValueError, match="evaluate: eval_at_start"):
+        Trainer(Tiny(), max_steps=1, eval_at_start=True, progress=False, device="cpu").fit(mse, sample)
+    with pytest.raises(ValueError, match="eval_at_start"):
+        Trainer(Tiny(), eval_at_start="yes")
+
+
+def test_resume_with_eval_at_start_is_exact_and_evaluates_the_start_once(tmp_path):
+    def run(steps, out, resume=False, seed=0):
+        return run_tiny(steps, out, resume, seed, lr=1e-2, eval_at_start=True, monitor="val_loss", mode="min",
+                        patience=50, keep_best=True)
+
+    full, whole = run(40, tmp_path / "full")
+    run(25, tmp_path / "split")
+    resumed, trainer = run(40, tmp_path / "split", resume=True, seed=99)
+    for (k, a), b in zip(full.state_dict().items(), resumed.state_dict().values()):
+        assert torch.equal(a, b), k
+    assert [r["step"] for r in trainer.history] == [0, 7, 14, 21, 25, 28, 35, 40]
+    assert [r["val_loss"] for r in trainer.history if r["step"] != 25] == [r["val_loss"] for r in whole.history]
 
 
 def test_a_callback_can_stop_training():
