@@ -166,10 +166,12 @@ FORECAST_RUNS = {"window3": {}, "window1": {"window": 1, "epochs": 1}}  # window
 def forecast_reference(settings: dict, world: int) -> list[dict]:
     """train_forecaster's training in plain torch, one process: the windows cut into ``world`` contiguous blocks,
     each step Adam on the mean of the blocks' k-th window losses, the state carried along each block and, at a
-    block's start after the first snapshot, built by the current weights over the earlier snapshots; per epoch
-    the validation MSE, the weights and the test MSE."""
+    block's start after the first snapshot, built by the current weights over the earlier snapshots; the model
+    started from the AR model of the fit snapshots (``ar_init``); before training and per epoch the validation
+    MSE, the weights and the test MSE."""
     from gseq.config import TemporalConfig
     from gseq.data import split_by_time
+    from gseq.models import LinearAR
     from gseq.tasks import forecasting as task
 
     cfg = TemporalConfig(**settings)
@@ -178,13 +180,22 @@ def forecast_reference(settings: dict, world: int) -> list[dict]:
     n_fit, n_train = len(fit), len(fit) + len(val)
     torch.manual_seed(cfg.seed)
     m = task._model(cfg, signal)  # the task's model, built as the task builds it
+    if cfg.ar_init:
+        m.start_from(LinearAR.fit(signal.x[:n_fit], signal.y[:n_fit]))
     opt = torch.optim.Adam(m.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     graphs = m.graphs(signal.edge_index, signal.edge_weight, signal.num_nodes)
     x, y = signal.x, signal.y
     spans = [(lo, min(lo + cfg.window, n_fit)) for lo in range(0, n_fit, cfg.window)]
     per = len(spans) // world
     blocks = [spans[r * per:(r + 1) * per] for r in range(world)]
-    epochs = []
+
+    def evaluation() -> dict:
+        with torch.no_grad():
+            pred = m(x, graphs)[0]
+        return {"val_mse": float(((pred[n_fit:n_train] - y[n_fit:n_train]) ** 2).mean()), "weights": flat(m),
+                "test_mse": float(((pred[n_train:] - y[n_train:]) ** 2).mean())}
+
+    epochs = [evaluation()]  # the task's step-0 row
     for _ in range(cfg.epochs):
         states = [None] * world
         for k in range(per):
@@ -200,10 +211,7 @@ def forecast_reference(settings: dict, world: int) -> list[dict]:
             opt.zero_grad()
             (sum(losses) / world).backward()
             opt.step()
-        with torch.no_grad():
-            pred = m(x, graphs)[0]
-        epochs.append({"val_mse": float(((pred[n_fit:n_train] - y[n_fit:n_train]) ** 2).mean()), "weights": flat(m),
-                       "test_mse": float(((pred[n_train:] - y[n_train:]) ** 2).mean())})
+        epochs.append(evaluation())
     return epochs
 
 
