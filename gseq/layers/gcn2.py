@@ -222,17 +222,14 @@ class GCN2(MessagePassing):
         self._check_call(x, x_0)
         graph = self._graph_for(x, edge_index, edge_weight, 0)  # built and validated once
         px = _propagate(graph, x, self._w(), self.normalize)  # P x, [N, C]
-        x_0 = x_0[:x.size(0)]
+        # PyG's floating-point operations in PyG's order, so a seeded script gives the same bits with either layer
+        px, x_0 = px * (1 - self.alpha), self.alpha * x_0[:x.size(0)]
         if self.weight2 is None:  # ((1 - a) P x + a x_0) ((1 - b) I + b W)
-            return torch.lerp(px, x_0, self.alpha) @ self._identity_mapping(self.weight1)
+            out = px + x_0
+            return torch.addmm(out, out, self.weight1, beta=1.0 - self.beta, alpha=self.beta)
         # GCNII*: each term through a weight of its own
-        return ((px * (1 - self.alpha)) @ self._identity_mapping(self.weight1)
-                + (self.alpha * x_0) @ self._identity_mapping(self.weight2))
-
-    def _identity_mapping(self, weight: Tensor) -> Tensor:
-        """:math:`(1 - \\beta) I + \\beta W`, ``[C, C]``: one small matrix, so the features see one product."""
-        eye = torch.eye(self.channels, dtype=weight.dtype, device=weight.device)
-        return torch.lerp(eye, weight, self.beta)
+        return (torch.addmm(px, px, self.weight1, beta=1.0 - self.beta, alpha=self.beta)
+                + torch.addmm(x_0, x_0, self.weight2, beta=1.0 - self.beta, alpha=self.beta))
 
     def _check_call(self, x: Tensor, x_0: Tensor) -> None:
         """Validate ``x``, ``x_0`` and the MessagePassing settings (shapes only: no host sync)."""
