@@ -10,14 +10,17 @@ built after the same seed and checked to give the same eval-mode logits before t
 - ``pyg adj_t``: PyG's ``examples/gcn2_cora.py`` model as published: ``GCN2Conv(normalize=False)`` on
   the ``adj_t`` of ``T.GCNNorm()`` and ``T.ToSparseTensor()`` (a torch sparse CSR matrix). The baseline.
 - ``pyg edge_index``: the same model, ``GCN2Conv(cached=True)`` on ``edge_index`` (message passing).
+- ``gseq GCN2 adj_t``: the example's model and input with ``from gseq.layers import GCN2 as GCN2Conv``:
+  the import swapped, nothing else (``normalize=False`` on ``adj_t``).
 - ``gseq GCN2``: the same model with ``from gseq.layers import GCN2 as GCN2Conv``, ``cached=True`` on
-  ``edge_index``: the layer swapped, nothing else.
+  ``edge_index``: the layer swapped.
 - ``gseq GCNII``: :class:`gseq.models.GCNII` (the same parameters and the same math, plus what the model
   does beside the layer: one graph for all layers, the bag-of-words input as a sparse matrix, dropout drawn
   as one uniform per element).
 
 The variants run interleaved round by round in one process (``torch.utils.benchmark``, one thread by
-default); printed: the median seconds per epoch and the speed-up over ``pyg adj_t``.
+default); printed: the median seconds per epoch and the speed-up over ``pyg adj_t``. With ``--eval`` an
+epoch is the example's: the training step, then one evaluation forward under ``no_grad``.
 """
 
 from __future__ import annotations
@@ -55,7 +58,7 @@ class Net(torch.nn.Module):
         return self.lins[1](x).log_softmax(dim=-1)
 
 
-def epoch_fn(model, x, graph, data):
+def epoch_fn(model, x, graph, data, evaluate=False):
     optimizer = torch.optim.Adam([dict(params=model.convs.parameters(), weight_decay=0.01),
                                   dict(params=model.lins.parameters(), weight_decay=5e-4)], lr=0.01)
 
@@ -65,6 +68,10 @@ def epoch_fn(model, x, graph, data):
         out = model(x, graph)
         F.nll_loss(out[data.train_mask], data.y[data.train_mask]).backward()
         optimizer.step()
+        if evaluate:  # the example's test(): eval mode, no_grad
+            model.eval()
+            with torch.no_grad():
+                model(x, graph)
     return epoch
 
 
@@ -73,6 +80,7 @@ def main(argv=None) -> int:
     p.add_argument("--layers", type=int, default=64)
     p.add_argument("--rounds", type=int, default=7, help="timing rounds, interleaved (default: 7)")
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--eval", action="store_true", help="an epoch also evaluates once under no_grad, as the example's")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     warnings.filterwarnings("ignore", ".*Sparse CSR tensor support is in beta.*")
@@ -91,6 +99,7 @@ def main(argv=None) -> int:
     models = {}
     for name, conv, kwargs, graph in [("pyg adj_t", GCN2Conv, {"normalize": False}, adj_t),
                                       ("pyg edge_index", GCN2Conv, {"cached": True}, data.edge_index),
+                                      ("gseq GCN2 adj_t", GCN2, {"normalize": False}, adj_t),
                                       ("gseq GCN2", GCN2, {"cached": True}, data.edge_index)]:
         torch.manual_seed(0)
         models[name] = (Net(conv, f_in, classes, args.layers, **kwargs), data.x, graph)
@@ -106,16 +115,17 @@ def main(argv=None) -> int:
             out = model(x, graph).log_softmax(dim=-1)
             ref = out if ref is None else ref
             err = float((out - ref).abs().max())
-            print(f"{name:>15}: eval logits max |diff| to pyg adj_t {err:.2e}")
+            print(f"{name:>16}: eval logits max |diff| to pyg adj_t {err:.2e}")
             assert err < 1e-4, f"{name} does not compute the same model"
 
-    fns = {name: epoch_fn(model, x, graph, data) for name, (model, x, graph) in models.items()}
+    fns = {name: epoch_fn(model, x, graph, data, args.eval) for name, (model, x, graph) in models.items()}
     times = time_interleaved(fns, rounds=args.rounds, number=1, threads=args.threads)
     base = times["pyg adj_t"]
-    print(f"\nCora, {args.layers} layers, one training epoch, {args.threads} thread(s), median of {args.rounds} rounds")
-    print(f"{'variant':>15} {'s / epoch':>10} {'vs pyg adj_t':>13}")
+    what = "one training step and one evaluation" if args.eval else "one training epoch"
+    print(f"\nCora, {args.layers} layers, {what}, {args.threads} thread(s), median of {args.rounds} rounds")
+    print(f"{'variant':>16} {'s / epoch':>10} {'vs pyg adj_t':>13}")
     for name, t in times.items():
-        print(f"{name:>15} {t:10.3f} {base / t:12.2f}x")
+        print(f"{name:>16} {t:10.3f} {base / t:12.2f}x")
     return 0
 
 

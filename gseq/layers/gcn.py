@@ -325,7 +325,10 @@ class GCN(MessagePassing):
         key = self._reuse_key(edge_index, edge_weight, num_nodes, dtype)
         if self._last_graph is not None and key is not None and self._last_graph[0] == key \
                 and all(ref() is t for ref, t in zip(self._last_graph[1], (edge_index, edge_weight)) if t is not None):
-            return self._last_graph[2]
+            graph = self._last_graph[2]
+            if torch.is_grad_enabled():  # built under no_grad (an evaluation between training steps)
+                graph.csr.structure.transpose()  # the backward's pattern, once
+            return graph
         graph = self._new_graph(edge_index, edge_weight, num_nodes, dtype)
         self._last_graph = None if key is None else (key, [weakref.ref(t) for t in (edge_index, edge_weight)
                                                             if t is not None], graph)
@@ -335,14 +338,14 @@ class GCN(MessagePassing):
         """What must be equal for the last call's graph to be this call's: the same ``edge_index`` and
         ``edge_weight`` tensor objects (held by weak reference), not written in place since (their version
         counters), and the same settings; None where nothing may be reused (weights that need a gradient:
-        the graph holds their autograd history of the last call)."""
+        the graph holds their autograd history of the last call). Grad mode is not part of it: a graph
+        holds no autograd history otherwise, so training steps and evaluations in turn share one graph."""
         if not (isinstance(edge_index, Tensor) and isinstance(edge_weight, (Tensor, type(None)))):
             return None  # refused by gcn_graph
         if edge_weight is not None and edge_weight.requires_grad and torch.is_grad_enabled():
             return None
         versions = tuple(None if t is None else (id(t), t._version) for t in (edge_index, edge_weight))
-        return versions + (num_nodes, dtype, self.flow, self.add_self_loops, self.normalize == "both",
-                           torch.is_grad_enabled())
+        return versions + (num_nodes, dtype, self.flow, self.add_self_loops, self.normalize == "both")
 
     def _new_graph(self, edge_index, edge_weight, num_nodes, dtype) -> GCNGraph:
         existing_loops = "keep"

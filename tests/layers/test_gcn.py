@@ -563,6 +563,28 @@ def test_uncached_layer_reuses_the_graph_only_for_the_same_unmodified_edges():
     assert layer._last_graph is None and trained.grad is not None
 
 
+def test_training_steps_and_evaluations_in_turn_share_one_graph(monkeypatch):
+    """An epoch of a training step then an evaluation under no_grad (PyG's examples) builds the graph once,
+    not twice per epoch, and the reused graph gives the gradients of one built afresh."""
+    x, edge_index, weight = random_graph(9)
+    layer, fresh = GCN(5, 3, self_loop_weight="learn"), GCN(5, 3, self_loop_weight="learn")
+    fresh.load_state_dict(layer.state_dict())
+    builds = []
+    new_graph = GCN._new_graph
+    monkeypatch.setattr(GCN, "_new_graph", lambda self, *a: builds.append(1) or new_graph(self, *a))
+    with torch.no_grad():
+        layer(x, edge_index, weight)  # built under no_grad first: no transposed pattern yet
+    for _ in range(3):
+        layer(x, edge_index, weight).square().sum().backward()
+        with torch.no_grad():
+            layer(x, edge_index, weight)
+    assert len(builds) == 1
+    for _ in range(3):
+        fresh(x, edge_index.clone(), weight.clone()).square().sum().backward()
+    for (name, p), q in zip(layer.named_parameters(), fresh.parameters()):
+        torch.testing.assert_close(p.grad, q.grad, msg=name)
+
+
 def test_reuse_is_not_copied():
     import copy
 
