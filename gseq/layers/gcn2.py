@@ -66,9 +66,10 @@ class GCN2(MessagePassing):
       (``"learn"``: one positive weight, ``softplus`` of a raw parameter ``raw_self_loop_weight``,
       starting at 1.0); the default 1.0 is ``GCN2Conv``'s :math:`\hat A = A + I`.
     - the aggregation is ``GCN``'s (a loop-free CSR and :mod:`gseq.ops` kernels, deterministic, no edges
-      x features tensor) and the graph is built and validated once per call, or once with ``cached=True``,
-      or passed in as a :class:`~gseq.layers.GCNGraph` (``conv.graph(edge_index)``), which all layers of a
-      deep model can share.
+      x features tensor) and the graph is built and validated once (reused while the same, unmodified
+      ``edge_index`` / ``adj_t`` and weights come back, in training and evaluation alike), or once for good
+      with ``cached=True``, or passed in as a :class:`~gseq.layers.GCNGraph` (``conv.graph(edge_index)``),
+      which all layers of a deep model can share.
     - bad arguments are refused with an error naming them: ``alpha`` outside [0, 1], ``theta`` without
       ``layer`` (or the reverse), ``layer < 1``, ``theta < 0``, an ``x_0`` whose channels differ from
       ``channels``; so are aggregations other than ``"add"``, a ``node_dim`` other than the rows of
