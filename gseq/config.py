@@ -578,7 +578,7 @@ class TemporalConfig(Config):
     root: str | None = option(None, "folder holding the dataset's file (default: $GSEQ_DATA/temporal)", parse=str)
     edge_weights: str = option("similarity", "what the published edge weights are: similarity (divided by their "
                                "largest), distance (Gaussian kernel), raw, none", choices=TEMPORAL_EDGE_WEIGHTS)
-    model: str = option("tgcn", "recurrent graph cell", choices=TEMPORAL_MODELS)
+    model: str = option("dcrnn", "recurrent graph cell", choices=TEMPORAL_MODELS)
     lags: int | None = option(None, "lags per snapshot (default: the dataset's, 4 / 4 / 8 as PGT; 4 for --file)",
                               check=checks.positive_int)
     horizon: int = option(1, "steps ahead predicted at every snapshot (1 = next step)", check=checks.positive_int)

@@ -3,7 +3,7 @@ AR baseline and the same model without the graph.
 
 Examples::
 
-    gseq temporal train                                     # chickenpox (shipped), tgcn, 80/20 split
+    gseq temporal train                                     # chickenpox (shipped), dcrnn, 80/20 split
     gseq temporal train --dataset pedalme --model tgcn --self-loop-weight learn --horizon 4
     gseq temporal train --file my_signal.json --lags 8 --json
     gseq temporal train --train 0.2 --out runs/pgt-split    # PyTorch Geometric Temporal's tutorial split

@@ -180,7 +180,7 @@ def train_forecaster(dataset: str | TemporalConfig = TemporalConfig.dataset, **s
     Args:
         dataset: a dataset name, or a whole :class:`~gseq.config.TemporalConfig`.
             (default: ``"chickenpox"``, shipped with gseq)
-        **settings: the fields of :class:`~gseq.config.TemporalConfig` (``model="tgcn"``,
+        **settings: the fields of :class:`~gseq.config.TemporalConfig` (``model="dcrnn"``,
             ``train=0.8``, ``val=0.1``, ``window=4``, ``epochs=200``, ``patience=20``, ``out_dir=None``, ...).
 
     Returns:
