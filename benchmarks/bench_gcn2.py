@@ -20,7 +20,8 @@ built after the same seed and checked to give the same eval-mode logits before t
 
 The variants run interleaved round by round in one process (``torch.utils.benchmark``, one thread by
 default); printed: the median seconds per epoch and the speed-up over ``pyg adj_t``. With ``--eval`` an
-epoch is the example's: the training step, then one evaluation forward under ``no_grad``.
+epoch is the example's: the training step, then one evaluation forward under ``no_grad``; with
+``--forward`` only that evaluation forward is timed.
 """
 
 from __future__ import annotations
@@ -75,12 +76,21 @@ def epoch_fn(model, x, graph, data, evaluate=False):
     return epoch
 
 
+def forward_fn(model, x, graph):
+    def forward():
+        model.eval()
+        with torch.no_grad():
+            model(x, graph)
+    return forward
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--layers", type=int, default=64)
     p.add_argument("--rounds", type=int, default=7, help="timing rounds, interleaved (default: 7)")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--eval", action="store_true", help="an epoch also evaluates once under no_grad, as the example's")
+    p.add_argument("--forward", action="store_true", help="time only the evaluation forward (eval mode, no_grad)")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     warnings.filterwarnings("ignore", ".*Sparse CSR tensor support is in beta.*")
@@ -118,10 +128,12 @@ def main(argv=None) -> int:
             print(f"{name:>16}: eval logits max |diff| to pyg adj_t {err:.2e}")
             assert err < 1e-4, f"{name} does not compute the same model"
 
-    fns = {name: epoch_fn(model, x, graph, data, args.eval) for name, (model, x, graph) in models.items()}
+    fns = {name: forward_fn(model, x, graph) if args.forward else epoch_fn(model, x, graph, data, args.eval)
+           for name, (model, x, graph) in models.items()}
     times = time_interleaved(fns, rounds=args.rounds, number=1, threads=args.threads)
     base = times["pyg adj_t"]
-    what = "one training step and one evaluation" if args.eval else "one training epoch"
+    what = ("one evaluation forward" if args.forward else
+            "one training step and one evaluation" if args.eval else "one training epoch")
     print(f"\nCora, {args.layers} layers, {what}, {args.threads} thread(s), median of {args.rounds} rounds")
     print(f"{'variant':>16} {'s / epoch':>10} {'vs pyg adj_t':>13}")
     for name, t in times.items():
