@@ -70,6 +70,9 @@ class GCNGraph:
     # csr with its values cast to another float dtype (float64 features on a float32 graph), by dtype;
     # written by csr_as() only
     _cast: dict = field(default_factory=dict, init=False, repr=False)
+    # (s_target, s_source, l) for a fixed self-loop weight, by (w, normalize, dtype); written by
+    # _normalization_as() only, and only for a graph whose degrees need no gradient
+    _norm: dict = field(default_factory=dict, init=False, repr=False)
 
     @property
     def num_nodes(self) -> int:
@@ -94,7 +97,8 @@ class GCNGraph:
 
     # copy.deepcopy and pickle: the CSR's structure caches are not state; the copy rebuilds them
     def __getstate__(self) -> dict:
-        state = {k: v.detach() if isinstance(v, Tensor) else v for k, v in self.__dict__.items() if k != "_cast"}
+        state = {k: v.detach() if isinstance(v, Tensor) else v for k, v in self.__dict__.items()
+                 if k not in ("_cast", "_norm")}
         csr = self.csr
         values = None if csr.values is None else csr.values.detach()
         state["csr"] = (csr.indptr, csr.indices, values, csr.shape)
@@ -228,6 +232,21 @@ def normalization(graph: GCNGraph, w: Tensor | float, normalize: bool | str) -> 
     return s_t, s_s, loop
 
 
+def _normalization_as(graph: GCNGraph, w: Tensor | float, normalize: bool | str,
+                     dtype: torch.dtype) -> tuple[Tensor, Tensor, Tensor | None]:
+    """:func:`normalization` as ``dtype``, computed once per graph for a fixed (float) ``w`` when the
+    graph's degrees need no gradient, so a deep stack or an evaluation does not redo it every call."""
+    fixed = isinstance(w, (int, float)) and not torch.compiler.is_compiling() and not any(
+        t is not None and t.requires_grad for t in (graph.in_degree, graph.out_degree, graph.kept_loop))
+    key = (float(w), normalize, dtype) if fixed else None
+    if key is not None and key in graph._norm:
+        return graph._norm[key]
+    out = tuple(None if t is None else t.to(dtype) for t in normalization(graph, w, normalize))
+    if key is not None:
+        graph._norm[key] = out
+    return out
+
+
 def aggregate(graph: GCNGraph, h: Tensor, w: Tensor | float = 1.0, *, normalize: bool | str = True,
               reduce: str = "sum", node_dim: int = -2) -> Tensor:
     r"""The aggregation of a GCN layer over ``graph``: :math:`\hat D^{-1/2} (A + \mathrm{diag}(l)) \hat
@@ -261,7 +280,7 @@ def aggregate(graph: GCNGraph, h: Tensor, w: Tensor | float = 1.0, *, normalize:
     if normalize is False:
         out = spmm(csr, flat, reduce)
     else:
-        s_t, s_s, loop = (None if t is None else t.to(acc) for t in normalization(graph, w, normalize))
+        s_t, s_s, loop = _normalization_as(graph, w, normalize, acc)
         if reduce in ("max", "min"):  # s_t >= 0 scales a row, so it commutes with the extreme
             y = flat * s_s.unsqueeze(-1)
             out = _with_loop(graph, spmm(csr, y, reduce), y, loop, reduce) * s_t.unsqueeze(-1)

@@ -585,6 +585,26 @@ def test_training_steps_and_evaluations_in_turn_share_one_graph(monkeypatch):
         torch.testing.assert_close(p.grad, q.grad, msg=name)
 
 
+def test_fixed_normalisation_is_computed_once_per_graph():
+    """A fixed w: the graph keeps its normalisation (64 layers of a deep model, or an evaluation, do not
+    redo it); a learned w or edge weights that need a gradient are normalised afresh on every call."""
+    from gseq.layers.gcn_structure import _normalization_as, normalization
+
+    x, edge_index, weight = random_graph(10)
+    graph = gcn_graph(edge_index, weight, 12)
+    first = _normalization_as(graph, 2.0, True, torch.float32)
+    assert _normalization_as(graph, 2.0, True, torch.float32) is first  # kept
+    for got, want in zip(first, normalization(graph, 2.0, True)):
+        torch.testing.assert_close(got, want, rtol=0, atol=0)
+    assert _normalization_as(graph, 1.0, True, torch.float32)[0] is not first[0]  # another w: its own
+    learned = torch.tensor(2.0, requires_grad=True)
+    assert _normalization_as(graph, learned, True, torch.float32)[0].requires_grad  # never kept
+    trained = weight.detach().clone().requires_grad_()
+    graded = gcn_graph(edge_index, trained, 12)
+    s_t = _normalization_as(graded, 2.0, True, torch.float32)[0]
+    assert s_t.requires_grad and not graded._norm  # a graph whose weights learn: never kept
+
+
 def test_reuse_is_not_copied():
     import copy
 
