@@ -26,9 +26,11 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from gseq.data import planetoid  # noqa: E402
 from gseq.tasks.gcnii import train_gcnii  # noqa: E402
+from _rows import open_rows  # noqa: E402
 
 FIELDS = ["layers", "alpha", "theta", "dropout", "seed", "val_acc", "test_acc", "best_epoch", "seconds"]
 
@@ -42,14 +44,7 @@ def uniform_init(weight) -> None:
 
 def run(args) -> None:
     path = Path(args.csv)
-    done = set()
-    if path.exists():
-        with open(path, newline="") as f:
-            done = {(r["layers"], r["alpha"], r["theta"], r["dropout"], r["seed"]) for r in csv.DictReader(f)}
-    else:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with open(path, "w", newline="") as f:
-            csv.DictWriter(f, FIELDS).writeheader()
+    done = open_rows(path, FIELDS, ["layers", "alpha", "theta", "dropout", "seed"])
     data = planetoid("Cora")
     for seed, (alpha, theta, dropout) in itertools.product(args.seeds_list,
                                                            itertools.product(args.alphas, args.thetas, args.dropouts)):

@@ -28,11 +28,13 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from gseq.data import split_by_time  # noqa: E402
 from gseq.models import GraphForecaster  # noqa: E402
 from gseq.tasks.forecasting import forecast_metrics, load_signal, train_forecaster  # noqa: E402
 from gseq.config import TemporalConfig  # noqa: E402
+from _rows import open_rows  # noqa: E402
 
 PROTOCOLS = {"pgt": 0.2, "80/20": 0.8}
 FIELDS = ["dataset", "protocol", "horizon", "model", "seed", "method", "test_mse", "test_mae", "epochs", "seconds"]
@@ -69,14 +71,7 @@ def pgt_recipe(cfg: TemporalConfig, epochs: int = 200) -> dict[str, float]:
 
 def run(args) -> None:
     path = Path(args.csv)
-    done = set()
-    if path.exists():
-        with open(path, newline="") as f:
-            done = {(r["dataset"], r["protocol"], r["horizon"], r["model"], r["seed"]) for r in csv.DictReader(f)}
-    else:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with open(path, "w", newline="") as f:
-            csv.DictWriter(f, FIELDS).writeheader()
+    done = open_rows(path, FIELDS, ["dataset", "protocol", "horizon", "model", "seed"])
     for dataset in args.datasets:
         for protocol in args.protocols:
             for horizon in args.horizons:
