@@ -108,7 +108,7 @@ class GCNGraph:
         indptr, indices, values, shape = state.pop("csr")
         self.__dict__.update(state)
         self.csr = CSR(indptr, indices, values, shape, check=False)
-        self._cast = {}
+        self._cast, self._norm = {}, {}
 
 
 def check_graph_inputs(edge_index: Tensor, edge_weight: Tensor | None, num_nodes: int) -> None:
