@@ -22,13 +22,13 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from gseq.config import TemporalConfig  # noqa: E402
 from gseq.data import split_by_time  # noqa: E402
 from gseq.models import LinearAR  # noqa: E402
 from gseq.tasks.forecasting import load_signal, train_forecaster  # noqa: E402
-
-PROTOCOLS = {"pgt": 0.2, "80/20": 0.8}
+from temporal_accuracy import PROTOCOLS  # noqa: E402  (the same two protocols as the accuracy table)
 
 
 def parse_setting(text: str) -> dict:

@@ -325,13 +325,13 @@ class GCN(MessagePassing):
         key = self._reuse_key(edge_index, edge_weight, num_nodes, dtype)
         if self._last_graph is not None and key is not None and self._last_graph[0] == key \
                 and all(ref() is t for ref, t in zip(self._last_graph[1], (edge_index, edge_weight)) if t is not None):
-            graph = self._last_graph[2]
-            if torch.is_grad_enabled():  # built under no_grad (an evaluation between training steps)
-                graph.csr.structure.transpose()  # the backward's pattern, once
-            return graph
-        graph = self._new_graph(edge_index, edge_weight, num_nodes, dtype)
-        self._last_graph = None if key is None else (key, [weakref.ref(t) for t in (edge_index, edge_weight)
-                                                            if t is not None], graph)
+            graph = self._last_graph[2]  # perhaps built under no_grad (an evaluation between training steps)
+        else:
+            graph = self._new_graph(edge_index, edge_weight, num_nodes, dtype)
+            self._last_graph = None if key is None else (key, [weakref.ref(t) for t in (edge_index, edge_weight)
+                                                                if t is not None], graph)
+        if torch.is_grad_enabled():
+            graph.csr.structure.transpose()  # the backward's pattern, built here once and kept: never while tracing
         return graph
 
     def _reuse_key(self, edge_index, edge_weight, num_nodes, dtype) -> tuple | None:
@@ -357,12 +357,9 @@ class GCN(MessagePassing):
             existing_loops = "add"  # PyG adds w to the diagonal of a sparse adjacency
         if num_nodes is None:
             num_nodes = int(edge_index.max()) + 1 if isinstance(edge_index, Tensor) and edge_index.numel() else 0
-        graph = gcn_graph(edge_index, edge_weight, num_nodes, add_self_loops=self.add_self_loops,
-                          out_degree=self.normalize == "both", flow=self.flow, dtype=dtype,
-                          existing_loops=existing_loops)
-        if torch.is_grad_enabled():
-            graph.csr.structure.transpose()  # the backward's pattern, built here and kept: never while tracing
-        return graph
+        return gcn_graph(edge_index, edge_weight, num_nodes, add_self_loops=self.add_self_loops,
+                         out_degree=self.normalize == "both", flow=self.flow, dtype=dtype,
+                         existing_loops=existing_loops)
 
     def _check_graph(self, graph: GCNGraph, num_nodes: int | None) -> GCNGraph:
         if num_nodes is not None and graph.num_nodes != num_nodes:
