@@ -233,15 +233,17 @@ def normalization(graph: GCNGraph, w: Tensor | float, normalize: bool | str) -> 
 
 
 def _normalization_as(graph: GCNGraph, w: Tensor | float, normalize: bool | str,
-                     dtype: torch.dtype) -> tuple[Tensor, Tensor, Tensor | None]:
-    """:func:`normalization` as ``dtype``, computed once per graph for a fixed (float) ``w`` when the
-    graph's degrees need no gradient, so a deep stack or an evaluation does not redo it every call."""
+                      dtype: torch.dtype) -> tuple[Tensor, Tensor, Tensor | None, Tensor | None]:
+    """:func:`normalization` as ``dtype``, and the loops' diagonal ``l * s_t * s_s`` (None without loops),
+    computed once per graph for a fixed (float) ``w`` when the graph's degrees need no gradient, so a deep
+    stack or an evaluation does not redo it every call."""
     fixed = isinstance(w, (int, float)) and not torch.compiler.is_compiling() and not any(
         t is not None and t.requires_grad for t in (graph.in_degree, graph.out_degree, graph.kept_loop))
     key = (float(w), normalize, dtype) if fixed else None
     if key is not None and key in graph._norm:
         return graph._norm[key]
-    out = tuple(None if t is None else t.to(dtype) for t in normalization(graph, w, normalize))
+    s_t, s_s, loop = (None if t is None else t.to(dtype) for t in normalization(graph, w, normalize))
+    out = s_t, s_s, loop, None if loop is None else loop * s_t * s_s
     if key is not None:
         graph._norm[key] = out
     return out
@@ -280,12 +282,11 @@ def aggregate(graph: GCNGraph, h: Tensor, w: Tensor | float = 1.0, *, normalize:
     if normalize is False:
         out = spmm(csr, flat, reduce)
     else:
-        s_t, s_s, loop = _normalization_as(graph, w, normalize, acc)
+        s_t, s_s, loop, diag = _normalization_as(graph, w, normalize, acc)
         if reduce in ("max", "min"):  # s_t >= 0 scales a row, so it commutes with the extreme
             y = flat * s_s.unsqueeze(-1)
             out = _with_loop(graph, spmm(csr, y, reduce), y, loop, reduce) * s_t.unsqueeze(-1)
         else:  # s_t * (A (s_s * h)) + l * s_t * s_s * h
-            diag = None if loop is None else loop * s_t * s_s
             if reduce == "mean":  # messages into a node: its edges and its loop
                 count = (graph.in_count + int(loop is not None)).clamp(min=1).to(acc)
                 s_t, diag = s_t / count, (None if diag is None else diag / count)

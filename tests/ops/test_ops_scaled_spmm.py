@@ -51,6 +51,23 @@ def test_matches_the_dense_composition_and_gradchecks(backend, device, which):
     assert torch.autograd.gradgradcheck(fn, (x, r, c, d), fast_mode=fast)
 
 
+@pytest.mark.parametrize("which", SCALINGS)
+def test_an_evaluation_skips_the_operator_dispatch_with_the_same_bits(backend, device, which, monkeypatch):
+    csr, x, r, c, d = inputs(device)
+    r, c, d = (t if u else None for t, u in zip((r, c, d), SCALINGS[which]))
+    traced = scaled_spmm(csr, x, row_scale=r, col_scale=c, diag=d, backend=backend)  # through gseq::scaled_spmm
+
+    def refuse(*args):
+        raise AssertionError("gseq::scaled_spmm was dispatched with nothing to differentiate")
+
+    monkeypatch.setattr(ops._autograd, "_scaled_spmm_op", refuse)
+    with torch.no_grad():
+        direct = scaled_spmm(csr, x, row_scale=r, col_scale=c, diag=d, backend=backend)
+    assert torch.equal(direct, traced.detach())
+    with pytest.raises(AssertionError, match="was dispatched"):  # a gradient to build: the operator
+        scaled_spmm(csr, x, row_scale=r, col_scale=c, diag=d, backend=backend)
+
+
 def test_values_that_require_grad_get_their_gradient(backend, device):
     csr, x, r, c, d = inputs(device)
     values = csr.values.detach().clone().requires_grad_()
