@@ -82,6 +82,13 @@ def option(default: Any, help: str, *, check: Callable[..., Any] | None = None, 
     return dataclasses.field(default=default, metadata=meta)
 
 
+def threads_option() -> Any:
+    """Every command's ``threads`` (not saved with a run: a resumed run may use another number)."""
+    return option(None, "torch CPU threads (default: torch's choice); a seeded run repeats bit for bit on the "
+                  "same number of threads, and another number rounds float sums differently",
+                  check=checks.positive_int, saved=False)
+
+
 class Config:
     """Base of the task configs (dataclasses whose fields come from :func:`option`).
 
@@ -311,8 +318,7 @@ class TextConfig(Config):
     target_acc: float | None = option(None, "stop once val_acc >= this (and --target-loss) (default: off)",
                                       check=checks.non_negative_float)
     seed: int = option(0, "seeds the weights, the batches and the samples", check=checks.random_seed)
-    threads: int | None = option(None, "torch CPU threads (default: torch's choice)", check=checks.positive_int,
-                                 saved=False)
+    threads: int | None = threads_option()
     progress: bool = option(True, "no progress bar (Python: progress=False) (default: shown)", flag="--no-progress",
                             negate=True, saved=False)
     echo_samples: bool = option(False, "do not print the logged samples (default: printed; from Python: "
@@ -446,8 +452,7 @@ class NodeClassificationConfig(Config):
                           "allowed); seeds not started yet start", saved=False)
     overwrite: bool = option(False, "replace the run in --out, removing its old files first (refused without "
                              "this flag)", saved=False)
-    threads: int | None = option(None, "torch CPU threads (default: torch's choice)", check=checks.positive_int,
-                                 saved=False)
+    threads: int | None = threads_option()
     progress: bool = option(False, "show a progress bar per seed", saved=False)
     json: bool = option(False, "print one JSON object instead of text", saved=False)
 
@@ -542,8 +547,7 @@ class PalindromeConfig(Config):
                           saved=False)
     overwrite: bool = option(False, "replace a finished or interrupted run in --out (refused without this flag)",
                              saved=False)
-    threads: int | None = option(None, "torch CPU threads (default: torch's choice)", check=checks.positive_int,
-                                 saved=False)
+    threads: int | None = threads_option()
     progress: bool = option(False, "show a progress bar", saved=False)
     json: bool = option(False, "print one JSON object", saved=False)
 
@@ -614,8 +618,7 @@ class TemporalConfig(Config):
                           saved=False)
     overwrite: bool = option(False, "replace a finished or interrupted run in --out", saved=False)
     device: str = option("auto", "auto (CUDA when available), cpu, cuda or cuda:N", resumable=True, parse=str)
-    threads: int | None = option(None, "torch CPU threads (default: torch's choice)", check=checks.positive_int,
-                                 saved=False)
+    threads: int | None = threads_option()
     progress: bool = option(True, "no progress bar (Python: progress=False) (default: shown)", flag="--no-progress",
                             negate=True, saved=False)
 
