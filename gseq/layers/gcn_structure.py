@@ -11,7 +11,8 @@ no host synchronisation and no validation per call: with :math:`l` the per-node 
 
 (:math:`\odot` scales rows), which :func:`aggregate` computes with one sparse product,
 :func:`gseq.ops.scaled_spmm`: no edges x features tensor is ever made, the normalisation and the loops
-are dense row scalings. :func:`aggregate` is the whole aggregation of a GCN layer (everything but ``lin``
+are dense row scalings. For a fixed self-loop weight the graph keeps the normalised values
+:math:`s_j a_{ij} s_i` on its CSR pattern once, and each call is one product plus the loops' diagonal. :func:`aggregate` is the whole aggregation of a GCN layer (everything but ``lin``
 and the bias), for any layer built on the same normalised adjacency::
 
     graph = gcn_graph(edge_index, num_nodes=n)  # once per graph
@@ -70,8 +71,9 @@ class GCNGraph:
     # csr with its values cast to another float dtype (float64 features on a float32 graph), by dtype;
     # written by csr_as() only
     _cast: dict = field(default_factory=dict, init=False, repr=False)
-    # (s_target, s_source, l) for a fixed self-loop weight, by (w, normalize, dtype); written by
-    # _normalization_as() only, and only for a graph whose degrees need no gradient
+    # (s_target, s_source, l, l s_target s_source) for a fixed self-loop weight, by (w, normalize, dtype),
+    # and the normalised CSR by ("csr", w, normalize, dtype); written by _normalization_as() and
+    # _normalized_csr() only, and only for a graph whose degrees need no gradient
     _norm: dict = field(default_factory=dict, init=False, repr=False)
 
     @property
@@ -237,9 +239,7 @@ def _normalization_as(graph: GCNGraph, w: Tensor | float, normalize: bool | str,
     """:func:`normalization` as ``dtype``, and the loops' diagonal ``l * s_t * s_s`` (None without loops),
     computed once per graph for a fixed (float) ``w`` when the graph's degrees need no gradient, so a deep
     stack or an evaluation does not redo it every call."""
-    fixed = isinstance(w, (int, float)) and not torch.compiler.is_compiling() and not any(
-        t is not None and t.requires_grad for t in (graph.in_degree, graph.out_degree, graph.kept_loop))
-    key = (float(w), normalize, dtype) if fixed else None
+    key = _fixed_key(graph, w, normalize, dtype)
     if key is not None and key in graph._norm:
         return graph._norm[key]
     s_t, s_s, loop = (None if t is None else t.to(dtype) for t in normalization(graph, w, normalize))
@@ -247,6 +247,32 @@ def _normalization_as(graph: GCNGraph, w: Tensor | float, normalize: bool | str,
     if key is not None:
         graph._norm[key] = out
     return out
+
+
+def _fixed_key(graph: GCNGraph, w: Tensor | float, normalize: bool | str, dtype: torch.dtype) -> tuple | None:
+    """The cache key of a normalisation that can be kept: a float ``w``, degrees (edge weights) that need
+    no gradient, and not while ``torch.compile`` traces; else None."""
+    fixed = isinstance(w, (int, float)) and not torch.compiler.is_compiling() and not any(
+        t is not None and t.requires_grad for t in (graph.in_degree, graph.out_degree, graph.kept_loop))
+    return (float(w), normalize, dtype) if fixed else None
+
+
+def _normalized_csr(graph: GCNGraph, csr: CSR, w: Tensor | float, normalize: bool | str,
+                    dtype: torch.dtype) -> CSR | None:
+    r"""``csr`` with the normalised values :math:`s^{src}_j a_{ij} s^{tgt}_i` (PyG's ``gcn_norm`` order of
+    products), kept with the graph's normalisation, so that a layer runs one sparse product plus the loops'
+    diagonal instead of scaling the features before and after it; None where the normalisation is not
+    kept (a learned ``w``, edge weights that need a gradient, under ``torch.compile``)."""
+    key = _fixed_key(graph, w, normalize, dtype)
+    if key is None:
+        return None
+    key = ("csr", *key)
+    if key not in graph._norm:
+        s_t, s_s, _, _ = _normalization_as(graph, w, normalize, dtype)
+        source = s_s.index_select(0, csr.indices)
+        values = (source if csr.values is None else source * csr.values) * s_t.index_select(0, csr.row())
+        graph._norm[key] = csr.with_values(values)
+    return graph._norm[key]
 
 
 def aggregate(graph: GCNGraph, h: Tensor, w: Tensor | float = 1.0, *, normalize: bool | str = True,
@@ -286,6 +312,8 @@ def aggregate(graph: GCNGraph, h: Tensor, w: Tensor | float = 1.0, *, normalize:
         if reduce in ("max", "min"):  # s_t >= 0 scales a row, so it commutes with the extreme
             y = flat * s_s.unsqueeze(-1)
             out = _with_loop(graph, spmm(csr, y, reduce), y, loop, reduce) * s_t.unsqueeze(-1)
+        elif reduce == "sum" and (normalized := _normalized_csr(graph, csr, w, normalize, acc)) is not None:
+            out = scaled_spmm(normalized, flat, diag=diag)  # (S_t A S_s) h + l * s_t * s_s * h
         else:  # s_t * (A (s_s * h)) + l * s_t * s_s * h
             if reduce == "mean":  # messages into a node: its edges and its loop
                 count = (graph.in_count + int(loop is not None)).clamp(min=1).to(acc)

@@ -605,6 +605,35 @@ def test_fixed_normalisation_is_computed_once_per_graph():
     assert s_t.requires_grad and not graded._norm  # a graph whose weights learn: never kept
 
 
+@pytest.mark.parametrize("normalize", [True, "both"])
+@pytest.mark.parametrize("weighted", [True, False])
+def test_fixed_normalisation_folds_into_the_csr_values(normalize, weighted):
+    """A fixed w: the normalisation goes into the values of one CSR (kept), so the sum is one product plus
+    the loops' diagonal, equal to the dense D_t^-1/2 (A + wI) D_s^-1/2 H with gradients (float64); a learned
+    w and mean aggregation scale around the unnormalised product."""
+    from gseq.layers.gcn_structure import _normalization_as, _normalized_csr, aggregate
+
+    x, edge_index, weight = random_graph(11, weighted=weighted)
+    x = x.double().requires_grad_()
+    graph = gcn_graph(edge_index, None if weight is None else weight.double(), 12, out_degree=True,
+                      dtype=torch.float64)
+    csr = graph.csr_as(torch.float64)
+    folded = _normalized_csr(graph, csr, 1.5, normalize, torch.float64)
+    assert folded is _normalized_csr(graph, csr, 1.5, normalize, torch.float64)  # kept
+    assert folded.structure is csr.structure  # the same pattern: only the values are new
+    s_t, s_s, loop, _ = _normalization_as(graph, 1.5, normalize, torch.float64)
+    adjacency = torch.zeros(12, 12, dtype=torch.float64).index_put_(
+        (csr.row(), csr.indices), torch.ones(csr.nnz, dtype=torch.float64) if csr.values is None else csr.values,
+        accumulate=True) + torch.diag(loop)
+    dense = s_t[:, None] * adjacency * s_s[None, :]
+    out = aggregate(graph, x, 1.5, normalize=normalize)
+    torch.testing.assert_close(out, dense @ x)
+    assert torch.autograd.gradcheck(lambda h: aggregate(graph, h, 1.5, normalize=normalize), (x,))
+    learned = torch.tensor(1.5, dtype=torch.float64, requires_grad=True)
+    assert _normalized_csr(graph, csr, learned, normalize, torch.float64) is None
+    torch.testing.assert_close(aggregate(graph, x, learned, normalize=normalize), out)
+
+
 def test_reuse_is_not_copied():
     import copy
 
