@@ -12,8 +12,9 @@ no host synchronisation and no validation per call: with :math:`l` the per-node 
 (:math:`\odot` scales rows), which :func:`aggregate` computes with one sparse product,
 :func:`gseq.ops.scaled_spmm`: no edges x features tensor is ever made, the normalisation and the loops
 are dense row scalings. For a fixed self-loop weight the graph keeps the normalised values
-:math:`s_j a_{ij} s_i` on its CSR pattern once, and each call is one product plus the loops' diagonal. :func:`aggregate` is the whole aggregation of a GCN layer (everything but ``lin``
-and the bias), for any layer built on the same normalised adjacency::
+:math:`s_j a_{ij} s_i` on its CSR pattern once, and each call is one product plus the loops' diagonal.
+:func:`aggregate` is the whole aggregation of a GCN layer (everything but ``lin`` and the bias), for any
+layer built on the same normalised adjacency::
 
     graph = gcn_graph(edge_index, num_nodes=n)  # once per graph
     out = aggregate(graph, h)                   # D^-1/2 (A + I) D^-1/2 h, [N, F]
