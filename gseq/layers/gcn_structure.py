@@ -258,18 +258,18 @@ def _fixed_key(graph: GCNGraph, w: Tensor | float, normalize: bool | str, dtype:
     return (float(w), normalize, dtype) if fixed else None
 
 
-def _normalized_csr(graph: GCNGraph, csr: CSR, w: Tensor | float, normalize: bool | str,
-                    dtype: torch.dtype) -> CSR | None:
-    r"""``csr`` with the normalised values :math:`s^{src}_j a_{ij} s^{tgt}_i` (PyG's ``gcn_norm`` order of
-    products), kept with the graph's normalisation, so that a layer runs one sparse product plus the loops'
-    diagonal instead of scaling the features before and after it; None where the normalisation is not
-    kept (a learned ``w``, edge weights that need a gradient, under ``torch.compile``)."""
+def _normalized_csr(graph: GCNGraph, w: Tensor | float, normalize: bool | str, dtype: torch.dtype) -> CSR | None:
+    r"""``graph.csr_as(dtype)`` with the normalised values :math:`s^{src}_j a_{ij} s^{tgt}_i` (PyG's
+    ``gcn_norm`` order of products), kept with the graph's normalisation, so that a layer runs one sparse
+    product plus the loops' diagonal instead of scaling the features before and after it; None where the
+    normalisation is not kept (a learned ``w``, edge weights that need a gradient, under ``torch.compile``)."""
     key = _fixed_key(graph, w, normalize, dtype)
     if key is None:
         return None
     key = ("csr", *key)
     if key not in graph._norm:
         s_t, s_s, _, _ = _normalization_as(graph, w, normalize, dtype)
+        csr = graph.csr_as(dtype)
         source = s_s.index_select(0, csr.indices)
         values = (source if csr.values is None else source * csr.values) * s_t.index_select(0, csr.row())
         graph._norm[key] = csr.with_values(values)
@@ -313,7 +313,7 @@ def aggregate(graph: GCNGraph, h: Tensor, w: Tensor | float = 1.0, *, normalize:
         if reduce in ("max", "min"):  # s_t >= 0 scales a row, so it commutes with the extreme
             y = flat * s_s.unsqueeze(-1)
             out = _with_loop(graph, spmm(csr, y, reduce), y, loop, reduce) * s_t.unsqueeze(-1)
-        elif reduce == "sum" and (normalized := _normalized_csr(graph, csr, w, normalize, acc)) is not None:
+        elif reduce == "sum" and (normalized := _normalized_csr(graph, w, normalize, acc)) is not None:
             out = scaled_spmm(normalized, flat, diag=diag)  # (S_t A S_s) h + l * s_t * s_s * h
         else:  # s_t * (A (s_s * h)) + l * s_t * s_s * h
             if reduce == "mean":  # messages into a node: its edges and its loop

@@ -618,8 +618,8 @@ def test_fixed_normalisation_folds_into_the_csr_values(normalize, weighted):
     graph = gcn_graph(edge_index, None if weight is None else weight.double(), 12, out_degree=True,
                       dtype=torch.float64)
     csr = graph.csr_as(torch.float64)
-    folded = _normalized_csr(graph, csr, 1.5, normalize, torch.float64)
-    assert folded is _normalized_csr(graph, csr, 1.5, normalize, torch.float64)  # kept
+    folded = _normalized_csr(graph, 1.5, normalize, torch.float64)
+    assert folded is _normalized_csr(graph, 1.5, normalize, torch.float64)  # kept
     assert folded.structure is csr.structure  # the same pattern: only the values are new
     s_t, s_s, loop, _ = _normalization_as(graph, 1.5, normalize, torch.float64)
     adjacency = torch.zeros(12, 12, dtype=torch.float64).index_put_(
@@ -630,7 +630,7 @@ def test_fixed_normalisation_folds_into_the_csr_values(normalize, weighted):
     torch.testing.assert_close(out, dense @ x)
     assert torch.autograd.gradcheck(lambda h: aggregate(graph, h, 1.5, normalize=normalize), (x,))
     learned = torch.tensor(1.5, dtype=torch.float64, requires_grad=True)
-    assert _normalized_csr(graph, csr, learned, normalize, torch.float64) is None
+    assert _normalized_csr(graph, learned, normalize, torch.float64) is None
     torch.testing.assert_close(aggregate(graph, x, learned, normalize=normalize), out)
 
 
