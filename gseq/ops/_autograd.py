@@ -49,20 +49,25 @@ def scaled_spmm(csr: CSR, x: Tensor, impl: Backend, dtype: torch.dtype, row_scal
     missing ``diag`` 0), returned as ``dtype``; differentiable in ``x``, the scalings and the values.
 
     Values that need no gradient (a graph's fixed edge weights, or none) take the custom operator
-    ``gseq::scaled_spmm``, which ``torch.compile`` traces without a graph break or a host sync; values
-    that need one take :class:`_SpMMSum` (eagerly: a graph break under ``torch.compile``). With nothing to
-    differentiate (an evaluation), eagerly, the operator's body runs without its dispatch: the same kernel
-    and the same bits, about 0.1 ms less a call (`benchmarks/bench_gcn2.py --forward`).
+    ``gseq::scaled_spmm`` under ``torch.compile``, which traces it without a graph break or a host sync;
+    values that need one take :class:`_SpMMSum` (eagerly: a graph break under ``torch.compile``). Eagerly,
+    the operator's body runs without its dispatch: directly with nothing to differentiate (an
+    evaluation), else through :class:`_ScaledSpMM`, the same body and gradients as a plain
+    ``autograd.Function``. Same kernels, same bits; the dispatch and its autograd cost a few hundred
+    microseconds a call, forward and backward, which is most of a step on a small graph
+    (`benchmarks/bench_gcn2.py --forward`, `benchmarks/temporal_pgt.py --speed chickenpox`).
     """
     if _needs_graph(csr.values):
         y = x if col_scale is None else x * col_scale.unsqueeze(-1)
         out = _spmm_sum_values_grad(csr, y, impl, dtype)
         out = out if row_scale is None else out * row_scale.unsqueeze(-1)
         return out if diag is None else out + x * diag.unsqueeze(-1)
-    values, work = impl.kernel_inputs(csr, x.dtype)
-    if not torch.compiler.is_compiling() and not _needs_graph(x, row_scale, col_scale, diag):
-        # nothing to differentiate, eagerly (an evaluation): the operator's body without its dispatch
+    if not torch.compiler.is_compiling():  # eagerly: the operator's body without its dispatch
+        if _needs_graph(x, row_scale, col_scale, diag):
+            return _ScaledSpMM.apply(x, row_scale, col_scale, diag, csr, impl, dtype)[0]
+        values, _ = impl.kernel_inputs(csr, x.dtype)
         return _scaled_spmm_body(impl, csr, values, x, row_scale, col_scale, diag, False, dtype)[0]
+    values, work = impl.kernel_inputs(csr, x.dtype)
     if _needs_graph(x, col_scale):  # the backward multiplies with the transpose (its pattern is kept)
         t = csr.t()
         values_t, work_t = impl.kernel_inputs(t, x.dtype)
@@ -120,14 +125,21 @@ def _scaled_spmm_context(ctx, inputs, output) -> None:
 
 
 def _scaled_spmm_backward(ctx, grad: Tensor, grad_agg: Tensor | None):
-    x, r, s, d, agg = ctx.saved_tensors
-    need_x, need_r, need_s, need_d = ctx.needs_input_grad[:4]
     indptr, indices, values, work, indptr_t, indices_t, values_t, work_t = ctx.arrays
 
     def transposed(g, row_scale, col_scale, diag):  # the same operator on A^T: differentiable in turn
         return _scaled_spmm_op(g, row_scale, col_scale, diag, False, indptr_t, indices_t, values_t, work_t,
                                indptr, indices, values, work, ctx.backend, ctx.x_dtype)[0]
 
+    return (*_scaled_spmm_grads(ctx, grad, grad_agg, transposed), None, None, None, None, [None] * len(work), None,
+            None, None, [None] * len(work_t), None, None)
+
+
+def _scaled_spmm_grads(ctx, grad: Tensor, grad_agg: Tensor | None, transposed) -> tuple:
+    """The gradients of ``(x, row_scale, col_scale, diag)``; ``transposed(g, r, s, d)`` is the same function
+    on :math:`A^\top`."""
+    x, r, s, d, agg = ctx.saved_tensors
+    need_x, need_r, need_s, need_d = ctx.needs_input_grad[:4]
     grad_x = grad_r = grad_s = grad_d = None
     # a gradient reaching the kept A (s x) itself (a second-order gradient through the one of r)
     through_agg = grad_agg is not None and grad_agg.numel() > 0
@@ -144,11 +156,35 @@ def _scaled_spmm_backward(ctx, grad: Tensor, grad_agg: Tensor | None):
         grad_r = (grad * agg).sum(-1)
     if need_d:
         grad_d = (grad * x).sum(-1)
-    return (grad_x, grad_r, grad_s, grad_d, None, None, None, None, [None] * len(work), None, None, None,
-            [None] * len(work_t), None, None)
+    return grad_x, grad_r, grad_s, grad_d
 
 
 _scaled_spmm_op.register_autograd(_scaled_spmm_backward, setup_context=_scaled_spmm_context)
+
+
+class _ScaledSpMM(torch.autograd.Function):
+    """``gseq::scaled_spmm`` without the custom operator's dispatch, for eager mode: the same body, the same
+    gradients (:func:`_scaled_spmm_grads`), its backward product again a :func:`scaled_spmm` on the
+    transpose (so differentiable in turn)."""
+
+    @staticmethod
+    def forward(ctx, x: Tensor, row_scale: Tensor | None, col_scale: Tensor | None, diag: Tensor | None, csr: CSR,
+                impl: Backend, dtype: torch.dtype) -> tuple[Tensor, Tensor]:
+        need_x, need_r, need_s, need_d = ctx.needs_input_grad[:4]
+        values, _ = impl.kernel_inputs(csr, x.dtype)
+        out, agg = _scaled_spmm_body(impl, csr, values, x, row_scale, col_scale, diag, need_r, dtype)
+        ctx.save_for_backward(x if (need_s or need_d) else None, row_scale, col_scale, diag, agg if need_r else None)
+        ctx.csr, ctx.impl, ctx.x_dtype = csr, impl, x.dtype
+        return out, agg
+
+    @staticmethod
+    def backward(ctx, grad: Tensor, grad_agg: Tensor | None):
+        t = ctx.csr.t()
+
+        def transposed(g, row_scale, col_scale, diag):
+            return scaled_spmm(t, g, ctx.impl, ctx.x_dtype, row_scale, col_scale, diag)
+
+        return (*_scaled_spmm_grads(ctx, grad, grad_agg, transposed), None, None, None)
 
 
 def _sddmm(csr: CSR, a: Tensor, b: Tensor, impl: Backend, dtype: torch.dtype) -> Tensor:

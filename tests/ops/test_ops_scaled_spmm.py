@@ -52,19 +52,35 @@ def test_matches_the_dense_composition_and_gradchecks(backend, device, which):
 
 
 @pytest.mark.parametrize("which", SCALINGS)
-def test_an_evaluation_skips_the_operator_dispatch_with_the_same_bits(backend, device, which, monkeypatch):
+def test_eager_calls_skip_the_operator_dispatch_with_the_same_bits(backend, device, which, monkeypatch):
+    """Eagerly the operator's body runs without gseq::scaled_spmm's dispatch (directly under no_grad, else
+    through _ScaledSpMM) and gives the operator's bits: outputs, first and second-order gradients."""
     csr, x, r, c, d = inputs(device)
     r, c, d = (t if u else None for t, u in zip((r, c, d), SCALINGS[which]))
-    traced = scaled_spmm(csr, x, row_scale=r, col_scale=c, diag=d, backend=backend)  # through gseq::scaled_spmm
+    leaves = [t for t in (x, r, c, d) if t is not None]
+
+    def run():
+        out = scaled_spmm(csr, x, row_scale=r, col_scale=c, diag=d, backend=backend)
+        grads = torch.autograd.grad(out.pow(3).sum(), leaves, create_graph=True)
+        second = torch.autograd.grad(sum(g.pow(2).sum() for g in grads), leaves)
+        with torch.no_grad():
+            evaluated = scaled_spmm(csr, x, row_scale=r, col_scale=c, diag=d, backend=backend)
+        return [out, evaluated, *grads, *second]
+
+    with monkeypatch.context() as traced:
+        traced.setattr(torch.compiler, "is_compiling", lambda: True)  # the path torch.compile traces
+        through_operator = run()
 
     def refuse(*args):
-        raise AssertionError("gseq::scaled_spmm was dispatched with nothing to differentiate")
+        raise AssertionError("gseq::scaled_spmm was dispatched eagerly")
 
     monkeypatch.setattr(ops._autograd, "_scaled_spmm_op", refuse)
-    with torch.no_grad():
-        direct = scaled_spmm(csr, x, row_scale=r, col_scale=c, diag=d, backend=backend)
-    assert torch.equal(direct, traced.detach())
-    with pytest.raises(AssertionError, match="was dispatched"):  # a gradient to build: the operator
+    eager = run()
+    assert len(eager) == 2 + 2 * len(leaves)
+    for a, b in zip(eager, through_operator, strict=True):
+        assert torch.equal(a.detach(), b.detach())
+    with monkeypatch.context() as traced, pytest.raises(AssertionError, match="dispatched eagerly"):
+        traced.setattr(torch.compiler, "is_compiling", lambda: True)
         scaled_spmm(csr, x, row_scale=r, col_scale=c, diag=d, backend=backend)
 
 
