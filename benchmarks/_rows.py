@@ -11,7 +11,11 @@ def open_rows(path: str | Path, fields: list[str], key: list[str]) -> set[tuple[
     path = Path(path)
     if path.exists():
         with open(path, newline="") as f:
-            return {tuple(r[k] for k in key) for r in csv.DictReader(f)}
+            reader = csv.DictReader(f)
+            if reader.fieldnames != fields:  # appending would shift the columns
+                raise SystemExit(f"{path}: its columns {reader.fieldnames} are not this benchmark's {fields}; "
+                                 "write to a new --csv")
+            return {tuple(r[k] for k in key) for r in reader}
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "w", newline="") as f:
         csv.DictWriter(f, fields).writeheader()
