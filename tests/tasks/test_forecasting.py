@@ -82,10 +82,12 @@ def test_windows_are_contiguous_blocks_by_rank():
         Windows(3, 4).shard(0, 2)
 
 
-def test_resume_continues_exactly(tmp_path):
+@pytest.mark.parametrize("model", ["dcrnn", "tgcn"])
+def test_resume_continues_exactly(tmp_path, device, model):
     path = str(signal_file(tmp_path))
-    whole = train_forecaster(file=path, out_dir=str(tmp_path / "a"), baselines=False, **SMALL)
-    settings = {**SMALL, "epochs": 2}
+    settings = {**SMALL, "device": str(device), "model": model}
+    whole = train_forecaster(file=path, out_dir=str(tmp_path / "a"), baselines=False, **settings)
+    settings["epochs"] = 2
     train_forecaster(file=path, out_dir=str(tmp_path / "b"), baselines=False, **settings)
     settings["epochs"] = 3
     resumed = train_forecaster(file=path, out_dir=str(tmp_path / "b"), baselines=False, resume=True, **settings)
