@@ -136,7 +136,7 @@ def _scaled_spmm_backward(ctx, grad: Tensor, grad_agg: Tensor | None):
 
 
 def _scaled_spmm_grads(ctx, grad: Tensor, grad_agg: Tensor | None, transposed) -> tuple:
-    """The gradients of ``(x, row_scale, col_scale, diag)``; ``transposed(g, r, s, d)`` is the same function
+    r"""The gradients of ``(x, row_scale, col_scale, diag)``; ``transposed(g, r, s, d)`` is the same function
     on :math:`A^\top`."""
     x, r, s, d, agg = ctx.saved_tensors
     need_x, need_r, need_s, need_d = ctx.needs_input_grad[:4]
