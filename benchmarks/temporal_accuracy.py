@@ -95,7 +95,7 @@ def run(args) -> None:
                             continue
                         cfg = TemporalConfig(dataset=dataset, model=model, train=PROTOCOLS[protocol], horizon=horizon,
                                              seed=seed, progress=False, self_loop_weight=args.self_loop_weight,
-                                             baselines=args.baselines)
+                                             baselines=args.baselines, drop_self_loops=args.drop_self_loops)
                         t0 = time.time()
                         out = train_forecaster(cfg)
                         seconds = time.time() - t0
@@ -165,6 +165,8 @@ def main(argv=None) -> int:
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--no-pgt-recipe", dest="pgt_recipe", action="store_false",
                    help="skip PGT's tutorial recipe (slow for DCRNN and on england_covid's changing graph)")
+    p.add_argument("--drop-self-loops", action="store_true", help="the graphs without their own self-loops "
+                   "(so that TGCN's self-loop weight weighs every node)")
     p.add_argument("--no-baselines", dest="baselines", action="store_false",
                    help="skip the AR model and the same model without the graph")
     p.add_argument("--summary", default=None, help="print the table of a CSV and exit")

@@ -582,6 +582,9 @@ class TemporalConfig(Config):
     root: str | None = option(None, "folder holding the dataset's file (default: $GSEQ_DATA/temporal)", parse=str)
     edge_weights: str = option("similarity", "what the published edge weights are: similarity (divided by their "
                                "largest), distance (Gaussian kernel), raw, none", choices=TEMPORAL_EDGE_WEIGHTS)
+    drop_self_loops: bool = option(False, "remove the graph's own self-loops (all three published graphs have one "
+                                   "on every node, which keeps its weight, so tgcn's --self-loop-weight weighs no "
+                                   "node unless they are dropped)")
     model: str = option("dcrnn", "recurrent graph cell", choices=TEMPORAL_MODELS)
     lags: int | None = option(None, "lags per snapshot (default: the dataset's, 4 / 4 / 8 as PGT; 4 for --file)",
                               check=checks.positive_int)

@@ -141,6 +141,23 @@ class TemporalSignal:
             out.edge_index, out.edge_weight = self.edge_index, self.edge_weight
         return out
 
+    def without_self_loops(self) -> "TemporalSignal":
+        """The same signal on its graph(s) without self-loops (edges ``i -> i`` and their weights removed),
+        so that a GCN's self-loop weight weighs every node (as ``torch_geometric.utils.remove_self_loops``)."""
+        def drop(ei: Tensor, w: Tensor | None) -> tuple[Tensor, Tensor | None]:
+            keep = ei[0] != ei[1]
+            return ei[:, keep], None if w is None else w[keep]
+
+        out = self.window(0, self.num_steps)
+        if self.dynamic:
+            weights = self.edge_weight if self.edge_weight is not None else [None] * self.num_steps
+            pairs = [drop(ei, w) for ei, w in zip(self.edge_index, weights)]
+            out.edge_index = [p[0] for p in pairs]
+            out.edge_weight = None if self.edge_weight is None else [p[1] for p in pairs]
+        else:
+            out.edge_index, out.edge_weight = drop(self.edge_index, self.edge_weight)
+        return out
+
     def to(self, device: torch.device | str) -> "TemporalSignal":
         out = self.window(0, self.num_steps)
         move = lambda t: None if t is None else t.to(device)  # noqa: E731

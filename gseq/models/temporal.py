@@ -19,6 +19,37 @@ from ..layers import GRAPH_CELLS, GraphSequence
 __all__ = ["GraphForecaster", "LinearAR"]
 
 
+def check_cell_options(cell: str, K: int, self_loop_weight: float | str, edge_index=None,
+                       num_nodes: int | None = None) -> None:
+    """Refuse an option that ``cell`` would not use: ``K`` with TGCN (its GCN takes one hop),
+    ``self_loop_weight`` with the other cells, and, given the graph (``edge_index``, or one per snapshot),
+    a TGCN self-loop weight where every node already has a self-loop: that loop keeps its own weight (as
+    PyG's ``add_remaining_self_loops``), so ``w`` would weigh no node and, learned, get no gradient.
+
+    Raises:
+        ValueError: naming ``K`` or ``self_loop_weight`` and the fix.
+    """
+    if cell == "tgcn":
+        if K != 2:
+            raise ValueError(f"K: tgcn's GCN takes one hop and has no filter size; leave K at its default 2 "
+                             f"(got {K}) or use gconv_gru, gconv_lstm or dcrnn")
+    elif self_loop_weight != 1.0:
+        raise ValueError(f"self_loop_weight: only tgcn has a GCN self-loop weight, {cell} would ignore "
+                         f"{self_loop_weight!r}; leave it at 1.0 or use tgcn")
+    if cell != "tgcn" or self_loop_weight == 1.0 or edge_index is None:
+        return
+    graphs = edge_index if isinstance(edge_index, (list, tuple)) else [edge_index]
+    for ei in graphs:
+        n = num_nodes if num_nodes is not None else (int(ei.max()) + 1 if ei.numel() else 0)
+        if n == 0 or torch.unique(ei[0][ei[0] == ei[1]]).numel() < n:
+            return  # some node gets the loop of weight w
+    raise ValueError(f"self_loop_weight: every node of the graph{' of every snapshot' if len(graphs) > 1 else ''} "
+                     f"already has a self-loop, which keeps its own weight (as PyG's add_remaining_self_loops), "
+                     f"so a self-loop weight of {self_loop_weight!r} would weigh no node; leave it at 1.0, or "
+                     "remove the graph's self-loops first (the forecasting task's drop_self_loops, --drop-self-loops; "
+                     "TemporalSignal.without_self_loops(), or torch_geometric.utils.remove_self_loops)")
+
+
 class GraphForecaster(nn.Module):
     r"""A recurrent graph cell over the snapshots, then ReLU and a linear map to the horizon, plus (with
     ``ar_skip``) a linear autoregressive term on the node's own lags:
@@ -48,6 +79,8 @@ class GraphForecaster(nn.Module):
                  self_loop_weight: float | str = 1.0, ar_skip: bool = True, dropout: float = 0.0) -> None:
         super().__init__()
         self.cell_name = choice("cell", cell, GRAPH_CELLS)
+        check_cell_options(cell, K, self_loop_weight)
+        self.self_loop_weight = self_loop_weight
         cls = GRAPH_CELLS[cell]
         if cell == "tgcn":
             module = cls(in_channels, hidden, self_loop_weight=self_loop_weight)
@@ -61,11 +94,16 @@ class GraphForecaster(nn.Module):
     def graphs(self, edge_index, edge_weight=None, num_nodes: int | None = None, num_steps: int | None = None,
                *, use_graph: bool = True):
         """The graphs of a signal, built once (:meth:`GraphSequence.graphs`); ``use_graph=False`` builds a
-        graph without edges (each node alone)."""
+        graph without edges (each node alone). A TGCN self-loop weight other than 1 on a graph with a loop
+        on every node is refused (:func:`check_cell_options`)."""
         if not use_graph:
             device = edge_index.device if isinstance(edge_index, Tensor) else edge_index[0].device
             edge_index, edge_weight = torch.zeros(2, 0, dtype=torch.long, device=device), None
-        return self.sequence.graphs(edge_index, edge_weight, num_nodes, num_steps)
+        graphs = self.sequence.graphs(edge_index, edge_weight, num_nodes, num_steps)  # validated here
+        if isinstance(edge_index, Tensor) or (isinstance(edge_index, (list, tuple)) and
+                                              all(isinstance(ei, Tensor) for ei in edge_index)):
+            check_cell_options(self.cell_name, 2, self.self_loop_weight, edge_index, graphs.num_nodes)
+        return graphs
 
     @torch.no_grad()
     def start_from(self, ar: "LinearAR") -> "GraphForecaster":

@@ -33,6 +33,7 @@ from ..config import TemporalConfig
 from ..data import TemporalSignal, load_temporal_json, split_by_time, temporal_dataset
 from ..io import write_json
 from ..models import GraphForecaster, LinearAR
+from ..models.temporal import check_cell_options
 from ..train import Trainer, launched_env, move_to
 from ..train.runtime import apply_threads
 
@@ -40,10 +41,13 @@ __all__ = ["train_forecaster", "forecast_metrics", "Windows", "CarriedState", "l
 
 
 def load_signal(cfg: TemporalConfig) -> TemporalSignal:
-    """The configured signal: ``cfg.file`` when given, else the dataset ``cfg.dataset``."""
+    """The configured signal: ``cfg.file`` when given, else the dataset ``cfg.dataset`` (without its
+    self-loops with ``cfg.drop_self_loops``)."""
     if cfg.file is not None:
-        return load_temporal_json(cfg.file, cfg.lags or 4, cfg.horizon, edge_weights=cfg.edge_weights)
-    return temporal_dataset(cfg.dataset, cfg.lags, cfg.horizon, root=cfg.root, edge_weights=cfg.edge_weights)
+        signal = load_temporal_json(cfg.file, cfg.lags or 4, cfg.horizon, edge_weights=cfg.edge_weights)
+    else:
+        signal = temporal_dataset(cfg.dataset, cfg.lags, cfg.horizon, root=cfg.root, edge_weights=cfg.edge_weights)
+    return signal.without_self_loops() if cfg.drop_self_loops else signal
 
 
 class Windows:
@@ -196,9 +200,10 @@ def train_forecaster(dataset: str | TemporalConfig = TemporalConfig.dataset, **s
     cfg = dataset.with_changes(**settings) if isinstance(dataset, TemporalConfig) else \
         TemporalConfig(dataset=dataset, **settings)
     apply_threads(cfg.threads)
-    try:  # the data layer names its arguments (lags, train, val): say them as the caller spelled them
+    try:  # the data layer and the model name their arguments (lags, train, ...): say them as the caller did
         signal = load_signal(cfg)
         fit, val, test = split_by_time(signal, cfg.train, cfg.val)
+        check_cell_options(cfg.model, cfg.K, cfg.self_loop_weight, signal.edge_index, signal.num_nodes)
     except ValueError as err:
         raise ValueError(_spelled(str(err), cfg)) from None
     if val is None:
@@ -232,7 +237,7 @@ def train_forecaster(dataset: str | TemporalConfig = TemporalConfig.dataset, **s
 
 
 def _spelled(message: str, cfg: TemporalConfig) -> str:
-    for name in ("lags", "train", "val", "horizon"):
+    for name in ("lags", "train", "val", "horizon", "K", "self_loop_weight"):
         message = message.replace(f"{name}: ", f"{cfg.name(name)}: ", 1) if f"{name}: " in message else message
     return message
 

@@ -104,3 +104,16 @@ def test_bad_signals_name_the_argument(call, match, monkeypatch):
     monkeypatch.delenv("GSEQ_DATA", raising=False)
     with pytest.raises((ValueError, FileNotFoundError), match=match):
         call()
+
+
+def test_without_self_loops_drops_the_loops_and_their_weights_on_static_and_changing_graphs():
+    ei = torch.tensor([[0, 1, 1, 2, 2], [0, 2, 1, 0, 2]])
+    w = torch.tensor([1.0, 2.0, 3.0, 4.0, 5.0])
+    x, y = torch.randn(3, 3, 2), torch.randn(3, 3, 1)
+    static = TemporalSignal(x, y, ei, w).without_self_loops()
+    assert static.edge_index.tolist() == [[1, 2], [2, 0]] and static.edge_weight.tolist() == [2.0, 4.0]
+    changing = TemporalSignal(x, y, [ei, ei[:, :2], ei[:, 3:]], [w, w[:2], None]).without_self_loops()
+    assert [e.tolist() for e in changing.edge_index] == [[[1, 2], [2, 0]], [[1], [2]], [[2], [0]]]
+    assert changing.edge_weight[0].tolist() == [2.0, 4.0] and changing.edge_weight[1].tolist() == [2.0]
+    assert changing.edge_weight[2] is None
+    assert torch.equal(changing.x, x) and torch.equal(changing.y, y)

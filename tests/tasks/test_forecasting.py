@@ -11,7 +11,7 @@ import torch
 
 from gseq.cli import main
 from gseq.data import load_temporal_json, split_by_time
-from gseq.models import LinearAR
+from gseq.models import GraphForecaster, LinearAR
 from gseq.tasks.forecasting import Windows, train_forecaster
 
 SMALL = dict(hidden=4, window=6, epochs=3, patience=None, progress=False, device="cpu")
@@ -117,6 +117,9 @@ def test_cli_runs_bare_options_on_shipped_chickenpox(tmp_path):
     (["--model", "gcn"], "--model"),
     (["--self-loop-weight", "much"], "--self-loop-weight"),
     (["--dataset", "pedalme", "--root", "/nonexistent"], "pedalme_london.json"),
+    (["--model", "tgcn", "--self-loop-weight", "learn"], "--self-loop-weight: every node of the graph already has"),
+    (["--model", "dcrnn", "--self-loop-weight", "2"], "--self-loop-weight: only tgcn"),
+    (["--model", "tgcn", "--k", "3"], "--k: tgcn's GCN takes one hop"),
 ])
 def test_cli_bad_input_is_one_line_naming_the_argument(argv, match, tmp_path, capsys, monkeypatch):
     monkeypatch.delenv("GSEQ_DATA", raising=False)
@@ -124,3 +127,28 @@ def test_cli_bad_input_is_one_line_naming_the_argument(argv, match, tmp_path, ca
         code = main(["temporal", "train", "--out", str(tmp_path / "r"), "--no-progress"] + argv)
         assert code == 2
     assert match in capsys.readouterr().err
+
+
+def test_a_self_loop_weight_that_would_weigh_no_node_is_refused_and_weighs_every_node_once_loops_are_dropped(tmp_path):
+    T, N = 30, 4
+    series = torch.randn(T, N, generator=torch.Generator().manual_seed(1)).tolist()
+    path = tmp_path / "loops.json"  # a ring with a self-loop on every node, as the published graphs have
+    path.write_text(json.dumps({"edges": [[i, (i + 1) % N] for i in range(N)] + [[i, i] for i in range(N)],
+                                "X": series}))
+    settings = {**SMALL, "model": "tgcn", "self_loop_weight": "learn", "baselines": False}
+    with pytest.raises(ValueError, match="self_loop_weight: every node of the graph already has a self-loop"):
+        train_forecaster(file=str(path), **settings)
+    run = train_forecaster(file=str(path), drop_self_loops=True, **settings)
+    w = run["model"].sequence.cell.conv.self_loop_weight()
+    assert float(w) != 1.0  # learned: with the loops gone it weighs every node, so it gets a gradient
+    with pytest.raises(ValueError, match="K: tgcn"):
+        train_forecaster(file=str(path), **{**SMALL, "model": "tgcn", "K": 3})
+    with pytest.raises(ValueError, match="self_loop_weight: only tgcn"):
+        train_forecaster(file=str(path), **{**SMALL, "model": "gconv_gru", "self_loop_weight": 0.5})
+    model = GraphForecaster("tgcn", 4, 8, self_loop_weight=0.5)  # the model refuses it too, given the graph
+    signal = load_temporal_json(path, 4)
+    with pytest.raises(ValueError, match="self_loop_weight: every node"):
+        model.graphs(signal.edge_index, num_nodes=N)
+    model.graphs(signal.without_self_loops().edge_index, num_nodes=N)
+    with pytest.raises(ValueError, match="self_loop_weight: only tgcn"):
+        GraphForecaster("dcrnn", 4, 8, self_loop_weight="learn")
