@@ -13,6 +13,7 @@ function, :func:`gseq.layers.gcn_structure.aggregate`, whose one sparse product 
 from __future__ import annotations
 
 import math
+import warnings
 import weakref
 
 import torch
@@ -101,8 +102,9 @@ class GCN(MessagePassing):
 
     Self-loops follow PyG: on ``edge_index``, ``add_remaining_self_loops`` (each node ends with exactly
     one loop; a loop the graph had keeps its weight, the last one if several; every other loop weighs
-    ``w``); on a sparse adjacency, ``w`` is added to its diagonal. ``flow="target_to_source"``
-    aggregates over the reversed edges.
+    ``w``); on a sparse adjacency, ``w`` is added to its diagonal. So on ``edge_index`` with a loop on
+    every node ``w`` weighs no node; a learned ``w`` then warns when the graph is built (it would get no
+    gradient). ``flow="target_to_source"`` aggregates over the reversed edges.
 
     Aggregation runs :func:`gseq.ops.spmm`'s kernels on a loop-free CSR adjacency built once per graph
     (:class:`GCNGraph`, kept with ``cached=True``); normalisation and loops are dense row scalings, so no
@@ -357,9 +359,15 @@ class GCN(MessagePassing):
             existing_loops = "add"  # PyG adds w to the diagonal of a sparse adjacency
         if num_nodes is None:
             num_nodes = int(edge_index.max()) + 1 if isinstance(edge_index, Tensor) and edge_index.numel() else 0
-        return gcn_graph(edge_index, edge_weight, num_nodes, add_self_loops=self.add_self_loops,
-                         out_degree=self.normalize == "both", flow=self.flow, dtype=dtype,
-                         existing_loops=existing_loops)
+        graph = gcn_graph(edge_index, edge_weight, num_nodes, add_self_loops=self.add_self_loops,
+                          out_degree=self.normalize == "both", flow=self.flow, dtype=dtype,
+                          existing_loops=existing_loops)
+        if self.learn_self_loop and graph.has_loop is not None and num_nodes and bool(graph.has_loop.all()):
+            warnings.warn("self_loop_weight='learn': every node of this graph already has a self-loop, which keeps "
+                          "its own weight (PyG's add_remaining_self_loops), so the learned weight weighs no node and "
+                          "gets no gradient; remove the graph's self-loops (torch_geometric.utils.remove_self_loops) "
+                          "to learn it", stacklevel=3)
+        return graph
 
     def _check_graph(self, graph: GCNGraph, num_nodes: int | None) -> GCNGraph:
         if num_nodes is not None and graph.num_nodes != num_nodes:

@@ -1,5 +1,7 @@
 """gseq.layers.GCN against PyG's GCNConv and against a dense reference."""
 
+import warnings
+
 import pytest
 import torch
 from hypothesis import given, settings
@@ -165,6 +167,19 @@ def test_learned_weight_starts_at_one_and_gets_a_gradient():
     torch.testing.assert_close(ours(x, edge_index, weight), pyg(x, edge_index, weight), atol=1e-5, rtol=1e-5)
     ours(x, edge_index, weight).pow(2).sum().backward()
     assert ours.raw_self_loop_weight.grad is not None and ours.raw_self_loop_weight.grad.abs() > 0
+
+
+def test_a_learned_weight_that_weighs_no_node_warns():
+    ring = torch.tensor([[0, 1, 2], [1, 2, 0]])
+    loops = torch.arange(3).repeat(2, 1)
+    x = torch.randn(3, 4)
+    layer = GCN(4, 2, self_loop_weight="learn")
+    with pytest.warns(UserWarning, match="every node of this graph already has a self-loop"):
+        layer(x, torch.cat([ring, loops], 1))  # each node keeps its own loop: w weighs none
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        layer(x, torch.cat([ring, loops[:, :2]], 1))  # node 2 gets the loop of weight w
+        GCN(4, 2)(x, torch.cat([ring, loops], 1))  # a fixed w: PyG's fill value, no warning
 
 
 def assert_gradcheck(layer, weight_grad):
