@@ -143,10 +143,9 @@ class TemporalSignal:
 
     def without_self_loops(self) -> "TemporalSignal":
         """The same signal on its graph(s) without self-loops (edges ``i -> i`` and their weights removed),
-        so that a GCN's self-loop weight weighs every node (as ``torch_geometric.utils.remove_self_loops``)."""
-        def drop(ei: Tensor, w: Tensor | None) -> tuple[Tensor, Tensor | None]:
-            keep = ei[0] != ei[1]
-            return ei[:, keep], None if w is None else w[keep]
+        so that a GCN's self-loop weight weighs every node (``torch_geometric.utils.remove_self_loops`` on
+        each graph)."""
+        from torch_geometric.utils import remove_self_loops as drop
 
         out = self.window(0, self.num_steps)
         if self.dynamic:
